@@ -1,0 +1,253 @@
+"""Command-line front end (DESIGN.md "Command-line contract"). No business logic lives here.
+
+Exit codes: 0 done, 1 failed (or ``check`` found an error/warning), 2 usage error.
+Errors go to stderr, one line each, naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from app import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"discbridge: {msg}", file=sys.stderr)
+
+
+def _yyyymmdd(value: str) -> str:
+    import datetime as _dt
+
+    try:
+        _dt.datetime.strptime(value, "%Y%m%d")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYYMMDD") from exc
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="discbridge",
+        description="Read any DICOM CD, DVD, USB stick or .iso; write conformant DICOM media.",
+    )
+    p.add_argument("--version", action="version", version=f"DiscBridge {__version__}")
+    p.add_argument("--self-test", action="store_true",
+                   help="end-to-end check of this installed or frozen build (offscreen)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    o = sub.add_parser("open", help="open the GUI on a medium")
+    o.add_argument("path", metavar="PATH")
+    o.add_argument("--screenshot", metavar="PNG", type=Path,
+                   help="load, wait for the tree and thumbnails, save a PNG of the window, exit")
+    d = sub.add_parser("demo", help="the GUI on the built-in sample disc")
+    d.add_argument("--screenshot", metavar="PNG", type=Path)
+
+    ls = sub.add_parser("ls", help="the patient/study/series/instance tree (no image file opened)")
+    ls.add_argument("path", metavar="PATH")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    c = sub.add_parser("check", help="deep validation: every file's header is read")
+    c.add_argument("path", metavar="PATH")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--profile", metavar="P", help="application profile to check against")
+
+    e = sub.add_parser("export", help="write a conformant medium from one or more sources")
+    e.add_argument("sources", nargs="+", metavar="SRC", type=Path)
+    e.add_argument("--to", dest="dest", metavar="DEST", type=Path)
+    e.add_argument("--media", choices=["cd", "dvd", "dvd-dl", "bd", "usb"])
+    e.add_argument("--profile", metavar="P")
+    e.add_argument("--icons", action="store_true")
+    e.add_argument("--fileset-id", metavar="ID")
+    e.add_argument("--institution", metavar="TEXT")
+    e.add_argument("--contact", metavar="TEXT")
+    e.add_argument("--span", action="store_true")
+    e.add_argument("--force", action="store_true")
+    e.add_argument("--on-id-clash", choices=["error", "separate"], default="error")
+    e.add_argument("--study-date", metavar="YYYYMMDD", type=_yyyymmdd)
+    e.add_argument("--iso", metavar="FILE", type=Path)
+    e.add_argument("--burn", metavar="DEVICE")
+    e.add_argument("--no-verify", action="store_true")
+    e.add_argument("--report", metavar="FILE", type=Path)
+    return p
+
+
+def _format_tree(medium: object) -> str:
+    from app.core.model import Medium
+
+    assert isinstance(medium, Medium)
+    lines = [f"{medium.root}  ({medium.source}"
+             + (f": {', '.join(medium.dicomdirs)}" if medium.dicomdirs else "") + ")"]
+    for pat in medium.patients:
+        lines.append(f"  Patient {pat.patient_name or '(no name)'}  ID {pat.patient_id or '-'}"
+                     f"  born {pat.birth_date or '-'}  sex {pat.sex or '-'}")
+        for st in pat.studies:
+            lines.append(f"    Study {st.study_date or '-'} {st.study_time or ''}"
+                         f"  {st.description or ''}  ID {st.study_id or '-'}"
+                         f"  acc {st.accession or '-'}  {st.study_uid or ''}")
+            for se in st.series:
+                lines.append(f"      Series {se.series_number or '-'} {se.modality or '-'}"
+                             f"  {se.description or ''}  ({len(se.instances)} instances)")
+                for inst in se.instances:
+                    flag = "" if inst.referenced else "  [unreferenced]"
+                    lines.append(f"        {inst.record_type} {inst.instance_number or '-'}"
+                                 f"  {inst.path or '(missing)'}{flag}")
+    if medium.problems:
+        lines.append(f"Problems ({len(medium.problems)}):")
+        lines.extend(f"  {p}" for p in medium.problems)
+    return "\n".join(lines)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from app.core.errors import DiscBridgeError
+    from app.core.reader import open_medium
+
+    try:
+        medium = open_medium(args.path)
+    except DiscBridgeError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    if args.json:
+        json.dump(medium.to_dict(), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(_format_tree(medium))
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from app.core.check import check_medium
+    from app.core.errors import DiscBridgeError
+    from app.core.reader import open_medium
+
+    try:
+        medium = open_medium(args.path)
+        problems = check_medium(medium, profile=args.profile)
+    except DiscBridgeError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    except ValueError as exc:  # unknown profile
+        _err(str(exc))
+        return EXIT_USAGE
+    if args.json:
+        out = medium.to_dict()
+        out["problems"] = [p.to_dict() for p in problems]
+        out["profile"] = args.profile
+        json.dump(out, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        n = sum(1 for _ in medium.instances())
+        print(f"{medium.root}: {len(medium.patients)} patient(s), {n} instance(s)")
+        for p in problems:
+            print(f"  {p}")
+        if not problems:
+            print("  conformant: no errors, no warnings")
+    bad = any(p.severity in ("error", "warning") for p in problems)
+    return EXIT_FAIL if bad else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from app.core.errors import DiscBridgeError
+    from app.core.export import run_export
+    from app.core.export_options import ExportOptions
+    from app.core.jobs import Cancelled, CancelToken, Progress
+
+    if args.dest is None and args.iso is None and args.burn is None:
+        _err("export needs a destination: --to DEST, --iso FILE or --burn DEVICE")
+        return EXIT_USAGE
+    opts = ExportOptions(
+        sources=list(args.sources), dest=args.dest, media=args.media, profile=args.profile,
+        icons=args.icons, fileset_id=args.fileset_id, institution=args.institution,
+        contact=args.contact, span=args.span, force=args.force, on_id_clash=args.on_id_clash,
+        study_date=args.study_date, iso=args.iso, burn=args.burn, verify=not args.no_verify,
+        report=args.report,
+    )
+    token = CancelToken()
+    tty = sys.stderr.isatty()
+    last_phase = [""]
+
+    def progress(p: Progress) -> None:
+        if p.phase != last_phase[0]:
+            if tty and last_phase[0]:
+                sys.stderr.write("\n")
+            last_phase[0] = p.phase
+            if not tty:
+                print(f"[{p.phase}] {p.message}".rstrip(), file=sys.stderr)
+        if tty:
+            frac = p.fraction
+            pct = f"{frac * 100:5.1f}%" if frac is not None else "  ...  "
+            sys.stderr.write(f"\r[{p.phase}] {pct} {p.done_files}/{p.total_files} files"
+                             f" {p.message[:40]:40s}")
+            sys.stderr.flush()
+
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            result["report"] = run_export(opts, progress=progress, cancel=token)
+        except BaseException as exc:  # handed to the main thread below
+            result["error"] = exc
+
+    t = threading.Thread(target=work, name="export", daemon=True)
+    t.start()
+    try:
+        while t.is_alive():
+            t.join(0.2)
+    except KeyboardInterrupt:
+        if token.cancel():
+            _err("cancelling: removing what was written ...")
+        else:
+            _err("the burn has started and cannot be cancelled without ruining the disc")
+        t.join()
+    if tty and last_phase[0]:
+        sys.stderr.write("\n")
+    err = result.get("error")
+    if isinstance(err, Cancelled):
+        _err("export cancelled; the destination was left as it was")
+        return EXIT_FAIL
+    if isinstance(err, DiscBridgeError):
+        _err(str(err))
+        return EXIT_FAIL
+    if err is not None:
+        raise err  # type: ignore[misc]
+    report = result["report"]
+    for line in report.summary_lines():  # type: ignore[attr-defined]
+        print(line)
+    return EXIT_OK if report.ok else EXIT_FAIL  # type: ignore[attr-defined]
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from app.gui.application import run_gui
+
+    path = getattr(args, "path", None)
+    demo = args.command == "demo"
+    return run_gui(path=path, demo=demo, screenshot=getattr(args, "screenshot", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on usage errors, 0 for --help/--version
+        return int(exc.code or 0)
+    if args.self_test:
+        from app.selftest import run_self_test
+
+        return run_self_test()
+    if args.command is None:
+        args.command = "gui"
+    handlers = {"ls": cmd_ls, "check": cmd_check, "export": cmd_export,
+                "open": cmd_gui, "demo": cmd_gui, "gui": cmd_gui}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_FAIL
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,1 @@
+"""Pure-Python core of DiscBridge. Nothing in this package may import Qt."""
