@@ -131,9 +131,10 @@ def _sha256_stream(fp: BinaryIO, size: int | None, cancel: CancelToken | None,
 
 
 def _find(backend: BurnerBackend, device: str) -> Burner | None:
-    for b in backend.list_burners():
-        if b.device == device:
-            return b
+    if not device.startswith("stdio:"):
+        for b in backend.list_burners():
+            if b.device == device:
+                return b
     describe = getattr(backend, "describe", None)  # e.g. xorriso's stdio: drives are not listed
     return describe(device) if describe is not None else None
 
@@ -190,6 +191,9 @@ def burn_image(iso: Path, device: str, progress: ProgressCallback | None = None,
         msg = getattr(exc, "strerror", None) or str(exc)
         return BurnResult(False, device, written, expected, "",
                           f"{device}: burned, but reading the disc back failed ({msg})")
+    if report is not None:
+        report(Progress("verify", done_bytes=size, total_bytes=size, message=f"read {device} back",
+                        cancellable=False), force=True)
     if got != expected:
         return BurnResult(False, device, written, expected, got,
                           f"{device}: the disc differs from the image (SHA-256 mismatch)")
