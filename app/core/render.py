@@ -222,7 +222,8 @@ def _decode_dataset(ds: Dataset, index: int | None) -> tuple[np.ndarray, int]:
 
 
 def _decode_stream(fp: BinaryIO, index: int | None) -> tuple[Dataset, np.ndarray, int]:
-    start = fp.tell()
+    start = 0  # like pydicom.pixels.pixel_array: a stream is read from its beginning
+    fp.seek(start)
     header = dcmread(fp, force=True, stop_before_pixels=True)
     ts = header.file_meta.get("TransferSyntaxUID") if getattr(header, "file_meta", None) else None
     n = n_frames_of(header)
