@@ -43,6 +43,7 @@ __all__ = [
     "representative_frame",
     "resize_to",
     "series_representative",
+    "sort_instances",
     "to_display",
 ]
 

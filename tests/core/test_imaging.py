@@ -39,8 +39,11 @@ from app.core.imaging import (
     presets_for,
     render,
     representative_frame,
+    series_representative,
+    sort_instances,
     to_display,
 )
+from app.core.model import Instance
 from tests.media import make_dataset, pydicom_test_file, write_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -605,3 +608,37 @@ def test_encapsulated_without_transfer_syntax(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(RenderError, match="nope.dcm"):
         load_frame(Path("/nonexistent/nope.dcm"))
+
+
+# ------------------------------------------------------------------------- series representative
+
+
+def _inst(number: str | None, uid: str, record_type: str = "IMAGE") -> Instance:
+    return Instance(sop_instance_uid=uid, instance_number=number, record_type=record_type)
+
+
+def test_series_representative_numeric_middle() -> None:
+    series = [_inst(str(n), f"1.{n}") for n in (10, 9, 1, 2, 100, 11)]
+    assert series_representative(series).instance_number == "10"  # 1 2 9 [10] 11 100: n // 2
+    assert series_representative(series[:5]).instance_number == "9"  # text order: "100"
+    assert series_representative(series[:1]).instance_number == "10"
+
+
+def test_series_representative_ties_and_missing_numbers() -> None:
+    series = [_inst("1", "1.3"), _inst("1", "1.1"), _inst("1", "1.2")]
+    assert series_representative(series).sop_instance_uid == "1.2"
+    series = [_inst(None, "1.9"), _inst("x", "1.8"), _inst(" 3 ", "1.3"), _inst("2", "1.2"),
+              _inst("1", "1.1")]
+    assert [i.sop_instance_uid for i in sort_instances(series)] == ["1.1", "1.2", "1.3", "1.8",
+                                                                   "1.9"]
+    assert series_representative(series).sop_instance_uid == "1.3"
+
+
+def test_series_representative_prefers_images() -> None:
+    series = [_inst("1", "1.1", "PRESENTATION"), _inst("2", "1.2", "SR DOCUMENT"),
+              _inst("3", "1.3"), _inst("4", "1.4", "KEY OBJECT DOC")]
+    assert series_representative(series).sop_instance_uid == "1.3"
+    only_docs = series[:2]
+    assert series_representative(only_docs).sop_instance_uid == "1.2"
+    with pytest.raises(ValueError, match="without instances"):
+        series_representative([])
