@@ -1,0 +1,288 @@
+"""Referenced File ID ↔ path on the medium: tolerant matching, strict confinement.
+
+Rules (STANDARDS.md §1, §7; PS3.10 §8.2, §8.5, §8.6 note):
+
+- A File ID is split on ``\\`` and also ``/``; space and NUL padding is stripped and empty
+  components are dropped, *except* that a leading empty component (``\\a``, ``\\\\server\\share``)
+  marks an absolute or UNC path. Absolute, drive-letter (``C:``), UNC and ``..`` components are
+  refused (``outside-root``); control characters are refused (``bad-file-id``).
+- Each component is matched case-insensitively against the real directory listing, tolerating the
+  forms mastering tools and mounts produce: ``;1``, ``.;1``, a trailing ``.``, and ``.dcm``.
+  Every directory is listed once (a lowercase → real-name map is cached per directory).
+- A path that passes through a symlink is resolved and must stay inside the medium root.
+- A resolved File ID that breaks PS3.10 §8.2 (more than 8 components, components longer than
+  8 characters, characters other than ``A–Z 0–9 _``) is reported, not refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from app.core.errors import UnsafePath
+from app.core.fs import Entry, MediumFS
+
+T = TypeVar("T")
+
+_VERSION_RE = re.compile(r";\d*$")
+_BAD_CHAR_RE = re.compile(r"[^A-Z0-9_]")
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+# OSErrors that a second attempt will not cure (the file is simply not there, or not a file).
+_PERMANENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError, UnsafePath)
+
+
+def retry_once(fn: Callable[[], T]) -> T:
+    """Run ``fn``; on an I/O error (EIO from a scratched disc and the like) try once more.
+
+    Errors that cannot be transient (not found, not a directory, unsafe path) are not retried.
+    The second failure propagates to the caller, which reports ``read-error`` for that file.
+    """
+    try:
+        return fn()
+    except _PERMANENT:
+        raise
+    except OSError:
+        return fn()
+
+
+def is_io_error(exc: BaseException) -> bool:
+    """True for errors worth a ``read-error`` problem (as opposed to plain absence)."""
+    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | NotADirectoryError)
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A short human text for an OSError (``I/O error (EIO)``)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{exc.strerror or 'error'} ({name})"
+    return str(exc) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# File IDs
+
+
+@dataclass(frozen=True)
+class FileIdResult:
+    """A File ID split into components, or the reason it was refused."""
+
+    components: tuple[str, ...]
+    refused: str | None = None  # problem code: "outside-root" or "bad-file-id"
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.refused is None
+
+
+def file_id_text(file_id: Sequence[str] | str | None) -> str:
+    """The File ID as recorded, for messages (``PA001\\ST001``)."""
+    if file_id is None:
+        return ""
+    if isinstance(file_id, str):
+        return file_id
+    return "\\".join(file_id)
+
+
+def split_file_id(file_id: Sequence[str] | str | None) -> FileIdResult:
+    """Split and validate a Referenced File ID (a multi-valued CS, or one string).
+
+    Returns the components to look up, or a refusal (``outside-root`` for absolute, drive, UNC
+    and ``..``; ``bad-file-id`` for empty IDs and control characters).
+    """
+    if file_id is None:
+        return FileIdResult((), "bad-file-id", "the record has no Referenced File ID")
+    raw = file_id if isinstance(file_id, str) else "\\".join(file_id)
+    raw = raw.strip(" \x00")
+    if not raw:
+        return FileIdResult((), "bad-file-id", "the Referenced File ID is empty")
+    pieces = [p.strip(" \x00") for p in re.split(r"[\\/]", raw)]
+    if _DRIVE_RE.match(pieces[0]):
+        return FileIdResult((), "outside-root", "a drive letter leads outside the medium")
+    if len(pieces) > 1 and pieces[0] == "":
+        what = "a UNC path" if len(pieces) > 2 and pieces[1] == "" else "an absolute path"
+        return FileIdResult((), "outside-root", f"{what} leads outside the medium")
+    comps = tuple(p for p in pieces if p not in ("", "."))
+    if not comps:
+        return FileIdResult((), "bad-file-id", "the Referenced File ID is empty")
+    if any(p == ".." for p in comps):
+        return FileIdResult((), "outside-root", "'..' leads outside the medium")
+    if any(_CONTROL_RE.search(p) for p in comps):
+        return FileIdResult((), "bad-file-id", "control characters in the Referenced File ID")
+    if any(":" in p for p in comps):
+        return FileIdResult((), "bad-file-id", "':' in the Referenced File ID")
+    return FileIdResult(comps)
+
+
+def file_id_violations(file_id: Sequence[str] | str) -> list[str]:
+    """What makes a (resolvable) File ID non-conformant to PS3.10 §8.2/§8.5 (STANDARDS §1)."""
+    comps = [p.strip(" \x00") for p in re.split(r"[\\/]",
+                                                file_id if isinstance(file_id, str)
+                                                else "\\".join(file_id))]
+    comps = [p for p in comps if p]
+    out: list[str] = []
+    if len(comps) > 8:
+        out.append(f"{len(comps)} components (at most 8)")
+    long = [p for p in comps if len(p) > 8]
+    if long:
+        out.append(f"component {long[0]!r} longer than 8 characters")
+    lower = [p for p in comps if p != p.upper()]
+    if lower:
+        out.append(f"lowercase letters in {lower[0]!r}")
+    bad = [p for p in comps if _BAD_CHAR_RE.search(p.upper())]
+    if bad:
+        out.append(f"characters other than A-Z 0-9 _ in {bad[0]!r}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Directory listings and name matching
+
+
+def name_key(name: str) -> str:
+    """The case- and version-insensitive key of an on-disc name: ``IM1.;1`` → ``im1``."""
+    name = _VERSION_RE.sub("", name).rstrip(".") or name
+    return name.lower()
+
+
+@dataclass
+class DirListing:
+    """One directory's entries, with the lowercase → real-name maps used for matching."""
+
+    rel: str
+    entries: dict[str, Entry]
+    by_key: dict[str, list[str]] = field(default_factory=dict)
+    by_stem: dict[str, list[str]] = field(default_factory=dict)  # "im1" for "IM1.dcm"
+
+    @classmethod
+    def build(cls, rel: str, entries: Iterable[Entry]) -> DirListing:
+        ents = {e.name: e for e in entries}
+        by_key: dict[str, list[str]] = {}
+        by_stem: dict[str, list[str]] = {}
+        for name in sorted(ents):
+            k = name_key(name)
+            by_key.setdefault(k, []).append(name)
+            if k.endswith(".dcm") and len(k) > 4:
+                by_stem.setdefault(k[:-4], []).append(name)
+        return cls(rel, ents, by_key, by_stem)
+
+    def find(self, component: str, want_dir: bool) -> Entry | None:
+        """The entry a File ID component names, or None.
+
+        Order: the exact name; then names equal ignoring case, ``;1`` and a trailing ``.`` (the
+        exact-case spelling first); then ``component.dcm``. Only entries of the wanted kind
+        (directory for inner components, file for the last) match.
+        """
+        e = self.entries.get(component)
+        if e is not None and e.is_dir == want_dir:
+            return e
+        key = name_key(component)
+        keys = [key] + ([key[:-4]] if key.endswith(".dcm") and len(key) > 4 else [])
+        for k in keys:
+            for name in self.by_key.get(k, ()):
+                e = self.entries[name]
+                if e.is_dir == want_dir:
+                    return e
+        if not want_dir:
+            for name in self.by_stem.get(key, ()):
+                e = self.entries[name]
+                if not e.is_dir:
+                    return e
+        return None
+
+
+ErrorSink = Callable[[str, BaseException], None]
+
+
+class Listings:
+    """Cache of directory listings: one ``listdir`` per directory for the whole open.
+
+    A directory that cannot be listed (EIO after one retry, permission denied, unsafe) is
+    reported once through ``on_error(rel, exc)`` and then treated as empty.
+    """
+
+    def __init__(self, fs: MediumFS, on_error: ErrorSink | None = None) -> None:
+        self.fs = fs
+        self.on_error = on_error
+        self._cache: dict[str, DirListing | None] = {}
+        self.listdir_calls = 0
+
+    def get(self, rel: str) -> DirListing | None:
+        if rel in self._cache:
+            return self._cache[rel]
+        self.listdir_calls += 1
+        try:
+            listing: DirListing | None = DirListing.build(rel, retry_once(lambda: self.fs.listdir(rel)))
+        except (OSError, UnsafePath) as exc:
+            listing = None
+            if self.on_error is not None and not isinstance(exc, FileNotFoundError):
+                self.on_error(rel, exc)
+        self._cache[rel] = listing
+        return listing
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a File ID led: ``path`` (root-relative, real spelling) and its listing entry."""
+
+    path: str | None
+    entry: Entry | None = None
+    problem: str | None = None  # "outside-root" / "bad-file-id" / "missing-file" / "read-error"
+    reason: str = ""
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join(p for p in (base, *parts) if p)
+
+
+class Resolver:
+    """Resolve Referenced File IDs relative to a DICOMDIR's folder, through cached listings."""
+
+    def __init__(self, fs: MediumFS, listings: Listings) -> None:
+        self.fs = fs
+        self.listings = listings
+        self._real_ok: dict[str, str | None] = {}
+
+    def resolve(self, base: str, file_id: Sequence[str] | str | None) -> Resolved:
+        """Find the file a File ID names, relative to folder ``base`` (root-relative)."""
+        fid = split_file_id(file_id)
+        if not fid.ok:
+            return Resolved(None, None, fid.refused, fid.reason)
+        cur = base
+        entry: Entry | None = None
+        n = len(fid.components)
+        for i, comp in enumerate(fid.components):
+            listing = self.listings.get(cur)
+            if listing is None:
+                return Resolved(None, None, "missing-file",
+                                f"folder {cur or '(root)'} cannot be listed")
+            entry = listing.find(comp, want_dir=i < n - 1)
+            if entry is None:
+                return Resolved(None, None, "missing-file", "referenced file does not exist")
+            cur = join(cur, entry.name)
+            if entry.is_link:  # check before listing or trusting anything behind it
+                bad = self.outside_reason(cur)
+                if bad is not None:
+                    return Resolved(None, None, "outside-root", bad)
+        return Resolved(cur, entry)
+
+    def outside_reason(self, rel: str) -> str | None:
+        """None when ``rel`` (after following symlinks) stays inside the root, else why not."""
+        if rel in self._real_ok:
+            return self._real_ok[rel]
+        realpath = getattr(self.fs, "realpath", None)
+        reason: str | None = None
+        if realpath is not None:
+            try:
+                realpath(rel)
+            except UnsafePath:
+                reason = "a symlink leads outside the medium"
+            except OSError as exc:
+                reason = f"cannot follow the symlink ({describe_os_error(exc)})"
+        self._real_ok[rel] = reason
+        return reason
