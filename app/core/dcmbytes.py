@@ -1,0 +1,497 @@
+"""Low-level, tolerant DICOM element reader over an in-memory buffer.
+
+The reader turns bytes into a flat stream of events (element, sequence start, item start, item
+end, sequence end) without building any dataset. It is iterative (an explicit stack, never
+recursion), bounded (caps on nesting depth and element count) and never raises on bad bytes:
+it stops and says why in :attr:`ElementReader.stop_reason`. It understands Explicit and
+Implicit VR, Little and Big Endian, defined and undefined lengths, nested sequences and items
+with their delimiters, encapsulated (fragmented) values and UN-encoded sequences
+(STANDARDS.md §1; PS3.5 §7).
+
+Layout helpers find where the dataset starts (with or without the 128-byte preamble and
+``DICM``, with or without File Meta) and guess the real encoding of the body from the bytes,
+because the Transfer Syntax in the meta sometimes lies (STANDARDS.md §7).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pydicom.datadict import DicomDictionary
+
+from app.core.errors import DiscBridgeError
+
+__all__ = [
+    "EV_ELEM", "EV_SQ", "EV_ITEM", "EV_ITEM_END", "EV_SQ_END", "UNDEFINED",
+    "ITEM", "ITEM_DELIM", "SEQ_DELIM", "ParseError", "ElementReader", "Layout",
+    "find_layout", "guess_encoding", "dictionary_vr", "parse_meta", "numeric_value",
+    "TS_IMPLICIT_LE", "TS_EXPLICIT_LE", "TS_EXPLICIT_BE", "TS_DEFLATED",
+]
+
+EV_ELEM, EV_SQ, EV_ITEM, EV_ITEM_END, EV_SQ_END = 0, 1, 2, 3, 4
+UNDEFINED = 0xFFFFFFFF
+ITEM, ITEM_DELIM, SEQ_DELIM = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+TS_IMPLICIT_LE = "1.2.840.10008.1.2"
+TS_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+TS_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+TS_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+MAX_DEPTH = 64
+MAX_ELEMENTS = 20_000_000
+
+_VRS = ("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
+        "UL UN UR US UT UV").split()
+_LONG = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+# VR bytes → (str, long header?) for the explicit fast path.
+_VR_INFO: dict[bytes, tuple[str, bool]] = {v.encode(): (v, v in _LONG) for v in _VRS}
+
+_LE_HH2sH = struct.Struct("<HH2sH")
+_BE_HH2sH = struct.Struct(">HH2sH")
+_LE_HHI = struct.Struct("<HHI")
+_BE_HHI = struct.Struct(">HHI")
+_LE_I = struct.Struct("<I")
+_BE_I = struct.Struct(">I")
+
+
+class ParseError(DiscBridgeError):
+    """Bytes that cannot be read as DICOM at all (only raised by the layout helpers)."""
+
+
+def dictionary_vr(tag: int) -> str:
+    """The data dictionary VR of ``tag`` (first of a multi-VR entry); ``UN`` when unknown."""
+    entry = DicomDictionary.get(tag)
+    if entry is None:
+        if tag & 0xFFFF == 0:
+            return "UL"  # group length
+        return "UN"
+    return entry[0][:2]
+
+
+# Cache of implicit VRs: the dictionary lookup + slicing is too slow for the hot loop.
+_IMPLICIT_VR: dict[int, str] = {}
+
+
+def _implicit_vr(tag: int) -> str:
+    vr = _IMPLICIT_VR.get(tag)
+    if vr is None:
+        vr = dictionary_vr(tag)
+        if len(_IMPLICIT_VR) < 100_000:
+            _IMPLICIT_VR[tag] = vr
+    return vr
+
+
+class ElementReader:
+    """Iterate the elements of a buffer as a flat stream of events.
+
+    Each event is a tuple ``(kind, tag, vr, value_offset, length, position)``:
+
+    - ``EV_ELEM``: a data element; ``length`` may be ``UNDEFINED`` for an encapsulated value
+      (its fragments are skipped; ``value_offset`` points at the first item).
+    - ``EV_SQ``: a sequence starts (``length`` may be ``UNDEFINED``).
+    - ``EV_ITEM``: an item starts; ``position`` is the first byte of its Item tag (the byte a
+      DICOMDIR offset points at).
+    - ``EV_ITEM_END`` / ``EV_SQ_END``: the item / sequence ends (by length or delimiter).
+
+    Iteration stops at ``end``, at the first element whose tag is ``>= stop_tag`` (at the top
+    level), or at malformed bytes: then :attr:`stop_reason` says why and :attr:`stop_position`
+    where; :attr:`truncated` is True when the data ran out. Nothing is raised.
+
+    Parameters
+    ----------
+    buf : bytes
+        The whole buffer (positions are absolute offsets into it).
+    little, explicit : bool
+        Encoding of the dataset at ``start``.
+    """
+
+    def __init__(self, buf: bytes, little: bool = True, explicit: bool = True, *,
+                 max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS) -> None:
+        self.buf = buf if isinstance(buf, bytes) else bytes(buf)
+        self.little = little
+        self.explicit = explicit
+        self.max_depth = max_depth
+        self.max_elements = max_elements
+        self.stop_reason: str | None = None
+        self.stop_position: int | None = None
+        self.truncated = False
+        self.end_position = 0  # where reading ended (next unread byte)
+
+    def _stop(self, reason: str, pos: int, truncated: bool = False) -> None:
+        self.stop_reason = reason
+        self.stop_position = pos
+        self.truncated = truncated
+
+    def events(self, start: int = 0, end: int | None = None,
+               stop_tag: int = 0x100000000) -> Iterator[tuple[int, int, str, int, int, int]]:
+        """Yield events from ``start`` to ``end`` (see the class docstring)."""
+        buf = self.buf
+        n = len(buf)
+        if end is None or end > n:
+            end = n
+        little = self.little
+        explicit = self.explicit
+        hh2sh = (_LE_HH2sH if little else _BE_HH2sH).unpack_from
+        hhi = (_LE_HHI if little else _BE_HHI).unpack_from
+        u32 = (_LE_I if little else _BE_I).unpack_from
+        vr_info = _VR_INFO
+        impl_vr = _implicit_vr
+        # Stack of open containers: [end (or -1 undefined), is_item, explicit, little].
+        stack: list[list] = []
+        pos = start
+        count = 0
+        max_elements = self.max_elements
+        max_depth = self.max_depth
+        while True:
+            # Close defined-length containers that end here.
+            while stack and 0 <= stack[-1][0] <= pos:
+                frame = stack.pop()
+                yield (EV_ITEM_END if frame[1] else EV_SQ_END, 0, "", pos, 0, pos)
+                if frame[2] != explicit or frame[3] != little:
+                    explicit, little = (stack[-1][2], stack[-1][3]) if stack else (
+                        self.explicit, self.little)
+                    hh2sh = (_LE_HH2sH if little else _BE_HH2sH).unpack_from
+                    hhi = (_LE_HHI if little else _BE_HHI).unpack_from
+                    u32 = (_LE_I if little else _BE_I).unpack_from
+            if pos + 8 > end:
+                if pos < end or stack:
+                    self._stop("data ends inside an element header" if pos < end
+                               else "data ends inside a sequence", pos, True)
+                self.end_position = pos
+                return
+            count += 1
+            if count > max_elements:
+                self._stop("too many elements", pos)
+                self.end_position = pos
+                return
+            group, elem, vrb, len16 = hh2sh(buf, pos)
+            tag = (group << 16) | elem
+            if group == 0xFFFE:
+                length = u32(buf, pos + 4)[0]
+                if tag == ITEM:
+                    if len(stack) >= max_depth:
+                        self._stop("nesting too deep", pos)
+                        self.end_position = pos
+                        return
+                    if length == UNDEFINED:
+                        stack.append([-1, True, explicit, little])
+                    else:
+                        iend = pos + 8 + length
+                        if iend > end:
+                            # Truncated item: read what is there.
+                            iend = end
+                        stack.append([iend, True, explicit, little])
+                    yield (EV_ITEM, tag, "", pos + 8, length, pos)
+                    pos += 8
+                    continue
+                if tag == ITEM_DELIM or tag == SEQ_DELIM:
+                    want_item = tag == ITEM_DELIM
+                    # Find the matching undefined-length container; close everything above.
+                    idx = len(stack) - 1
+                    while idx >= 0 and not (stack[idx][0] == -1 and stack[idx][1] == want_item):
+                        idx -= 1
+                    pos += 8
+                    if idx < 0:
+                        continue  # stray delimiter: ignore it
+                    while len(stack) > idx:
+                        frame = stack.pop()
+                        yield (EV_ITEM_END if frame[1] else EV_SQ_END, 0, "", pos, 0, pos)
+                    explicit, little = (stack[-1][2], stack[-1][3]) if stack else (
+                        self.explicit, self.little)
+                    hh2sh = (_LE_HH2sH if little else _BE_HH2sH).unpack_from
+                    hhi = (_LE_HHI if little else _BE_HHI).unpack_from
+                    u32 = (_LE_I if little else _BE_I).unpack_from
+                    continue
+                # Any other (FFFE,xxxx) tag: treat as a plain element with a 32-bit length.
+                vr = "UN"
+                voff = pos + 8
+            elif explicit:
+                info = vr_info.get(vrb)
+                if info is None:
+                    # Not a VR: this element is implicit (tolerated, as dcmtk does).
+                    vr = impl_vr(tag)
+                    length = u32(buf, pos + 4)[0]
+                    voff = pos + 8
+                elif info[1]:
+                    vr = info[0]
+                    if pos + 12 > end:
+                        self._stop("data ends inside an element header", pos, True)
+                        self.end_position = pos
+                        return
+                    length = u32(buf, pos + 8)[0]
+                    voff = pos + 12
+                else:
+                    vr = info[0]
+                    length = len16
+                    voff = pos + 8
+            else:
+                vr = impl_vr(tag)
+                length = hhi(buf, pos)[2]
+                voff = pos + 8
+            if not stack and tag >= stop_tag:
+                self.end_position = pos
+                return
+            if vr == "SQ" or (length == UNDEFINED and vr in ("UN", "UT", "UC")) or (
+                    vr == "UN" and not explicit and length != UNDEFINED and voff + 4 <= end
+                    and hh2sh(buf, voff)[:2] == (0xFFFE, 0xE000)) or (
+                    vr == "UN" and explicit and length != UNDEFINED
+                    and impl_vr(tag) == "SQ"):
+                if len(stack) >= max_depth:
+                    self._stop("nesting too deep", pos)
+                    self.end_position = pos
+                    return
+                # UN-encoded sequences are Implicit VR Little Endian inside (PS3.5 §6.2.2).
+                inner_explicit, inner_little = (explicit, little) if vr == "SQ" else (False, True)
+                if length == UNDEFINED:
+                    stack.append([-1, False, inner_explicit, inner_little])
+                else:
+                    send = voff + length
+                    if send > end:
+                        send = end
+                    stack.append([send, False, inner_explicit, inner_little])
+                yield (EV_SQ, tag, "SQ", voff, length, pos)
+                if inner_explicit != explicit or inner_little != little:
+                    explicit, little = inner_explicit, inner_little
+                    hh2sh = (_LE_HH2sH if little else _BE_HH2sH).unpack_from
+                    hhi = (_LE_HHI if little else _BE_HHI).unpack_from
+                    u32 = (_LE_I if little else _BE_I).unpack_from
+                pos = voff
+                continue
+            if length == UNDEFINED:
+                # Encapsulated value: skip its fragments up to the sequence delimiter.
+                p = voff
+                while True:
+                    if p + 8 > end:
+                        self._stop("data ends inside an encapsulated value", pos, True)
+                        self.end_position = pos
+                        return
+                    g2, e2, flen = hhi(buf, p)
+                    p += 8
+                    if g2 == 0xFFFE and e2 == 0xE0DD:
+                        break
+                    if g2 != 0xFFFE or e2 != 0xE000 or flen == UNDEFINED:
+                        self._stop("malformed encapsulated value", p - 8)
+                        self.end_position = pos
+                        return
+                    p += flen
+                yield (EV_ELEM, tag, vr, voff, UNDEFINED, pos)
+                pos = p
+                continue
+            nxt = voff + length
+            if nxt > end:
+                self._stop("data ends inside a value", pos, True)
+                self.end_position = pos
+                return
+            yield (EV_ELEM, tag, vr, voff, length, pos)
+            pos = nxt
+
+
+def numeric_value(buf: bytes, vr: str, offset: int, length: int, little: bool) -> str | None:
+    """Binary numbers (US, UL, SS, SL, FL, FD, SV, UV, AT) as a backslash-joined string."""
+    fmt = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q",
+           "UV": "Q", "AT": "HH"}.get(vr)
+    if fmt is None or length == 0 or length == UNDEFINED:
+        return None
+    size = struct.calcsize(fmt)
+    count = length // size
+    if count == 0 or offset + length > len(buf):
+        return None
+    values = struct.unpack_from(("<" if little else ">") + fmt * count, buf, offset)
+    if vr == "AT":
+        return "\\".join(f"({values[i]:04X},{values[i + 1]:04X})" for i in range(0, len(values), 2))
+    return "\\".join(repr(v) if isinstance(v, float) else str(v) for v in values)
+
+
+def _score(buf: bytes, start: int, little: bool, explicit: bool, limit: int = 12) -> float:
+    """How plausible it is that a dataset encoded this way starts at ``start``."""
+    n = len(buf)
+    hh2sh = (_LE_HH2sH if little else _BE_HH2sH).unpack_from
+    u32 = (_LE_I if little else _BE_I).unpack_from
+    pos = start
+    last = -1
+    score = 0.0
+    for _ in range(limit):
+        if pos + 8 > n:
+            break
+        group, elem, vrb, len16 = hh2sh(buf, pos)
+        tag = (group << 16) | elem
+        if tag < last or group == 0xFFFE or group == 0:
+            break
+        if explicit:
+            info = _VR_INFO.get(vrb)
+            if info is None:
+                break
+            if info[1]:
+                if pos + 12 > n:
+                    break
+                length = u32(buf, pos + 8)[0]
+                voff = pos + 12
+            else:
+                length = len16
+                voff = pos + 8
+            dvr = DicomDictionary.get(tag)
+            if dvr is not None and info[0] in dvr[0]:
+                score += 0.5
+        else:
+            length = u32(buf, pos + 4)[0]
+            voff = pos + 8
+            if _VR_INFO.get(vrb) is not None and length > n:
+                break  # looks like an explicit VR read as implicit
+        if tag in DicomDictionary:
+            score += 0.5
+        score += 1
+        last = tag
+        if length == UNDEFINED:
+            score += 1
+            break
+        if voff + length > n:
+            score += 0.25
+            break
+        pos = voff + length
+        if pos == n:
+            score += 1
+            break
+    return score
+
+
+def guess_encoding(buf: bytes, start: int, prefer: tuple[bool, bool] | None = None
+                   ) -> tuple[bool, bool]:
+    """Guess ``(little, explicit)`` of the dataset starting at ``start`` from its bytes.
+
+    ``prefer`` (what the Transfer Syntax claims) wins ties; otherwise Explicit VR LE does.
+    """
+    candidates = [(True, True), (True, False), (False, True), (False, False)]
+    if prefer is not None:
+        candidates.remove(prefer)
+        candidates.insert(0, prefer)
+    best = candidates[0]
+    best_score = -1.0
+    for cand in candidates:
+        s = _score(buf, start, cand[0], cand[1])
+        if s > best_score:
+            best, best_score = cand, s
+    return best
+
+
+def ts_encoding(ts: str | None) -> tuple[bool, bool] | None:
+    """``(little, explicit)`` a Transfer Syntax UID declares; None when unknown or absent."""
+    if not ts:
+        return None
+    if ts == TS_IMPLICIT_LE:
+        return (True, False)
+    if ts == TS_EXPLICIT_BE:
+        return (False, True)
+    if ts.startswith("1.2.840.10008.1.2"):
+        return (True, True)
+    return None
+
+
+@dataclass
+class Layout:
+    """Where things are in a DICOM byte stream.
+
+    ``preamble``: a 128-byte preamble + ``DICM`` (or only ``DICM`` at 0 when
+    ``prefix_at`` is 0); ``meta``: raw File Meta values by tag ((vr, offset, length));
+    ``body``: offset of the first dataset element after the meta; ``little``/``explicit``:
+    the body's real encoding (guessed from the bytes); ``declared_ts``: the meta's Transfer
+    Syntax UID; ``ts_mismatch``: the bytes disagree with it.
+    """
+
+    prefix_at: int | None
+    meta: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    body: int = 0
+    little: bool = True
+    explicit: bool = True
+    declared_ts: str | None = None
+    ts_mismatch: bool = False
+    meta_end_reason: str | None = None
+
+    @property
+    def has_preamble(self) -> bool:
+        return self.prefix_at == 128
+
+    @property
+    def transfer_syntax(self) -> str:
+        """The Transfer Syntax the body really uses (declared one when it matches)."""
+        real = (self.little, self.explicit)
+        if self.declared_ts and ts_encoding(self.declared_ts) == real:
+            return self.declared_ts
+        return {(True, False): TS_IMPLICIT_LE, (False, True): TS_EXPLICIT_BE,
+                (False, False): TS_IMPLICIT_LE}.get(real, TS_EXPLICIT_LE)
+
+
+def parse_meta(buf: bytes, start: int) -> tuple[dict[int, tuple[str, int, int]], int, str | None]:
+    """Read group 0002 elements from ``start`` (Explicit VR LE, implicit tolerated).
+
+    Returns ``(meta, end, problem)``: values by tag, the offset just after the last group 2
+    element, and a reason when the meta is damaged.
+    """
+    meta: dict[int, tuple[str, int, int]] = {}
+    little, explicit = True, True
+    if start + 8 <= len(buf) and _LE_HHI.unpack_from(buf, start)[0] != 2:
+        if _BE_HHI.unpack_from(buf, start)[0] == 2:
+            little = False  # broken writers put the meta in big endian
+    if start + 8 <= len(buf) and _VR_INFO.get(buf[start + 4:start + 6]) is None:
+        explicit = False
+    reader = ElementReader(buf, little, explicit, max_elements=10_000)
+    pos = start
+    for kind, tag, vr, voff, length, epos in reader.events(start):
+        if kind == EV_ELEM or kind == EV_SQ:
+            if tag >> 16 != 2:
+                return meta, epos, None
+        if kind == EV_ELEM:
+            meta[tag] = (vr, voff, length)
+            pos = voff + (0 if length == UNDEFINED else length)
+        elif kind == EV_SQ:
+            return meta, epos, "sequence in File Meta"
+    return meta, max(pos, reader.end_position), reader.stop_reason
+
+
+def _meta_str(buf: bytes, meta: dict[int, tuple[str, int, int]], tag: int) -> str | None:
+    v = meta.get(tag)
+    if v is None or v[2] == UNDEFINED:
+        return None
+    s = buf[v[1]:v[1] + v[2]].decode("ascii", "replace").strip(" \0")
+    return s or None
+
+
+def find_layout(buf: bytes) -> Layout:
+    """Locate preamble, File Meta and dataset body and guess the body's real encoding.
+
+    Raises
+    ------
+    ParseError
+        When neither ``DICM`` nor a plausible dataset start is found.
+    """
+    prefix_at: int | None = None
+    if len(buf) >= 132 and buf[128:132] == b"DICM":
+        prefix_at = 128
+    elif buf[:4] == b"DICM":
+        prefix_at = 0
+    start = prefix_at + 4 if prefix_at is not None else 0
+    layout = Layout(prefix_at=prefix_at)
+    body = start
+    if start + 8 <= len(buf) and (_LE_HHI.unpack_from(buf, start)[0] == 2
+                                  or _BE_HHI.unpack_from(buf, start)[0] == 2):
+        meta, body, reason = parse_meta(buf, start)
+        layout.meta = meta
+        layout.meta_end_reason = reason
+        layout.declared_ts = _meta_str(buf, meta, 0x00020010)
+    layout.body = body
+    declared = ts_encoding(layout.declared_ts)
+    if layout.declared_ts == TS_DEFLATED:
+        raise ParseError("deflated transfer syntax is not supported for this file")
+    if body >= len(buf):
+        if prefix_at is None and not layout.meta:
+            raise ParseError("no DICOM data")
+        layout.little, layout.explicit = declared or (True, True)
+        return layout
+    little, explicit = guess_encoding(buf, body, declared)
+    if prefix_at is None and not layout.meta and _score(buf, body, little, explicit) < 3:
+        # No prefix and no meta: require a plausible dataset start.
+        raise ParseError("no DICM prefix and no plausible dataset start")
+    layout.little, layout.explicit = little, explicit
+    layout.ts_mismatch = declared is not None and declared != (little, explicit)
+    return layout

@@ -1,0 +1,539 @@
+"""Tolerant, fast DICOMDIR parser: bytes → Patient/Study/Series/Instance records + problems.
+
+``parse_dicomdir(data, name)`` reads a DICOMDIR in any encoding the bytes really use (Explicit
+or Implicit VR, Little or Big Endian; with or without preamble and File Meta; whatever the
+meta's Transfer Syntax claims), with defined or undefined lengths, and keeps what it can of a
+truncated one. Records are linked by their offsets, checked against the real item positions
+(STANDARDS.md §2 "Offsets"); shifted offsets are corrected, and zero, garbage, cyclic or
+missing ones make it rebuild the tree from sequence order (STANDARDS.md §7), reported as
+``dicomdir-recovered``. Inactive records (In-use 0000H) and their subtrees are hidden. Each
+record is decoded with its own Specific Character Set, falling back to its parent's and then
+the dataset's. Missing Type 1 record keys are ``missing-key`` warnings (STANDARDS.md §2).
+
+Speed: one pass of :class:`app.core.dcmbytes.ElementReader` over the buffer, values decoded
+only for the keys the model needs; no pydicom Dataset is built.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import struct
+from dataclasses import dataclass, field
+
+from pydicom.datadict import DicomDictionary
+
+from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
+from app.core.dcmbytes import UNDEFINED, ParseError, find_layout, numeric_value
+from app.core.dicomdir_scan import (
+    LEAF_TYPES,
+    PATIENT,
+    ROOT_ONLY,
+    SERIES,
+    STUDY,
+    T_CHARSET,
+    T_FILE_ID,
+    T_FILESET_ID,
+    T_ICON,
+    T_RECORDS,
+    RawDicomdir,
+    RawRecord,
+    Tree,
+    consistent,
+    detect_shift,
+    scan_records,
+    sequence_order,
+    walk_offsets,
+)
+from app.core.errors import DicomdirUnreadable
+from app.core.model import Icon, Instance, Patient, Problem, Series, Study
+
+__all__ = ["DicomdirParse", "parse_dicomdir", "is_dicomdir", "split_file_id",
+           "REQUIRED_KEYS", "DICOMDIR_SOP_CLASS"]
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+# Type 1 keys by record type (STANDARDS.md §2, pydicom `_define_*`, dcmtk).
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "PATIENT": ("PatientID",),
+    "STUDY": ("StudyDate", "StudyTime", "StudyID", "StudyInstanceUID"),
+    "SERIES": ("Modality", "SeriesInstanceUID", "SeriesNumber"),
+    "IMAGE": ("InstanceNumber",),
+    "SR DOCUMENT": ("InstanceNumber", "CompletionFlag", "VerificationFlag", "ContentDate",
+                    "ContentTime", "ConceptNameCodeSequence"),
+    "KEY OBJECT DOC": ("InstanceNumber", "ContentDate", "ContentTime",
+                       "ConceptNameCodeSequence"),
+    "PRESENTATION": ("PresentationCreationDate", "PresentationCreationTime", "InstanceNumber",
+                     "ContentLabel"),
+    "RT DOSE": ("InstanceNumber", "DoseSummationType"),
+    "RT STRUCTURE SET": ("InstanceNumber", "StructureSetLabel"),
+    "RT PLAN": ("InstanceNumber", "RTPlanLabel"),
+    "WAVEFORM": ("InstanceNumber", "ContentDate", "ContentTime"),
+    "RAW DATA": ("ContentDate", "ContentTime"),
+    "ENCAP DOC": ("InstanceNumber", "MIMETypeOfEncapsulatedDocument"),
+    "SPECTROSCOPY": ("ImageType", "ContentDate", "ContentTime", "InstanceNumber",
+                     "NumberOfFrames", "Rows", "Columns", "DataPointRows", "DataPointColumns"),
+}
+for _t in ("REGISTRATION", "FIDUCIAL", "VALUE MAP", "SURFACE", "MEASUREMENT", "TRACT"):
+    REQUIRED_KEYS[_t] = ("InstanceNumber", "ContentDate", "ContentTime", "ContentLabel")
+# Keys every record that references a file must carry (Type 1C, PS3.3 F.5).
+FILE_KEYS = ("ReferencedFileID", "ReferencedSOPClassUIDInFile",
+             "ReferencedSOPInstanceUIDInFile", "ReferencedTransferSyntaxUIDInFile")
+
+_TAG = {entry[4]: tag for tag, entry in DicomDictionary.items() if entry[4]}
+_KEYWORD = {tag: entry[4] for tag, entry in DicomDictionary.items() if entry[4]}
+_REQUIRED_TAGS = {t: tuple((k, _TAG[k]) for k in keys) for t, keys in REQUIRED_KEYS.items()}
+_FILE_KEY_TAGS = tuple((k, _TAG[k]) for k in FILE_KEYS)
+
+# Keys that are structure or go to model fields: not copied into ``attrs``.
+_STRUCTURAL = frozenset({0x00041400, 0x00041410, 0x00041420, 0x00041430, 0x00041500,
+                         0x00041510, 0x00041511, 0x00041512, T_ICON, 0xFFFEE000})
+_PATIENT_FIELDS = {0x00100020: "patient_id", 0x00100010: "patient_name",
+                   0x00100030: "birth_date", 0x00100040: "sex"}
+_STUDY_FIELDS = {0x0020000D: "study_uid", 0x00080020: "study_date", 0x00080030: "study_time",
+                 0x00200010: "study_id", 0x00080050: "accession", 0x00081030: "description"}
+_SERIES_FIELDS = {0x0020000E: "series_uid", 0x00080060: "modality",
+                  0x00200011: "series_number", 0x0008103E: "description"}
+_INSTANCE_FIELDS = {0x00041511: "sop_instance_uid", 0x00041510: "sop_class_uid",
+                    0x00041512: "transfer_syntax_uid", 0x00200013: "instance_number"}
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
+_NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+
+
+@dataclass
+class DicomdirParse:
+    """What a DICOMDIR lists (INTERFACES.md): the record tree and the problems found.
+
+    Instances have ``path=None`` and ``file_id`` as recorded; ``other_records`` holds
+    root-level records that are not PATIENTs (HANGING PROTOCOL, PALETTE, PRIVATE, ...).
+    ``recovered`` is True when the offsets could not be used as recorded.
+    """
+
+    patients: list[Patient] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    fileset_id: str | None = None
+    fileset_uid: str | None = None
+    other_records: list[Instance] = field(default_factory=list)
+    recovered: bool = False
+
+
+def split_file_id(value: str) -> tuple[str, ...]:
+    """Referenced File ID components: split on ``\\`` and ``/``, space and NUL padding
+    stripped, empty components dropped (STANDARDS.md §7 "Referenced File ID")."""
+    parts = value.replace("/", "\\").split("\\")
+    return tuple(p for p in (c.strip(" \0") for c in parts) if p)
+
+
+def is_dicomdir(head: bytes) -> bool:
+    """True when the first KBs of a file look like a DICOMDIR (SOP Class or group 0004).
+
+    Never raises.
+    """
+    try:
+        layout = find_layout(head)
+    except ParseError:
+        return False
+    v = layout.meta.get(0x00020002)
+    if v is not None and v[2] != UNDEFINED:
+        sop = head[v[1]:v[1] + v[2]].decode("ascii", "replace").strip(" \0")
+        return sop == DICOMDIR_SOP_CLASS
+    from app.core.dcmbytes import EV_ELEM, EV_SQ, ElementReader
+
+    reader = ElementReader(head, layout.little, layout.explicit, max_elements=64)
+    for kind, tag, _vr, _voff, _length, _pos in reader.events(layout.body):
+        if kind in (EV_ELEM, EV_SQ):
+            if tag in (T_FILESET_ID, 0x00041200, 0x00041202, 0x00041212, T_RECORDS):
+                return True
+            if tag > T_RECORDS:
+                return False
+        else:
+            return False
+    return False
+
+
+class _Builder:
+    """Stage 3: decode the linked records into the model."""
+
+    def __init__(self, raw: RawDicomdir, name: str, result: DicomdirParse) -> None:
+        self.raw = raw
+        self.buf = raw.buf
+        self.little = raw.layout.little
+        self.name = name
+        self.base = posixpath.dirname(name.replace("\\", "/"))
+        self.result = result
+        self.problems = result.problems
+        self.bad_charset_reported: set[str] = set()
+        self._placeholders: dict[tuple[int, str], object] = {}
+        top_cs = raw.top.get(T_CHARSET)
+        self.top_decoder = self._charset(top_cs) if top_cs else decoder_for(None)
+
+    # -- values ------------------------------------------------------------------------
+    def _charset(self, v: tuple[str, int, int]) -> CharsetDecoder:
+        if v[2] == UNDEFINED:
+            return decoder_for(None)
+        dec = decoder_for(self.buf[v[1]:v[1] + v[2]])
+        if not dec.valid:
+            terms = "\\".join(dec.terms)
+            self._bad_charset(None, f"Specific Character Set {terms!r} is not valid; decoded "
+                              "with the closest known character set")
+        return dec
+
+    def _bad_charset(self, where: str | None, message: str) -> None:
+        if message in self.bad_charset_reported or len(self.bad_charset_reported) > 50:
+            return
+        self.bad_charset_reported.add(message)
+        self.problems.append(Problem("warning", "bad-charset", where or self.name, message))
+
+    def value(self, v: tuple[str, int, int] | None, dec: CharsetDecoder,
+              where: str | None = None) -> str | None:
+        """Decoded string of an element; None when absent or empty."""
+        if v is None:
+            return None
+        vr, off, length = v
+        if length == 0 or length == UNDEFINED:
+            return None
+        if vr in _NUMERIC_VRS:
+            return numeric_value(self.buf, vr, off, length, self.little)
+        if vr in _BINARY_VRS:
+            return None
+        raw = self.buf[off:off + length]
+        if vr in TEXT_VRS:
+            text, clean = dec.decode(raw, vr)
+            if not clean:
+                terms = "\\".join(dec.terms) or "default"
+                self._bad_charset(where, "a value could not be decoded with its Specific "
+                                  f"Character Set ({terms}); shown with replacement "
+                                  "characters")
+            text = text.strip(" \0") if vr not in ("ST", "LT", "UT") else text.rstrip(" \0")
+        else:
+            text = raw.decode("ascii", "replace").strip(" \0")
+        return text or None
+
+    def fields(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
+               where: str | None = None) -> dict[str, str | None]:
+        e = rec.elems
+        return {f: self.value(e.get(tag), dec, where) for tag, f in mapping.items()}
+
+    def attrs(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
+              where: str | None) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for tag, v in rec.elems.items():
+            if tag in mapping or tag in _STRUCTURAL or v[0] in _BINARY_VRS:
+                continue
+            kw = _KEYWORD.get(tag)
+            if kw is None:
+                continue
+            text = self.value(v, dec, where)
+            if text is not None:
+                out[kw] = text
+        return out
+
+    # -- problems ----------------------------------------------------------------------
+    def where(self, rec: RawRecord, file_id: tuple[str, ...] | None) -> str:
+        if file_id:
+            return posixpath.join(self.base, *file_id) if self.base else "/".join(file_id)
+        return self.name
+
+    def check_keys(self, rec: RawRecord, where: str, leaf: bool) -> None:
+        required = _REQUIRED_TAGS.get(rec.rtype, ())
+        if leaf and rec.rtype != "PRIVATE":
+            required = _FILE_KEY_TAGS + required
+        if not required:
+            return
+        e = rec.elems
+        buf = self.buf
+        missing = []
+        for kw, tag in required:
+            v = e.get(tag)
+            if v is None or (v[0] != "SQ" and (
+                    v[2] == 0 or not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
+                missing.append(kw)
+        if missing:
+            self.problems.append(Problem(
+                "warning", "missing-key", where,
+                f"{rec.rtype or 'untyped'} record at offset {rec.pos} lacks Type 1 "
+                f"key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"))
+
+    # -- icon --------------------------------------------------------------------------
+    def icon(self, rec: RawRecord, where: str) -> Icon | None:
+        if rec.icon is None:
+            if T_ICON in rec.elems and rec.elems[T_ICON][2] not in (0,):
+                self._bad_icon(where, rec, "Icon Image Sequence has no item")
+            return None
+        if not rec.icon_complete:
+            self._bad_icon(where, rec, "Icon Image Sequence item is truncated")
+            return None
+        e = rec.icon
+        buf = self.buf
+
+        def num(tag: int) -> int | None:
+            v = e.get(tag)
+            if v is None or v[2] == UNDEFINED or v[2] < 2:
+                return None
+            if v[0] in ("US", "SS", "UN", "OB", "OW") or v[2] == 2:
+                fmt = ("<" if self.little else ">") + ("h" if v[0] == "SS" else "H")
+                return struct.unpack_from(fmt, buf, v[1])[0]
+            try:
+                return int(buf[v[1]:v[1] + v[2]].decode("ascii").strip(" \0"))
+            except ValueError:
+                return None
+
+        rows, cols = num(0x00280010), num(0x00280011)
+        bits = num(0x00280100)
+        stored = num(0x00280101) or bits
+        spp = num(0x00280002) or 1
+        pixrep = num(0x00280103) or 0
+        photometric = self.value(e.get(0x00280004), decoder_for(None)) or ""
+        pd = e.get(0x7FE00010)
+        if not rows or not cols or not bits:
+            return self._bad_icon(where, rec, "Icon Image Sequence item lacks Rows, Columns "
+                                  "or Bits Allocated")
+        if pd is None or pd[2] == UNDEFINED:
+            return self._bad_icon(where, rec, "icon has no native Pixel Data")
+        if bits not in (1, 8, 16) or spp not in (1, 3) or rows > 4096 or cols > 4096:
+            return self._bad_icon(where, rec, f"icon has an unsupported layout ({rows}x{cols}, "
+                                  f"{bits} bits, {spp} samples)")
+        need = (rows * cols * spp * bits + 7) // 8
+        if pd[2] < need:
+            return self._bad_icon(where, rec, f"icon Pixel Data holds {pd[2]} bytes, "
+                                  f"{need} needed for {rows}x{cols}x{bits} bits")
+        palette = None
+        if photometric == "PALETTE COLOR":
+            luts = []
+            for dtag, ltag in ((0x00281101, 0x00281201), (0x00281102, 0x00281202),
+                               (0x00281103, 0x00281203)):
+                d, lut = e.get(dtag), e.get(ltag)
+                if d is None or lut is None or d[2] < 6 or lut[2] in (0, UNDEFINED):
+                    return self._bad_icon(where, rec, "PALETTE COLOR icon lacks its lookup "
+                                          "tables")
+                desc = struct.unpack_from(("<" if self.little else ">") + "HHH", buf, d[1])
+                luts.append((desc, bytes(buf[lut[1]:lut[1] + lut[2]])))
+            palette = (luts[0][0], luts[0][1], luts[1][1], luts[2][1])
+        elif not photometric:
+            return self._bad_icon(where, rec, "icon lacks Photometric Interpretation")
+        return Icon(rows=rows, columns=cols, photometric=photometric, bits_allocated=bits,
+                    bits_stored=stored or bits, pixel_data=bytes(buf[pd[1]:pd[1] + pd[2]]),
+                    samples_per_pixel=spp, pixel_representation=pixrep, palette=palette,
+                    little_endian=self.little)
+
+    def _bad_icon(self, where: str, rec: RawRecord, msg: str) -> None:
+        self.problems.append(Problem("warning", "bad-icon", where,
+                                     f"{rec.rtype} record at offset {rec.pos}: {msg}"))
+        return None
+
+    # -- tree → model ------------------------------------------------------------------
+    def build(self, tree: Tree) -> None:
+        records = self.raw.records
+        result = self.result
+        # Stack of (record index, patient, study, series, charset decoder).
+        stack: list[tuple[int, Patient | None, Study | None, Series | None, CharsetDecoder,
+                          int]] = []
+        for idx in reversed(tree.roots):
+            stack.append((idx, None, None, None, self.top_decoder, 0))
+        children = tree.children
+        check_inuse = tree.by_offsets
+        while stack:
+            idx, patient, study, series, dec, depth = stack.pop()
+            rec = records[idx]
+            if check_inuse and not rec.in_use:
+                continue  # inactive: hide it and its subtree
+            if not rec.complete:
+                continue
+            cs = rec.elems.get(T_CHARSET)
+            if cs is not None:
+                dec = self._charset(cs)
+            t = rec.rtype
+            if t == PATIENT or (t not in (STUDY, SERIES) and idx in children
+                                and t not in LEAF_TYPES):
+                if t != PATIENT:
+                    self.problems.append(Problem(
+                        "warning", "dicomdir-recovered", self.name,
+                        f"record at offset {rec.pos} has type {t or 'none'!r} but holds "
+                        "lower-level records: read as a PATIENT record"))
+                self.check_keys(rec, self.name, False) if t == PATIENT else None
+                f = self.fields(rec, _PATIENT_FIELDS, dec)
+                patient = Patient(**f, attrs=self.attrs(rec, _PATIENT_FIELDS, dec, None))
+                result.patients.append(patient)
+                study = series = None
+            elif t == STUDY:
+                self.check_keys(rec, self.name, False)
+                patient = patient or self._placeholder_patient(rec)
+                f = self.fields(rec, _STUDY_FIELDS, dec)
+                study = Study(**f, attrs=self.attrs(rec, _STUDY_FIELDS, dec, None))
+                patient.studies.append(study)
+                series = None
+            elif t == SERIES:
+                self.check_keys(rec, self.name, False)
+                if study is None:
+                    patient = patient or self._placeholder_patient(rec)
+                    study = self._placeholder_study(patient, rec)
+                f = self.fields(rec, _SERIES_FIELDS, dec)
+                series = Series(**f, attrs=self.attrs(rec, _SERIES_FIELDS, dec, None))
+                series.icon = self.icon(rec, self.name)
+                study.series.append(series)
+            else:
+                inst = self.instance(rec, dec)
+                if series is None and (t in ROOT_ONLY or t == "PRIVATE" or (
+                        t not in LEAF_TYPES and patient is None)):
+                    result.other_records.append(inst)
+                else:
+                    if series is None:
+                        if study is None:
+                            patient = patient or self._placeholder_patient(rec)
+                            study = self._placeholder_study(patient, rec)
+                        series = self._placeholder_series(study, rec)
+                    series.instances.append(inst)
+            kids = children.get(idx)
+            if kids:
+                if depth > 64:
+                    continue
+                for k in reversed(kids):
+                    stack.append((k, patient, study, series, dec, depth + 1))
+
+    def instance(self, rec: RawRecord, dec: CharsetDecoder) -> Instance:
+        fid_v = rec.elems.get(T_FILE_ID)
+        file_id: tuple[str, ...] | None = None
+        if fid_v is not None and fid_v[2] not in (0, UNDEFINED):
+            file_id = split_file_id(self.buf[fid_v[1]:fid_v[1] + fid_v[2]]
+                                    .decode("latin-1")) or None
+        where = self.where(rec, file_id)
+        self.check_keys(rec, where, True)
+        f = self.fields(rec, _INSTANCE_FIELDS, dec, where)
+        inst = Instance(**f, record_type=rec.rtype or "IMAGE", path=None, file_id=file_id,
+                        dicomdir=self.name,
+                        attrs=self.attrs(rec, _INSTANCE_FIELDS, dec, where))
+        if inst.sop_instance_uid is None and "SOPInstanceUID" in inst.attrs:
+            inst.sop_instance_uid = inst.attrs["SOPInstanceUID"]
+        inst.icon = self.icon(rec, where)
+        return inst
+
+    def _placeholder_patient(self, rec: RawRecord) -> Patient:
+        key = (0, "patient")
+        p = self._placeholders.get(key)
+        if p is None:
+            p = Patient(patient_id=None)
+            self.result.patients.append(p)
+            self._placeholders[key] = p
+            self.problems.append(Problem(
+                "warning", "dicomdir-recovered", self.name,
+                f"{rec.rtype} record at offset {rec.pos} has no PATIENT record above it: "
+                "listed under an unnamed patient"))
+        return p  # type: ignore[return-value]
+
+    def _placeholder_study(self, patient: Patient, rec: RawRecord) -> Study:
+        key = (id(patient), "study")
+        st = self._placeholders.get(key)
+        if st is None:
+            st = Study(study_uid=None)
+            patient.studies.append(st)
+            self._placeholders[key] = st
+            self.problems.append(Problem(
+                "warning", "dicomdir-recovered", self.name,
+                f"{rec.rtype} record at offset {rec.pos} has no STUDY record above it: "
+                "listed under an unnamed study"))
+        return st  # type: ignore[return-value]
+
+    def _placeholder_series(self, study: Study, rec: RawRecord) -> Series:
+        key = (id(study), "series")
+        se = self._placeholders.get(key)
+        if se is None:
+            se = Series(series_uid=None)
+            study.series.append(se)
+            self._placeholders[key] = se
+            self.problems.append(Problem(
+                "warning", "dicomdir-recovered", self.name,
+                f"{rec.rtype} record at offset {rec.pos} has no SERIES record above it: "
+                "listed under an unnamed series"))
+        return se  # type: ignore[return-value]
+
+
+def _meta_value(raw: RawDicomdir, tag: int) -> str | None:
+    v = raw.layout.meta.get(tag)
+    if v is None or v[2] in (0, UNDEFINED):
+        return None
+    return raw.buf[v[1]:v[1] + v[2]].decode("ascii", "replace").strip(" \0") or None
+
+
+def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
+    """Parse a DICOMDIR's bytes into the record tree (see the module docstring).
+
+    Parameters
+    ----------
+    data : bytes
+        The whole DICOMDIR file.
+    name : str
+        Its path relative to the medium root (``/`` separators): used in problems and as
+        ``Instance.dicomdir``; File IDs are relative to its folder.
+
+    Raises
+    ------
+    DicomdirUnreadable
+        When nothing usable is there (not DICOM, or no Directory Record Sequence).
+    """
+    buf = data if isinstance(data, bytes) else bytes(data)
+    try:
+        layout = find_layout(buf)
+    except ParseError as exc:
+        raise DicomdirUnreadable(f"{name}: not a readable DICOMDIR ({exc})") from None
+    raw = scan_records(buf, layout)
+    if not raw.has_sequence:
+        why = f" ({raw.stop_reason} at byte {raw.stop_position})" if raw.stop_reason else ""
+        raise DicomdirUnreadable(f"{name}: no Directory Record Sequence found{why}")
+    result = DicomdirParse()
+    problems = result.problems
+    b = _Builder(raw, name, result)
+    fsid = raw.top.get(T_FILESET_ID)
+    result.fileset_id = b.value(fsid, decoder_for(None)) if fsid else None
+    result.fileset_uid = _meta_value(raw, 0x00020003)
+    if layout.ts_mismatch:
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"the Transfer Syntax in the File Meta ({layout.declared_ts}) does not match the "
+            f"encoding of the records; read as {_encoding_name(layout.little, layout.explicit)}"))
+    elif layout.prefix_at is None:
+        problems.append(Problem("warning", "dicomdir-recovered", name,
+                                "DICOMDIR has no preamble or DICM prefix; read anyway"))
+    elif (layout.little, layout.explicit) != (True, True):
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"DICOMDIR is encoded in {_encoding_name(layout.little, layout.explicit)} "
+            "(PS3.10 requires Explicit VR Little Endian); read anyway"))
+    if raw.stop_reason:
+        result.recovered = True
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"DICOMDIR {raw.stop_reason} at byte {raw.stop_position}: "
+            f"{sum(r.complete for r in raw.records)} records read, the rest is lost"))
+    tree, hard, soft = walk_offsets(raw)
+    if hard:
+        shift = detect_shift(raw)
+        if shift is not None:
+            tree2, hard2, soft2 = walk_offsets(raw, shift)
+            if not hard2 and consistent(raw, tree2):
+                result.recovered = True
+                problems.append(Problem(
+                    "warning", "dicomdir-recovered", name,
+                    f"record offsets are all off by {shift} bytes (e.g. counted without the "
+                    "128-byte preamble); corrected"))
+                tree, hard, soft = tree2, [], soft2
+    if hard or not consistent(raw, tree):
+        why = "; ".join(hard[:3]) if hard else "offsets are missing or zero"
+        tree = sequence_order(raw)
+        result.recovered = True
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"record offsets are unusable ({why}); the tree was rebuilt from the order of "
+            "the records"))
+    elif soft:
+        result.recovered = True
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"record offsets are partly wrong ({'; '.join(soft[:3])}); linked the records "
+            "that the offsets leave out"))
+    b.build(tree)
+    return result
+
+
+def _encoding_name(little: bool, explicit: bool) -> str:
+    return (f"{'Explicit' if explicit else 'Implicit'} VR "
+            f"{'Little' if little else 'Big'} Endian")
+
