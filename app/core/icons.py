@@ -1,4 +1,6 @@
-"""Icon Image Sequence (0088,0200) items: decode recorded icons, make conformant new ones.
+"""Icon Image Sequence (0088,0200) items as recorded: decode them, check them, and LUT tables.
+
+New icons are made by :func:`app.core.imaging.make_icon_item` (it needs the renderer).
 
 Rules from STANDARDS.md §3 (PS3.3 F.7, PS3.11 A.3.3): one item holding the Image Pixel Macro;
 Samples per Pixel 1; MONOCHROME1, MONOCHROME2 or PALETTE COLOR; Bits Allocated = Bits Stored =
@@ -7,23 +9,64 @@ Samples per Pixel 1; MONOCHROME1, MONOCHROME2 or PALETTE COLOR; Bits Allocated =
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pydicom import Dataset
 from pydicom.pixels import unpack_bits
 
 from app.core.errors import BadIcon
 from app.core.model import Icon
-from app.core.render import (
-    Source,
-    describe,
-    fit_size,
-    load_frame,
-    palette_lut,
-    resize_to,
-    to_display,
-)
 
 _PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
+
+
+def describe(exc: BaseException, limit: int = 400) -> str:
+    """A one-line reason from any exception (pydicom's plugin errors span several lines)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    if not text:
+        text = type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def lut_array(data: Any, n: int, little_endian: bool = True) -> np.ndarray:
+    """LUT Data (bytes of 8- or 16-bit entries, or a list of ints) as an int array of ``n``."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        if len(raw) in (n, n + 1) and len(raw) != 2 * n:
+            arr = np.frombuffer(raw[:n], dtype=np.uint8)
+        elif len(raw) >= 2 * n:
+            arr = np.frombuffer(raw[: 2 * n], dtype="<u2" if little_endian else ">u2")
+        else:
+            raise ValueError(f"LUT data holds {len(raw)} bytes for {n} entries")
+    else:
+        values = list(data) if isinstance(data, list | tuple) or hasattr(data, "__len__") else [data]
+        if len(values) < n:
+            raise ValueError(f"LUT data holds {len(values)} entries, {n} expected")
+        arr = np.asarray(values[:n], dtype=np.int64)
+    return arr.astype(np.int64)
+
+
+def palette_lut(descriptor: Any, red: Any, green: Any, blue: Any,
+                little_endian: bool = True) -> tuple[int, np.ndarray]:
+    """A Palette Color LUT (PS3.3 C.7.6.3.1.5–6) as (first mapped value, uint8 (n, 3) table).
+
+    Entries may be 8-bit (one byte each) or 16-bit (one word each; a 16-bit LUT whose values all
+    fit in 8 bits is taken as 8-bit values, a common writer mistake). Raises ValueError.
+    """
+    desc = [int(v) for v in descriptor]
+    if len(desc) != 3:
+        raise ValueError("palette descriptor must have 3 values")
+    n = desc[0] or 65536
+    first, bits = desc[1], desc[2]
+    if not 0 < n <= 65536 or bits not in (8, 16):
+        raise ValueError(f"bad palette descriptor {desc}")
+    channels = [lut_array(data, n, little_endian) for data in (red, green, blue)]
+    table = np.stack(channels, axis=1)
+    top = int(table.max()) if table.size else 0
+    if top > 255:
+        table = table >> 8
+    return first, table.astype(np.uint8)
 
 
 def _int(value: object, what: str) -> int:
@@ -121,49 +164,3 @@ def icon_from_item(item: Dataset, little_endian: bool = True) -> Icon:
                     little_endian=little_endian)
     except Exception as exc:
         raise BadIcon(f"icon item is incomplete: {describe(exc)}") from exc
-
-
-def icon_pixels(source: Source, size: int = 64) -> np.ndarray:
-    """The icon picture of an instance: uint8 (size, size) grey, letterboxed on black.
-
-    Representative frame (DESIGN.md rule), Rescale then VOI (the file's window, VOI LUT or
-    min..max), MONOCHROME1 inverted, colour to grey (ITU-R BT.601 luma), aspect ratio (incl.
-    non-square pixels) kept. Raises RenderError.
-    """
-    if not 1 <= int(size) <= 1024:
-        raise ValueError(f"icon size must be 1..1024, got {size}")
-    frame = load_frame(source)
-    img = to_display(frame)
-    if img.ndim == 3:
-        luma = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
-        img = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
-    h, w = fit_size(img.shape[0], img.shape[1], size, frame.pixel_aspect, grow=True)
-    small = resize_to(img, h, w)
-    canvas = np.zeros((size, size), dtype=np.uint8)
-    top, left = (size - h) // 2, (size - w) // 2
-    canvas[top:top + h, left:left + w] = small
-    return canvas
-
-
-def make_icon_item(ds: Source, size: int = 64) -> Dataset:
-    """An Icon Image Sequence item for ``ds`` per STANDARDS.md §3.
-
-    Samples per Pixel 1, MONOCHROME2, Bits Allocated = Bits Stored = 8, High Bit 7, Pixel
-    Representation 0, Rows = Columns = ``size``, Pixel Data native OB (see :func:`icon_pixels`).
-    Raises RenderError when the instance cannot be rendered.
-    """
-    pixels = icon_pixels(ds, size)
-    item = Dataset()
-    item.SamplesPerPixel = 1
-    item.PhotometricInterpretation = "MONOCHROME2"
-    item.Rows = size
-    item.Columns = size
-    item.BitsAllocated = 8
-    item.BitsStored = 8
-    item.HighBit = 7
-    item.PixelRepresentation = 0
-    data = pixels.tobytes()
-    if len(data) % 2:
-        data += b"\x00"
-    item.add_new(0x7FE00010, "OB", data)
-    return item

@@ -1,7 +1,9 @@
 """Imaging façade: icons, frame decoding and display, representative images, window presets.
 
-Everything the rest of DiscBridge needs from imaging is importable from here; the work is done
-in :mod:`app.core.render` (frames) and :mod:`app.core.icons` (Icon Image Sequence items).
+Everything the rest of DiscBridge needs from imaging is importable from here. Frames are
+decoded and windowed in :mod:`app.core.render`, recorded icons decoded in :mod:`app.core.icons`;
+this module makes new Icon Image Sequence items (STANDARDS.md §3) and holds the DESIGN.md rule
+"Images shown for a series or an instance" and the CT window presets.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from app.core.icons import decode_icon, icon_from_item, icon_pixels, make_icon_item
+import numpy as np
+from pydicom import Dataset
+
+from app.core.icons import decode_icon, icon_from_item, palette_lut
 from app.core.render import (
     MAX_SAMPLES,
     Frame,
+    Source,
     fit_size,
     load_frame,
     n_frames_of,
-    palette_lut,
     render,
     representative_frame,
     resize_to,
@@ -58,6 +63,52 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 }
 
 _IMAGE_RECORDS = ("IMAGE", "RT DOSE")
+
+
+def icon_pixels(source: Source, size: int = 64) -> np.ndarray:
+    """The icon picture of an instance: uint8 (size, size) grey, letterboxed on black.
+
+    Representative frame (DESIGN.md rule), Rescale then VOI (the file's window, VOI LUT or
+    min..max), MONOCHROME1 inverted, colour to grey (ITU-R BT.601 luma), aspect ratio (incl.
+    non-square pixels) kept. Raises RenderError.
+    """
+    if not 1 <= int(size) <= 1024:
+        raise ValueError(f"icon size must be 1..1024, got {size}")
+    frame = load_frame(source)
+    img = to_display(frame)
+    if img.ndim == 3:
+        luma = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+        img = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
+    h, w = fit_size(img.shape[0], img.shape[1], size, frame.pixel_aspect, grow=True)
+    small = resize_to(img, h, w)
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2
+    canvas[top:top + h, left:left + w] = small
+    return canvas
+
+
+def make_icon_item(ds: Source, size: int = 64) -> Dataset:
+    """An Icon Image Sequence item for ``ds`` per STANDARDS.md §3.
+
+    Samples per Pixel 1, MONOCHROME2, Bits Allocated = Bits Stored = 8, High Bit 7, Pixel
+    Representation 0, Rows = Columns = ``size``, Pixel Data native OB (see :func:`icon_pixels`).
+    Raises RenderError when the instance cannot be rendered.
+    """
+    pixels = icon_pixels(ds, size)
+    item = Dataset()
+    item.SamplesPerPixel = 1
+    item.PhotometricInterpretation = "MONOCHROME2"
+    item.Rows = size
+    item.Columns = size
+    item.BitsAllocated = 8
+    item.BitsStored = 8
+    item.HighBit = 7
+    item.PixelRepresentation = 0
+    data = pixels.tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    item.add_new(0x7FE00010, "OB", data)
+    return item
 
 
 def presets_for(modality: str | None) -> dict[str, tuple[float, float]]:

@@ -32,6 +32,7 @@ from pydicom.uid import (
 )
 
 from app.core.errors import RenderError
+from app.core.icons import describe, lut_array, palette_lut
 
 Source = BinaryIO | Path | str | Dataset
 
@@ -243,46 +244,6 @@ def _decode_stream(fp: BinaryIO, index: int | None) -> tuple[Dataset, np.ndarray
 # ----------------------------------------------------------------------------- LUTs
 
 
-def _lut_array(data: Any, n: int, little_endian: bool = True) -> np.ndarray:
-    """LUT Data (bytes of 8- or 16-bit entries, or a list of ints) as an int array of ``n``."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
-        if len(raw) in (n, n + 1) and len(raw) != 2 * n:
-            arr = np.frombuffer(raw[:n], dtype=np.uint8)
-        elif len(raw) >= 2 * n:
-            arr = np.frombuffer(raw[: 2 * n], dtype="<u2" if little_endian else ">u2")
-        else:
-            raise ValueError(f"LUT data holds {len(raw)} bytes for {n} entries")
-    else:
-        values = list(data) if isinstance(data, list | tuple) or hasattr(data, "__len__") else [data]
-        if len(values) < n:
-            raise ValueError(f"LUT data holds {len(values)} entries, {n} expected")
-        arr = np.asarray(values[:n], dtype=np.int64)
-    return arr.astype(np.int64)
-
-
-def palette_lut(descriptor: Any, red: Any, green: Any, blue: Any,
-                little_endian: bool = True) -> tuple[int, np.ndarray]:
-    """A Palette Color LUT (PS3.3 C.7.6.3.1.5–6) as (first mapped value, uint8 (n, 3) table).
-
-    Entries may be 8-bit (one byte each) or 16-bit (one word each; a 16-bit LUT whose values all
-    fit in 8 bits is taken as 8-bit values, a common writer mistake). Raises ValueError.
-    """
-    desc = [int(v) for v in descriptor]
-    if len(desc) != 3:
-        raise ValueError("palette descriptor must have 3 values")
-    n = desc[0] or 65536
-    first, bits = desc[1], desc[2]
-    if not 0 < n <= 65536 or bits not in (8, 16):
-        raise ValueError(f"bad palette descriptor {desc}")
-    channels = [_lut_array(data, n, little_endian) for data in (red, green, blue)]
-    table = np.stack(channels, axis=1)
-    top = int(table.max()) if table.size else 0
-    if top > 255:
-        table = table >> 8
-    return first, table.astype(np.uint8)
-
-
 def _apply_palette(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     if "SegmentedRedPaletteColorLookupTableData" in ds and "RedPaletteColorLookupTableData" not in ds:
         out = apply_color_lut(arr, ds)[..., :3]
@@ -307,7 +268,7 @@ def _voi_lut(ds: Dataset) -> tuple[int, np.ndarray] | None:
         desc = [int(v) for v in item.LUTDescriptor]
         n = desc[0] or 65536
         little = getattr(ds, "original_encoding", (None, True))[1] is not False
-        lut = _lut_array(item.LUTData, n, little).astype(np.float64)
+        lut = lut_array(item.LUTData, n, little).astype(np.float64)
         bits = desc[2] if 8 <= desc[2] <= 16 else 16
         scale = max(float(2**bits - 1), float(lut.max()) if lut.size else 1.0)
         return desc[1], np.clip(lut * (255.0 / scale) + 0.5, 0, 255).astype(np.uint8)
@@ -361,14 +322,6 @@ def _to_uint8_color(arr: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- public API
-
-
-def describe(exc: BaseException, limit: int = 400) -> str:
-    """A one-line reason from any exception (pydicom's plugin errors span several lines)."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    if not text:
-        text = type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def load_frame(source: Source, frame: int | None = None) -> Frame:
