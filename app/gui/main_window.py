@@ -1,0 +1,697 @@
+"""The main window: Sources | patient tree + problems | thumbnails + viewer, and a status bar.
+
+Every long call goes through the TaskRunner (opening a medium, listing volumes, thumbnails);
+the window only reacts to results. The viewer (viewer.py) and the export wizard
+(export_wizard.py) are imported lazily, so the window still works in a build without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QStackedWidget,
+    QStyle,
+    QToolButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import APP_NAME, __version__
+from app.core.jobs import Progress
+from app.core.model import Medium, Patient, Series, Study
+from app.gui import ntr
+from app.gui.browser import (
+    COL_COUNT,
+    COL_DATE,
+    COL_ID,
+    COL_MEDIUM,
+    COL_MODALITY,
+    COL_NAME,
+    BrowserProxy,
+    KindRole,
+    MediumRole,
+    MediumTreeModel,
+    NodeRole,
+)
+from app.gui.problems import ProblemsPanel
+from app.gui.settings import DETECTION_POLICIES, Settings
+from app.gui.sources import MediaMonitor, SourcesPanel, has_dicom_content
+from app.gui.tasks import Task, TaskRunner
+from app.gui.thumbnails import ThumbnailModel, ThumbnailView
+from app.gui.welcome import WelcomePage
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[..., Medium]
+
+
+def _default_opener(path: str, progress: Any = None, cancel: Any = None) -> Medium:
+    from app.core.reader import open_medium
+
+    return open_medium(path, progress=progress, cancel=cancel)
+
+
+def _under(path: str, root: str) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+class MainWindow(QMainWindow):
+    """DiscBridge's main window.
+
+    Signals
+    -------
+    medium_opened(object)
+        A medium was read and added to the tree.
+    open_failed(str, str)
+        Reading ``path`` failed with ``message`` (also shown to the user).
+    """
+
+    medium_opened = Signal(object)
+    open_failed = Signal(str, str)
+
+    def __init__(self, runner: TaskRunner | None = None, settings: Settings | None = None,
+                 opener: Opener | None = None, monitor: MediaMonitor | None = None,
+                 interactive: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle(APP_NAME)
+        self.setAcceptDrops(True)
+        self.runner = runner or TaskRunner(self)
+        self._own_runner = runner is None
+        self.settings = settings or Settings()
+        self.opener: Opener = opener or _default_opener
+        self.interactive = interactive  # False: no modal questions (screenshots, tests)
+        self._opening: dict[Task, str] = {}
+        self.messages: list[str] = []  # what was told to the user (tests, screenshot mode)
+        self.tree_model = MediumTreeModel(self)
+        self.proxy = BrowserProxy(self)
+        self.proxy.setSourceModel(self.tree_model)
+        self.thumbs = ThumbnailModel(self.runner, parent=self)
+        self._build_ui()
+        self._build_actions()
+        self.monitor = monitor or MediaMonitor(self.runner, parent=self)
+        self.monitor.volumes_changed.connect(self.sources.set_volumes)
+        self.monitor.inserted.connect(self._volume_inserted)
+        self.monitor.removed.connect(self._volume_removed)
+        self.sources.set_recent(self.settings.recent_folders)
+        self._update_status()
+        self.resize(1280, 800)
+
+    # ----- construction ----------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.sources = SourcesPanel(self)
+        self.sources.open_requested.connect(self.open_path)
+        self.welcome = WelcomePage(self)
+
+        # left column: search + tree, problems underneath
+        self.search = QLineEdit(self)
+        self.search.setObjectName("search")
+        self.search.setPlaceholderText(self.tr("Search patient name or ID  (Ctrl+F)"))
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.proxy.set_search)
+        self.tree = QTreeView(self)
+        self.tree.setObjectName("patientTree")
+        self.tree.setModel(self.proxy)
+        self.tree.setSortingEnabled(True)
+        self.tree.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setAccessibleName(self.tr("Patients, studies and series"))
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        fm = self.tree.fontMetrics()
+        for col, sample in ((COL_ID, "0000000000"), (COL_DATE, "0000-00-00 00:00"),
+                            (COL_MODALITY, "CT, MR"), (COL_COUNT, "Images"),
+                            (COL_MEDIUM, "/media/cdrom0/xx")):
+            width = fm.horizontalAdvance(sample) + 18
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(col, width)
+        self.tree.setColumnHidden(COL_MEDIUM, True)
+        self.tree.selectionModel().currentChanged.connect(self._current_changed)
+        self.problems = ProblemsPanel(self)
+        tree_box = QWidget(self)
+        tl = QVBoxLayout(tree_box)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.search)
+        tl.addWidget(self.tree)
+        self.left_split = QSplitter(Qt.Orientation.Vertical, self)
+        self.left_split.addWidget(tree_box)
+        self.left_split.addWidget(self.problems)
+        self.left_split.setStretchFactor(0, 3)
+        self.left_split.setStretchFactor(1, 1)
+
+        # right column: thumbnails, viewer underneath
+        self.thumb_view = ThumbnailView(self)
+        self.thumb_view.setModel(self.thumbs)
+        self.thumb_view.setAccessibleName(self.tr("Series of the selected study"))
+        self.thumb_view.selectionModel().currentChanged.connect(self._thumb_current)
+        self.viewer = self._make_viewer()
+        self.right_split = QSplitter(Qt.Orientation.Vertical, self)
+        self.right_split.addWidget(self.thumb_view)
+        self.right_split.addWidget(self.viewer)
+        self.right_split.setStretchFactor(0, 1)
+        self.right_split.setStretchFactor(1, 3)
+
+        self.content_split = QSplitter(Qt.Orientation.Horizontal, self)
+        self.content_split.addWidget(self.left_split)
+        self.content_split.addWidget(self.right_split)
+        self.content_split.setStretchFactor(0, 4)
+        self.content_split.setStretchFactor(1, 5)
+
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.content_split)
+
+        self.main_split = QSplitter(Qt.Orientation.Horizontal, self)
+        self.main_split.setObjectName("mainSplit")
+        self.main_split.addWidget(self.sources)
+        self.main_split.addWidget(self.stack)
+        self.main_split.setStretchFactor(0, 0)
+        self.main_split.setStretchFactor(1, 1)
+        self.main_split.setCollapsible(1, False)
+        self.setCentralWidget(self.main_split)
+        self.main_split.setSizes([230, 1050])
+        self.content_split.setSizes([540, 510])
+        self.left_split.setSizes([500, 160])
+        self.right_split.setSizes([220, 440])
+
+        # status bar: counts · source · problems · progress + cancel
+        sb = self.statusBar()
+        self.counts_label = QLabel(self)
+        self.source_label = QLabel(self)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems_button = QToolButton(self)
+        self.problems_button.setAutoRaise(True)
+        self.problems_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.problems_button.clicked.connect(self.show_problems)
+        self.progress = QProgressBar(self)
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QToolButton(self)
+        self.cancel_button.setText(self.tr("Cancel"))
+        self.cancel_button.clicked.connect(self.cancel_opening)
+        sb.addWidget(self.counts_label)
+        sb.addWidget(self.source_label, 1)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+        sb.addPermanentWidget(self.problems_button)
+        self.progress.hide()
+        self.cancel_button.hide()
+
+        self.welcome.sample_requested.connect(self.open_sample)
+        self.welcome.folder_requested.connect(self.choose_folder)
+        self.welcome.dicomdir_requested.connect(self.choose_dicomdir)
+        self.welcome.iso_requested.connect(self.choose_iso)
+        self.sources.open_folder_button.clicked.connect(self.choose_folder)
+        self.sources.open_dicomdir_button.clicked.connect(self.choose_dicomdir)
+        self.sources.open_iso_button.clicked.connect(self.choose_iso)
+
+        QWidget.setTabOrder(self.sources.tree, self.sources.open_folder_button)
+        QWidget.setTabOrder(self.sources.open_folder_button, self.sources.open_dicomdir_button)
+        QWidget.setTabOrder(self.sources.open_dicomdir_button, self.sources.open_iso_button)
+        QWidget.setTabOrder(self.sources.open_iso_button, self.search)
+        QWidget.setTabOrder(self.search, self.tree)
+        QWidget.setTabOrder(self.tree, self.thumb_view)
+        QWidget.setTabOrder(self.thumb_view, self.viewer)
+        QWidget.setTabOrder(self.viewer, self.problems.view)
+
+    def _make_viewer(self) -> QWidget:
+        try:
+            from app.gui.viewer import ViewerWidget
+        except ImportError as exc:
+            log.info("viewer not available: %s", exc)
+            label = QLabel(self.tr("The image viewer is not available in this build."), self)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setObjectName("viewerPlaceholder")
+            return label
+        viewer = ViewerWidget(self, runner=self.runner)
+        viewer.setObjectName("viewer")
+        return viewer
+
+    def _action(self, text: str, slot: Callable[[], Any], shortcut: QKeySequence | str | None = None,
+                icon: QStyle.StandardPixmap | None = None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if icon is not None:
+            act.setIcon(self.style().standardIcon(icon))
+        act.triggered.connect(lambda _checked=False: slot())
+        self.addAction(act)
+        return act
+
+    def _build_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.act_open_folder = self._action(self.tr("Open &folder…"), self.choose_folder,
+                                            QKeySequence.StandardKey.Open, sp.SP_DirOpenIcon)
+        self.act_open_dicomdir = self._action(self.tr("Open &DICOMDIR…"), self.choose_dicomdir,
+                                              "Ctrl+Shift+D", sp.SP_FileIcon)
+        self.act_open_iso = self._action(self.tr("Open &ISO image…"), self.choose_iso,
+                                         "Ctrl+Shift+I", sp.SP_DriveCDIcon)
+        self.act_sample = self._action(self.tr("Open &sample disc"), self.open_sample)
+        self.act_reload = self._action(self.tr("&Reload"), self.reload,
+                                       QKeySequence.StandardKey.Refresh, sp.SP_BrowserReload)
+        self.act_close = self._action(self.tr("&Close medium"), self.close_current,
+                                      QKeySequence.StandardKey.Close, sp.SP_DialogCloseButton)
+        self.act_export = self._action(self.tr("&Export…"), self.export, "Ctrl+E",
+                                       sp.SP_DialogSaveButton)
+        self.act_quit = self._action(self.tr("&Quit"), self.close, QKeySequence.StandardKey.Quit)
+        self.act_find = self._action(self.tr("&Find patient"), self.focus_search,
+                                     QKeySequence.StandardKey.Find)
+        self.act_problems = self._action(self.tr("Show &problems"), self.show_problems, "Ctrl+P")
+        self.act_about = self._action(self.tr("&About DiscBridge"), self.about)
+        self.act_reload.setShortcuts([QKeySequence("F5"), QKeySequence("Ctrl+R")])
+
+        mb = self.menuBar()
+        m_file = mb.addMenu(self.tr("&File"))
+        for act in (self.act_open_folder, self.act_open_dicomdir, self.act_open_iso,
+                    self.act_sample):
+            m_file.addAction(act)
+        m_file.addSeparator()
+        m_file.addAction(self.act_export)
+        m_file.addSeparator()
+        m_file.addAction(self.act_reload)
+        m_file.addAction(self.act_close)
+        m_file.addSeparator()
+        m_file.addAction(self.act_quit)
+        m_view = mb.addMenu(self.tr("&View"))
+        m_view.addAction(self.act_find)
+        m_view.addAction(self.act_problems)
+        m_settings = mb.addMenu(self.tr("&Settings"))
+        m_detect = m_settings.addMenu(self.tr("When a disc is inserted"))
+        self.policy_group = QActionGroup(self)
+        labels = {"ask": self.tr("Ask whether to open it"), "open": self.tr("Open it"),
+                  "ignore": self.tr("Only list it under Sources")}
+        self.policy_actions: dict[str, QAction] = {}
+        for policy in DETECTION_POLICIES:
+            act = QAction(labels[policy], self, checkable=True)
+            act.setChecked(self.settings.detection_policy == policy)
+            act.triggered.connect(lambda _c=False, p=policy: self._set_policy(p))
+            self.policy_group.addAction(act)
+            m_detect.addAction(act)
+            self.policy_actions[policy] = act
+        m_help = mb.addMenu(self.tr("&Help"))
+        m_help.addAction(self.act_about)
+
+        tb = self.addToolBar(self.tr("Main"))
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for act in (self.act_open_folder, self.act_open_iso, self.act_reload, self.act_export):
+            tb.addAction(act)
+        self._enable_actions()
+
+    # ----- opening -----------------------------------------------------------------------------
+    def open_sample(self) -> Task | None:
+        from app.core.sample import sample_disc_path
+
+        try:
+            path = sample_disc_path()
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.tell(self.tr("The sample disc is not available"), str(exc), error=True)
+            return None
+        return self.open_path(str(path), remember=False)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, self.tr("Open a folder, disc or USB stick"),
+                                                self._start_dir())
+        if path:
+            self.open_path(path)
+
+    def choose_dicomdir(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.tr("Open a DICOMDIR file"),
+                                              self._start_dir(),
+                                              self.tr("DICOMDIR (DICOMDIR* dicomdir*);;All files (*)"))
+        if path:
+            self.open_path(path)
+
+    def choose_iso(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.tr("Open a disc image"),
+                                              self._start_dir(),
+                                              self.tr("Disc images (*.iso *.ISO);;All files (*)"))
+        if path:
+            self.open_path(path)
+
+    def _start_dir(self) -> str:
+        recent = self.settings.recent_folders
+        return recent[0] if recent else str(Path.home())
+
+    def open_path(self, path: str, remember: bool = True) -> Task:
+        """Read a medium on the pool; it is added to the tree when done."""
+        path = os.fspath(path)
+        task = self.runner.start(self.opener, (path,), key=f"open:{path}", name="open_medium")
+        self._opening[task] = path
+        task.progress.connect(self._open_progress)
+        task.finished.connect(lambda medium, t=task: self._opened(t, medium, remember))
+        task.failed.connect(lambda msg, t=task: self._open_failed(t, msg))
+        task.cancelled.connect(lambda t=task: self._open_cancelled(t))
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(self.tr("Reading…"))
+        self.progress.show()
+        self.cancel_button.show()
+        self.statusBar().showMessage(self.tr("Reading %1 …").replace("%1", path))
+        return task
+
+    def cancel_opening(self) -> None:
+        for task in list(self._opening):
+            self.runner.cancel_task(task)
+
+    def _open_progress(self, p: Progress) -> None:
+        frac = p.fraction
+        if frac is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(frac * 1000))
+            self.progress.setFormat(f"{p.phase} %p%")
+        if p.message:
+            self.statusBar().showMessage(p.message)
+
+    def _open_done(self, task: Task) -> str:
+        path = self._opening.pop(task, "")
+        if not self._opening:
+            self.progress.hide()
+            self.cancel_button.hide()
+            self.statusBar().clearMessage()
+        return path
+
+    def _opened(self, task: Task, medium: Medium, remember: bool) -> None:
+        path = self._open_done(task)
+        self.add_medium(medium)
+        if remember and path:
+            self.settings.add_recent_folder(path)
+            self.sources.set_recent(self.settings.recent_folders)
+        self.medium_opened.emit(medium)
+
+    def _open_failed(self, task: Task, message: str) -> None:
+        path = self._open_done(task)
+        self.tell(self.tr("Could not open %1").replace("%1", path), message, error=True)
+        self.open_failed.emit(path, message)
+
+    def _open_cancelled(self, task: Task) -> None:
+        path = self._open_done(task)
+        reason = getattr(task, "cancel_reason", "") or self.tr("Opening %1 was cancelled.").replace(
+            "%1", path)
+        self.statusBar().showMessage(reason, 10000)
+        self.messages.append(reason)
+
+    def tell(self, title: str, text: str, error: bool = False) -> None:
+        """Tell the user something: a message box when interactive, else the log and status."""
+        self.messages.append(f"{title}: {text}")
+        self.statusBar().showMessage(f"{title}: {text}", 15000)
+        if not self.interactive:
+            log.warning("%s: %s", title, text)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning if error else QMessageBox.Icon.Information,
+                          title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # ----- content -----------------------------------------------------------------------------
+    def add_medium(self, medium: Medium) -> None:
+        """Show a medium that was read: tree, problems, status; select its first study."""
+        self.tree_model.add_medium(medium)
+        self.tree.setColumnHidden(COL_MEDIUM, len(self.tree_model.media) < 2)
+        self.problems.set_media(self.tree_model.media)
+        self.stack.setCurrentWidget(self.content_split)
+        self._update_status()
+        self._enable_actions()
+        self._select_first_of(medium)
+
+    def remove_medium(self, medium: Medium) -> None:
+        self.tree_model.remove_medium(medium)
+        self.tree.setColumnHidden(COL_MEDIUM, len(self.tree_model.media) < 2)
+        self.problems.set_media(self.tree_model.media)
+        if not self.tree_model.media:
+            self.thumbs.clear()
+            self._clear_viewer()
+            self.stack.setCurrentWidget(self.welcome)
+        self._update_status()
+        self._enable_actions()
+
+    def _select_first_of(self, medium: Medium) -> None:
+        for row in range(self.proxy.rowCount()):
+            idx = self.proxy.index(row, 0)
+            if idx.data(MediumRole) is medium:
+                target = idx
+                if self.proxy.rowCount(idx):
+                    self.tree.expand(idx)
+                    target = self.proxy.index(0, 0, idx)
+                self.tree.selectionModel().setCurrentIndex(
+                    target, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows)
+                self.tree.scrollTo(target)
+                return
+
+    def current_medium(self) -> Medium | None:
+        idx = self.tree.currentIndex()
+        medium = idx.data(MediumRole) if idx.isValid() else None
+        if medium is None and self.tree_model.media:
+            return self.tree_model.media[-1]
+        return medium
+
+    def selected_objects(self) -> list[Patient | Study | Series]:
+        rows = self.tree.selectionModel().selectedRows(0)
+        return [r.data(NodeRole) for r in rows if r.data(NodeRole) is not None]
+
+    def selected_uids(self) -> set[str] | None:
+        """SOP Instance UIDs below the selected rows (None when nothing is selected)."""
+        objs = self.selected_objects()
+        if not objs:
+            return None
+        uids: set[str] = set()
+        for obj in objs:
+            insts = obj.instances if isinstance(obj, Series) else obj.instances()
+            uids.update(i.sop_instance_uid for i in insts if i.sop_instance_uid)
+        return uids
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        kind = current.data(KindRole)
+        obj = current.data(NodeRole)
+        medium = current.data(MediumRole)
+        if kind == "patient":
+            series = [(medium, se) for st in obj.studies for se in st.series]
+        elif kind == "study":
+            series = [(medium, se) for se in obj.series]
+        else:
+            parent = current.parent()
+            study = parent.data(NodeRole) if parent.isValid() else None
+            series = [(medium, se) for se in (study.series if study else [obj])]
+        shown = [(m, s) for m, s in series]
+        if [s for _, s in shown] != [self.thumbs.series_at(r)[1] for r in
+                                      range(self.thumbs.rowCount())]:
+            self.thumbs.set_series(shown)
+        target = obj if kind == "series" else (series[0][1] if series else None)
+        if target is not None:
+            for r in range(self.thumbs.rowCount()):
+                if self.thumbs.series_at(r)[1] is target:
+                    self.thumb_view.selectionModel().setCurrentIndex(
+                        self.thumbs.index(r, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+                    break
+            self._show_series(medium, target)
+
+    def _thumb_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        found = self.thumbs.series_at(current.row()) if current.isValid() else None
+        if found is not None:
+            self._show_series(*found)
+
+    def _show_series(self, medium: Medium, series: Series) -> None:
+        if getattr(self.viewer, "_shown_series", None) is series:
+            return
+        set_series = getattr(self.viewer, "set_series", None)
+        if set_series is not None:
+            self.viewer._shown_series = series  # type: ignore[attr-defined]
+            set_series(medium, series)
+
+    def _clear_viewer(self) -> None:
+        clear = getattr(self.viewer, "clear", None)
+        if clear is not None:
+            clear()
+        self.viewer._shown_series = None  # type: ignore[attr-defined]
+
+    def _update_status(self) -> None:
+        pats, studies, series, images = self.tree_model.totals()
+        media = self.tree_model.media
+        if not media:
+            self.counts_label.setText(self.tr("No medium open"))
+            self.source_label.setText("")
+            self.problems_button.hide()
+            self.setWindowTitle(APP_NAME)
+            return
+        c = "MainWindow"
+        self.counts_label.setText(" · ".join((
+            ntr(c, "%n patient(s)", pats), ntr(c, "%n study(ies)", studies),
+            ntr(c, "%n series", series), ntr(c, "%n image(s)", images))))
+        srcs = []
+        for m in media:
+            how = (self.tr("DICOMDIR") if m.source == "dicomdir"
+                   else self.tr("scanned, no usable DICOMDIR"))
+            srcs.append(f"{m.root} ({how})")
+        self.source_label.setText("   ".join(srcs))
+        n = self.problems.model.problem_count()
+        worst = next((s for s in ("error", "warning", "info")
+                      if any(m.worst_severity == s for m in media)), None)
+        sp = {"error": QStyle.StandardPixmap.SP_MessageBoxCritical,
+              "warning": QStyle.StandardPixmap.SP_MessageBoxWarning}.get(
+                  worst or "", QStyle.StandardPixmap.SP_DialogApplyButton)
+        self.problems_button.setIcon(self.style().standardIcon(sp))
+        self.problems_button.setText(ntr("MainWindow", "%n problem(s)", n) if n else
+                                     self.tr("No problems"))
+        self.problems_button.show()
+        last = Path(media[-1].root).name or media[-1].root
+        self.setWindowTitle(f"{last} — {APP_NAME}")
+
+    def _enable_actions(self) -> None:
+        has = bool(self.tree_model.media)
+        for act in (self.act_reload, self.act_close, self.act_export):
+            act.setEnabled(has)
+
+    # ----- commands ----------------------------------------------------------------------------
+    def focus_search(self) -> None:
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
+
+    def show_problems(self) -> None:
+        sizes = self.left_split.sizes()
+        if len(sizes) == 2 and sizes[1] < 80:
+            self.left_split.setSizes([max(200, sizes[0] - 200), 200])
+        self.problems.view.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def reload(self) -> None:
+        """Read every open medium again (F5)."""
+        for medium in list(self.tree_model.media):
+            self.open_path(medium.root, remember=False)
+
+    def close_current(self) -> None:
+        medium = self.current_medium()
+        if medium is not None:
+            self.remove_medium(medium)
+
+    def export(self) -> None:
+        """Open the export wizard on the open media, preset with the selection (Ctrl+E)."""
+        if not self.tree_model.media:
+            return
+        try:
+            from app.gui.export_wizard import ExportWizard
+        except ImportError as exc:
+            self.tell(self.tr("Export is not available"), str(exc), error=True)
+            return
+        wizard = ExportWizard(self.tree_model.media, self.selected_uids(), self.runner, self)
+        wizard.open_medium_requested.connect(self.open_path)
+        wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.wizard = wizard
+        wizard.open()
+
+    def about(self) -> None:
+        QMessageBox.about(self, self.tr("About DiscBridge"), self.tr(
+            "<b>DiscBridge %1</b><p>Reads any DICOM CD, DVD, USB stick or disc image and writes "
+            "media that every other system can read.</p>").replace("%1", __version__))
+
+    def _set_policy(self, policy: str) -> None:
+        self.settings.detection_policy = policy  # type: ignore[assignment]
+
+    # ----- media detection ---------------------------------------------------------------------
+    def _volume_inserted(self, volume: Any) -> None:
+        if getattr(volume, "kind", "") not in ("optical", "usb"):
+            return
+        policy = self.settings.detection_policy
+        if policy == "ignore":
+            return
+        mount = str(volume.mount_point)
+        task = self.runner.run_plain(has_dicom_content, mount)
+        task.finished.connect(lambda yes: self._offer(volume, policy) if yes else None)
+
+    def _offer(self, volume: Any, policy: str) -> None:
+        mount = str(volume.mount_point)
+        label = getattr(volume, "label", "") or mount
+        if policy == "open" or not self.interactive:
+            if policy == "open":
+                self.open_path(mount)
+            else:
+                self.messages.append(f"offer: {label}")
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, self.tr("Medical images found"),
+                          self.tr("“%1” holds medical images. Open it now?").replace("%1", label),
+                          QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Ignore, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda b: self.open_path(mount) if box.standardButton(b)
+                                  == QMessageBox.StandardButton.Open else None)
+        box.open()
+
+    def _volume_removed(self, volume: Any) -> None:
+        mount = str(volume.mount_point)
+        label = getattr(volume, "label", "") or mount
+        for task, path in list(self._opening.items()):
+            if _under(path, mount):
+                task.cancel_reason = self.tr(  # type: ignore[attr-defined]
+                    "“%1” was removed while it was being read. Nothing was opened.").replace(
+                        "%1", label)
+                self.runner.cancel_task(task)
+        for medium in list(self.tree_model.media):
+            if _under(medium.root, mount):
+                self.remove_medium(medium)
+                msg = self.tr("“%1” was removed; its patients were closed.").replace("%1", label)
+                self.messages.append(msg)
+                self.statusBar().showMessage(msg, 15000)
+
+    # ----- drag and drop -----------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        """Reimplemented from QWidget.dragEnterEvent: accept local folders and files."""
+        if any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        """Reimplemented from QWidget.dropEvent: open each dropped folder or file."""
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        for p in paths:
+            self.open_path(p)
+        if paths:
+            event.acceptProposedAction()
+
+    # ----- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start watching for media (call once the window is shown)."""
+        QTimer.singleShot(0, self.monitor.start)
+
+    def shutdown(self) -> None:
+        """Stop the watcher, the viewer and every task (no thread left running)."""
+        self.monitor.stop()
+        stop = getattr(self.viewer, "shutdown", None)
+        if stop is not None:
+            stop()
+        self.runner.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Reimplemented from QWidget.closeEvent: save the layout, stop all work."""
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.shutdown()
+        super().closeEvent(event)

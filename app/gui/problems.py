@@ -1,0 +1,268 @@
+"""The problems panel: what is wrong with the open media, in plain words, and what we did about it.
+
+Problems come from the reader (``Medium.problems``). They are grouped by code, one row per code
+and medium ("3 images listed on the disc are not on it"), the files underneath. Each code has a
+plain-words explanation and a sentence on what DiscBridge did about it (PROBLEM_TEXTS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QCoreApplication,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+)
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHeaderView,
+    QLabel,
+    QStyle,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.model import Medium, Problem
+from app.gui import ntr
+
+Index = QModelIndex | QPersistentModelIndex
+_ROOT = QModelIndex()  # default 'parent' argument (never mutated)
+
+
+def _t(text: str) -> str:
+    return QCoreApplication.translate("problems", text)
+
+
+# code -> (what it means for the user, what DiscBridge did about it). Marked for translation with
+# QT_TRANSLATE_NOOP-style context "problems"; translated when shown.
+PROBLEM_TEXTS: dict[str, tuple[str, str]] = {
+    "missing-file": (
+        "An image listed on the disc is not on it. It may have been lost when the disc was "
+        "written.",
+        "Listed the other images; this one cannot be shown or copied."),
+    "empty-file": (
+        "A file on the disc is empty (0 bytes). The disc was probably not finished properly.",
+        "Listed the other images; this one cannot be shown or copied."),
+    "truncated-file": (
+        "A file on the disc is cut short: its end is missing.",
+        "Listed it with what could be read; it may not display."),
+    "not-dicom": (
+        "The disc's index points at a file that is not a medical image.",
+        "Skipped that file and listed the rest."),
+    "outside-root": (
+        "The disc's index points at a file outside the disc. This is not allowed and could be "
+        "an attempt to read your computer's files.",
+        "Refused to follow it and listed the rest of the disc."),
+    "bad-file-id": (
+        "The disc's index names a file in a way the standard does not allow.",
+        "Found the file anyway where it could, and listed the rest."),
+    "dicomdir-unreadable": (
+        "The disc's index (DICOMDIR) is broken and cannot be read.",
+        "Scanned the disc because its index was broken, so every image is still listed."),
+    "dicomdir-recovered": (
+        "The disc's index (DICOMDIR) is damaged.",
+        "Read around the damage and recovered the entries that were still intact."),
+    "no-dicomdir": (
+        "The disc has no index (DICOMDIR). Other systems may not be able to read it.",
+        "Scanned the disc's files to find the images."),
+    "unreferenced-file": (
+        "A medical image is on the disc but missing from its index. Other systems may not "
+        "show it.",
+        "Listed it too, so no image on the disc is lost."),
+    "duplicate-instance": (
+        "The same image is on the disc more than once.",
+        "Listed it once."),
+    "record-file-mismatch": (
+        "The disc's index and the image file disagree (for example about the patient or the "
+        "study).",
+        "Uses the values from the image file wherever the file has been read."),
+    "missing-key": (
+        "The disc's index leaves out information the standard requires.",
+        "Listed the images anyway; an export fills the missing information in."),
+    "bad-icon": (
+        "A small preview picture stored in the disc's index is damaged.",
+        "Drew the preview from the image itself instead."),
+    "bad-charset": (
+        "Some names use a character set that is unknown or wrongly declared, so letters may "
+        "look wrong.",
+        "Showed the names as well as it could."),
+    "read-error": (
+        "Part of the disc could not be read. It may be scratched or dirty.",
+        "Tried again, then listed everything else on the disc."),
+}
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def explain(code: str) -> tuple[str, str]:
+    """Plain-words (meaning, action) for a problem code, translated. Unknown codes get a generic
+    text (the reader's own message is shown underneath)."""
+    meaning, action = PROBLEM_TEXTS.get(code, (
+        "Something on the disc does not follow the DICOM standard.",
+        "Listed everything it could read."))
+    return _t(meaning), _t(action)
+
+
+@dataclass
+class _Group:
+    medium: Medium
+    code: str
+    severity: str
+    problems: list[Problem] = field(default_factory=list)
+
+
+class ProblemsModel(QAbstractItemModel):
+    """Two levels: a group per (medium, code), then one row per problem. Columns: what is wrong,
+    what DiscBridge did, file."""
+
+    COLUMNS = ("What is wrong", "What DiscBridge did", "File")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._groups: list[_Group] = []
+        self._media: list[Medium] = []
+
+    # ----- content -------------------------------------------------------------------------
+    def set_media(self, media: list[Medium]) -> None:
+        self.beginResetModel()
+        self._media = list(media)
+        groups: dict[tuple[int, str], _Group] = {}
+        for medium in self._media:
+            for p in medium.problems:
+                g = groups.get((id(medium), p.code))
+                if g is None:
+                    g = groups[(id(medium), p.code)] = _Group(medium, p.code, p.severity)
+                g.problems.append(p)
+                if _SEVERITY_ORDER.get(p.severity, 3) < _SEVERITY_ORDER.get(g.severity, 3):
+                    g.severity = p.severity
+        self._groups = sorted(groups.values(),
+                              key=lambda g: (_SEVERITY_ORDER.get(g.severity, 3), g.code))
+        self.endResetModel()
+
+    def problem_count(self) -> int:
+        return sum(len(g.problems) for g in self._groups)
+
+    def codes(self) -> list[str]:
+        return [g.code for g in self._groups]
+
+    # ----- QAbstractItemModel --------------------------------------------------------------
+    def index(self, row: int, column: int, parent: Index = _ROOT) -> QModelIndex:
+        """Reimplemented from QAbstractItemModel.index. Child rows carry their group."""
+        if not self.hasIndex(row, column, parent):
+            return QModelIndex()
+        if not parent.isValid():
+            return self.createIndex(row, column, None)
+        return self.createIndex(row, column, self._groups[parent.row()])
+
+    def parent(self, index: Index = _ROOT) -> QModelIndex:  # type: ignore[override]
+        """Reimplemented from QAbstractItemModel.parent."""
+        if not index.isValid():
+            return QModelIndex()
+        group = index.internalPointer()
+        if group is None:
+            return QModelIndex()
+        return self.createIndex(self._groups.index(group), 0, None)
+
+    def rowCount(self, parent: Index = _ROOT) -> int:
+        """Reimplemented from QAbstractItemModel.rowCount."""
+        if not parent.isValid():
+            return len(self._groups)
+        if parent.column() != 0 or parent.internalPointer() is not None:
+            return 0
+        return len(self._groups[parent.row()].problems)
+
+    def columnCount(self, parent: Index = _ROOT) -> int:
+        """Reimplemented from QAbstractItemModel.columnCount."""
+        return len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        """Reimplemented from QAbstractItemModel.headerData."""
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return _t(self.COLUMNS[section])
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        """Reimplemented from QAbstractItemModel.data."""
+        if not index.isValid():
+            return None
+        group = index.internalPointer()
+        col = index.column()
+        if group is None:
+            g = self._groups[index.row()]
+            meaning, action = explain(g.code)
+            if role == Qt.ItemDataRole.DisplayRole:
+                if col == 0:
+                    n = len(g.problems)
+                    return (f"{meaning} ({n}×)" if n > 1 else meaning)
+                if col == 1:
+                    return action
+                if col == 2:
+                    return g.medium.root if len(self._media) > 1 else ""
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"{meaning}\n{_t('DiscBridge')}: {action}\n[{g.code}]"
+            if role == Qt.ItemDataRole.DecorationRole and col == 0:
+                return severity_icon(g.severity)
+            return None
+        p = group.problems[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return p.message
+            if col == 2:
+                return p.path or ""
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return str(p)
+        return None
+
+
+def severity_icon(severity: str) -> QIcon:
+    style = QApplication.style()
+    pix = {"error": QStyle.StandardPixmap.SP_MessageBoxCritical,
+           "warning": QStyle.StandardPixmap.SP_MessageBoxWarning}.get(
+               severity, QStyle.StandardPixmap.SP_MessageBoxInformation)
+    return style.standardIcon(pix)
+
+
+class ProblemsPanel(QWidget):
+    """The panel: a heading and the grouped problems of every open medium."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = ProblemsModel(self)
+        self.heading = QLabel(self)
+        self.heading.setWordWrap(True)
+        self.view = QTreeView(self)
+        self.view.setObjectName("problemsView")
+        self.view.setModel(self.model)
+        self.view.setWordWrap(True)
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setUniformRowHeights(False)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.heading)
+        layout.addWidget(self.view)
+        self.set_media([])
+
+    def set_media(self, media: list[Medium]) -> None:
+        self.model.set_media(media)
+        n = self.model.problem_count()
+        if not media:
+            self.heading.setText("")
+        elif n == 0:
+            self.heading.setText(self.tr("No problems found: the disc follows the standard."))
+        else:
+            self.heading.setText(ntr("ProblemsPanel", "%n problem(s) found. Everything that "
+                                     "could be read is listed.", n))
+        self.view.header().resizeSection(2, 160)
