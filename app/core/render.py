@@ -235,7 +235,10 @@ def _decode_stream(fp: BinaryIO, index: int | None) -> tuple[Dataset, np.ndarray
         if not 0 <= i < n:
             raise ValueError(f"frame {i} out of range ({n} frames)")
         fp.seek(start)
-        return header, pixel_array(fp, index=i), i
+        try:
+            return header, pixel_array(fp, index=i), i
+        except Exception:  # e.g. a body that contradicts its File Meta: read it all instead
+            pass
     fp.seek(start)
     ds = _ensure_transfer_syntax(dcmread(fp, force=True))
     return ds, *_decode_dataset(ds, index)
