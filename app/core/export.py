@@ -1,0 +1,384 @@
+"""Export: plan → stage → write → DICOMDIR → flush → verify → install (→ ISO → burn).
+
+Public API (INTERFACES.md): :func:`run_export`, :func:`plan_export`, :func:`execute`,
+:class:`ExportReport`, :class:`ExportPlan`. The pieces live in small modules:
+``export_plan`` (decisions and sizes), ``export_identity`` (Patient IDs and Type 1 values),
+``fixes`` (Original Attributes Sequence), ``transcode`` (per-file pydicom work),
+``export_write`` (staging, copies, flush, atomic install), ``export_verify``, ``export_report``,
+``readme_txt``; the DICOMDIR is E1a's ``dicomdir_write``, ISO and burning E2's ``iso``/``burn``.
+
+Safety (issue 3 item 4): sources are only read; everything is written into a staging folder
+inside DEST and moved into place at the end (the DICOMDIR last); cancel, any error, a full disk
+or a vanished source remove the staging folder and leave DEST as it was; the data is flushed
+(``os.sync`` + directory fsync) before verification and before "done".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+
+from app.core.errors import DiscBridgeError, ExportError
+from app.core.export_options import ExportOptions
+from app.core.export_plan import ExportPlan, PlannedFile, Volume, plan_export
+from app.core.export_report import ExportReport, Verification, VolumeResult
+from app.core.export_verify import Expected, verify_bytes, verify_records
+from app.core.export_worker import run_file_jobs
+from app.core.export_write import (
+    copy_file,
+    copy_stream,
+    flush_tree,
+    install,
+    make_staging,
+    medium_entries,
+    remove_tree,
+    write_bytes,
+)
+from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
+from app.core.readme_txt import render_readme
+from app.core.transcode import FileResult, header_only, set_our_meta
+
+__all__ = ["ExportPlan", "ExportReport", "execute", "plan_export", "run_export"]
+
+
+def run_export(options: ExportOptions, progress: ProgressCallback | None = None,
+               cancel: CancelToken | None = None) -> ExportReport:
+    """Plan and carry out an export; write the JSON report. See :func:`execute`.
+
+    Raises
+    ------
+    ExportError
+        Nothing was written (bad options, refused instances, ID clash, no study date, too big,
+        full disk, vanished source, ...): the message says why, naming the file.
+    Cancelled
+        Cancelled by the token; DEST was left as it was.
+    """
+    cancel = cancel or CancelToken()
+    t0 = time.monotonic()
+    plan = plan_export(options, progress=progress, cancel=cancel)
+    report = execute(plan, progress, cancel)
+    report.timings["plan"] = report.timings.get("plan", 0.0) + 0.0
+    report.timings["total"] = time.monotonic() - t0
+    report.write(options.report)
+    return report
+
+
+def execute(plan: ExportPlan, progress: ProgressCallback | None = None,
+            cancel: CancelToken | None = None) -> ExportReport:
+    """Write ``plan`` (see the module docstring for the guarantees). Returns the report;
+    ``report.ok`` is False when verification failed (DEST then left as it was)."""
+    cancel = cancel or CancelToken()
+    opts = plan.options
+    report = ExportReport(ok=False, dest=str(opts.dest) if opts.dest else None,
+                          profile=plan.profile.name, media=plan.media_type,
+                          fileset_id=plan.fileset_id, changes=list(plan.changes),
+                          transcodings=[t.to_dict() for t in plan.transcodings],
+                          problems=[str(p) for p in plan.problems],
+                          warnings=list(plan.warnings))
+    temp_root: Path | None = None
+    if opts.iso is not None or opts.burn is not None:
+        if opts.iso is not None and opts.iso.exists() and not opts.force:
+            raise ExportError(f"{opts.iso}: exists already; use --force to replace it")
+        if opts.dest is None:
+            base = opts.iso.parent if opts.iso is not None else Path(tempfile.gettempdir())
+            base.mkdir(parents=True, exist_ok=True)
+            temp_root = Path(tempfile.mkdtemp(prefix=".discbridge-iso-", dir=base))
+        dest = temp_root or Path(opts.dest)  # type: ignore[arg-type]
+    elif opts.dest is None:
+        raise ExportError("export needs a destination: --to DEST, --iso FILE or --burn DEVICE")
+    else:
+        dest = Path(opts.dest)
+    try:
+        expected = _write_medium(plan, dest, report, progress, cancel)
+        if report.ok and (opts.iso is not None or opts.burn is not None):
+            _iso_and_burn(plan, dest, expected, report, progress, cancel)
+    finally:
+        if temp_root is not None:
+            remove_tree(temp_root)
+    return report
+
+
+def _top_names(vol_root: Path) -> list[str]:
+    names = sorted(n for n in os.listdir(vol_root) if n != "DICOMDIR")
+    return names + ["DICOMDIR"]
+
+
+def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
+                  progress: ProgressCallback | None,
+                  cancel: CancelToken) -> dict[int, list[Expected]]:
+    opts = plan.options
+    spanning = len(plan.volumes) > 1
+    ours = [v.name for v in plan.volumes] if spanning else ["DICOMDIR", "README.TXT"]
+    existing = medium_entries(dest, ours)
+    if existing and not opts.force:
+        raise ExportError(f"{dest}: holds a medium already ({', '.join(existing[:5])}); "
+                          "nothing was written. Use --force to replace it.")
+    t_start = time.monotonic()
+    try:
+        staging = make_staging(dest)
+    except OSError as exc:
+        raise ExportError(f"{dest}: cannot write here ({exc.strerror or exc})") from exc
+    timings = report.timings
+    expected: dict[int, list[Expected]] = {}
+    try:
+        results = _write_files(plan, staging, progress, cancel)
+        timings["write"] = time.monotonic() - t_start
+        t = time.monotonic()
+        for v in plan.volumes:
+            cancel.raise_if_cancelled()
+            expected[v.index] = _finish_volume(plan, v, staging, results, progress, cancel)
+        timings["dicomdir"] = time.monotonic() - t
+        t = time.monotonic()
+        _emit(progress, Progress("write", message="flushing to the device"))
+        flush_tree(staging)
+        timings["flush"] = time.monotonic() - t
+        ver = Verification()
+        if opts.verify:
+            t = time.monotonic()
+            ver.checked = True
+            for v in plan.volumes:
+                root = staging / v.name if v.name else staging
+                exp = expected[v.index]
+                fails, nbytes = verify_bytes(root, exp, progress=progress, cancel=cancel)
+                fails += verify_records(root, exp, cancel=cancel)
+                prefix = f"{v.name}/" if v.name else ""
+                ver.failures.extend(prefix + f for f in fails)
+                ver.files += len(exp)
+                ver.bytes += nbytes
+            ver.seconds = timings["verify"] = time.monotonic() - t
+        report.verification = ver
+        if not ver.ok:
+            report.error = ("the written medium did not verify; nothing was put in place "
+                            f"at {dest}")
+            return expected
+        cancel.raise_if_cancelled()
+        top = [v.name for v in plan.volumes] if spanning else _top_names(staging)
+        install(staging, dest, top, replace=existing)
+        if hasattr(os, "sync"):
+            os.sync()
+    except Cancelled:
+        raise
+    except DiscBridgeError:
+        raise
+    except OSError as exc:
+        raise ExportError(_os_message(exc, dest)) from exc
+    finally:
+        remove_tree(staging)
+    for v in plan.volumes:
+        path = dest / v.name if v.name else dest
+        report.volumes.append(VolumeResult(str(path), v.fileset_id, _studies_of(v),
+                                           len(v.files), _volume_bytes(path, v)))
+    report.ok = True
+    timings["total_write"] = time.monotonic() - t_start
+    return expected
+
+
+def _volume_bytes(root: Path, v: Volume) -> int:
+    total = 0
+    for rel in [f.file_id for f in v.files] + [("DICOMDIR",), ("README.TXT",)]:
+        with contextlib.suppress(OSError):
+            total += root.joinpath(*rel).stat().st_size
+    return total
+
+
+def _studies_of(v: Volume) -> list[dict[str, str | None]]:
+    seen: dict[str, dict[str, str | None]] = {}
+    for f in v.files:
+        uid = f.value("StudyInstanceUID") or ""
+        if uid not in seen:
+            seen[uid] = {"study_uid": uid, "patient_id": f.value("PatientID"),
+                         "study_date": f.value("StudyDate"),
+                         "description": f.value("StudyDescription"),
+                         "first_file": "/".join(f.file_id[:2])}
+    return list(seen.values())
+
+
+def _os_message(exc: OSError, dest: Path) -> str:
+    name = exc.filename or ""
+    if exc.errno == errno.ENOSPC:
+        return (f"{dest}: the destination is full (no space left while writing {name}); "
+                "nothing was left behind, DEST is as it was")
+    if isinstance(exc, FileNotFoundError):
+        return (f"{name}: a source file vanished while exporting (medium removed?); "
+                "nothing was left behind, DEST is as it was")
+    return f"{name or dest}: {exc.strerror or exc}; nothing was left behind, DEST is as it was"
+
+
+def _emit(progress: ProgressCallback | None, p: Progress) -> None:
+    if progress is not None:
+        progress(p)
+
+
+def _dest_path(staging: Path, plan: ExportPlan, f: PlannedFile) -> Path:
+    v = plan.volumes[f.volume]
+    root = staging / v.name if v.name else staging
+    return root.joinpath(*f.file_id)
+
+
+def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | None,
+                 cancel: CancelToken) -> dict[str, FileResult]:
+    """Write every file into ``staging``; returns the result per SOP Instance UID."""
+    want_hash = plan.options.verify or plan.options.iso is not None or plan.options.burn is not None
+    files = [f for v in plan.volumes for f in v.files]
+    total_bytes = sum(f.est_size for f in files)
+    dirs = {_dest_path(staging, plan, f).parent for f in files}
+    for d in sorted(dirs):
+        d.mkdir(parents=True, exist_ok=True)
+    report = Throttle(progress) if progress is not None else None
+    state = {"files": 0, "bytes": 0}
+
+    def tick(nbytes: int = 0, file_done: bool = False) -> None:
+        state["bytes"] += nbytes
+        if file_done:
+            state["files"] += 1
+        if report is not None:
+            report(Progress("write", state["files"], len(files), state["bytes"], total_bytes,
+                            message="writing files"), force=state["files"] == len(files))
+
+    results: dict[str, FileResult] = {}
+    heavy = [f for f in files if f.action in ("rewrite", "transcode")]
+    icons = [f for f in files if plan.icon_size and f.record_type == "IMAGE"
+             and "Rows" in f.src.header and f.action in ("copy", "meta")]
+    for f in files:
+        if f.action not in ("copy", "meta"):
+            continue
+        cancel.raise_if_cancelled()
+        results[f.sop_uid] = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel,
+                                       lambda n: tick(n))
+        tick(0, True)
+    if heavy or icons:
+        done = run_file_jobs(plan, heavy, icons, lambda f: str(_dest_path(staging, plan, f)),
+                             want_hash, cancel, lambda f, r: tick(r.size, True))
+        for uid, res in done.items():
+            if uid in results:
+                results[uid].icon = res.icon  # icon-only job of a copied file
+            else:
+                results[uid] = res
+    return results
+
+
+def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
+              on_bytes: Callable[[int], None]) -> FileResult:
+    src = f.src
+    prefix = f.meta_bytes or b""
+    offset = src.body_offset if f.action == "meta" else 0
+    try:
+        if src.local is not None:
+            digest = copy_file(src.local, dst, cancel=cancel, on_bytes=on_bytes,
+                               want_hash=want_hash, prefix=prefix, offset=offset)
+        else:
+            assert src.medium.fs is not None
+            with src.medium.fs.open(src.rel) as fin:
+                digest = copy_stream(fin, dst, cancel=cancel, on_bytes=on_bytes, prefix=prefix,
+                                     offset=offset)
+    except FileNotFoundError as exc:
+        raise ExportError(f"{src.label}: the source file vanished while exporting "
+                          "(medium removed?); nothing was left behind, DEST is as it was"
+                          ) from exc
+    header = src.header
+    if f.action == "meta":
+        header = header_only(header)
+        set_our_meta(header, f.target_ts)
+    return FileResult(dst.stat().st_size, digest, header, None)
+
+
+def _finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str, FileResult],
+                   progress: ProgressCallback | None, cancel: CancelToken) -> list[Expected]:
+    """README.TXT and the DICOMDIR of one volume; returns what verification must find."""
+    from app.core.dicomdir_write import DirEntry, build_dicomdir  # E1a's module
+
+    root = staging / v.name if v.name else staging
+    root.mkdir(parents=True, exist_ok=True)
+    entries = []
+    expected: list[Expected] = []
+    for f in v.files:
+        res = results[f.sop_uid]
+        assert res.header is not None
+        entries.append(DirEntry(f.file_id, res.header, res.icon))
+        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts))
+    _emit(progress, Progress("dicomdir", 0, len(entries), message=f"DICOMDIR {v.fileset_id}"))
+    try:
+        data = build_dicomdir(entries, fileset_id=v.fileset_id, fileset_uid=generate_uid(),
+                              profile=plan.profile, series_icons=_series_icons(v, results),
+                              progress=progress, cancel=cancel)
+    except (ValueError, DiscBridgeError) as exc:
+        raise ExportError(f"DICOMDIR of {v.fileset_id} cannot be written: {exc}") from exc
+    total = sum(results[f.sop_uid].size for f in v.files)
+    readme = render_readme(profile=plan.profile.name, fileset_id=v.fileset_id,
+                           files=len(v.files), total_bytes=total,
+                           institution=plan.options.institution, contact=plan.options.contact,
+                           created=plan.created,
+                           volume=(v.index + 1, len(plan.volumes)) if v.name else None)
+    expected.append(Expected("README.TXT", write_bytes(root / "README.TXT", readme)))
+    expected.append(Expected("DICOMDIR", write_bytes(root / "DICOMDIR", data)))
+    return expected
+
+
+def _series_icons(v: Volume, results: dict[str, FileResult]) -> dict[str, Dataset]:
+    """The icon of each series' representative instance (DESIGN.md: the middle one)."""
+    from app.core.imaging import series_representative
+    from app.core.model import Instance
+
+    by_series: dict[str, list[PlannedFile]] = {}
+    for f in v.files:
+        if results[f.sop_uid].icon is not None:
+            by_series.setdefault(f.value("SeriesInstanceUID") or "", []).append(f)
+    icons: dict[str, Dataset] = {}
+    for series_uid, files in by_series.items():
+        insts = [Instance(f.sop_uid, f.sop_class, f.record_type, f.value("InstanceNumber"))
+                 for f in files]
+        rep = series_representative(insts)
+        icon = results[rep.sop_instance_uid or ""].icon
+        if icon is not None:
+            icons[series_uid] = icon
+    return icons
+
+
+def _iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected]],
+                  report: ExportReport, progress: ProgressCallback | None,
+                  cancel: CancelToken) -> None:
+    from app.core.iso import verify_iso, write_iso  # E2's module
+
+    opts = plan.options
+    udf = plan.media_type == "bd"
+    t = time.monotonic()
+    isos: list[Path] = []
+    for v, vr in zip(plan.volumes, report.volumes, strict=True):
+        if opts.iso is not None:
+            iso = opts.iso if not v.name else opts.iso.with_name(
+                f"{opts.iso.stem}_{v.name}{opts.iso.suffix or '.iso'}")
+        else:
+            iso = dest.parent / f"{dest.name}-{v.fileset_id}.iso"
+        root = dest / v.name if v.name else dest
+        write_iso(root, iso, v.fileset_id, udf=udf, progress=progress, cancel=cancel)
+        vr.iso = str(iso)
+        isos.append(iso)
+        sums = {e.rel: e.sha256 for e in expected[v.index]}
+        if opts.verify and all(sums.values()):
+            fails = verify_iso(iso, sums, progress=progress, cancel=cancel,
+                               volume_id=v.fileset_id, udf=udf)
+            report.verification.iso_failures.extend(f"{iso.name}: {m}" for m in fails)
+    report.timings["iso"] = time.monotonic() - t
+    if opts.burn is not None:
+        from app.core.burn import burn_image  # E2's module
+
+        t = time.monotonic()
+        result = burn_image(isos[0], opts.burn, progress=progress, cancel=cancel)
+        report.verification.burn = result.message
+        if not result.ok:
+            report.verification.iso_failures.append(f"burn on {opts.burn}: {result.message}")
+        report.timings["burn"] = time.monotonic() - t
+        if opts.iso is None:
+            with contextlib.suppress(OSError):
+                isos[0].unlink()
+    if not report.verification.ok:
+        report.ok = False
+        report.error = "the image or the disc did not verify"

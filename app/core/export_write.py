@@ -1,0 +1,212 @@
+"""Writing an export safely: a staging folder inside DEST, fast copies, flush, atomic install.
+
+Guarantees (issue 3 item 4):
+
+- Everything is written into ``DEST/.discbridge-XXXX`` (same filesystem, so renames are atomic)
+  and moved into place only at the end, the DICOMDIR last; on cancel or any error the staging
+  folder is removed and DEST is as it was.
+- Data is flushed before "done": ``os.sync()`` then ``fsync`` of every written directory.
+- An existing medium in DEST is replaced only with ``force``: the old entries are moved aside into
+  the staging folder, the new ones moved in, then the old ones deleted; a failure while moving
+  puts the old ones back.
+- Copies of unchanged files use the kernel (``copy_file_range`` / ``sendfile``) in chunks, with
+  the cancel token checked between chunks; nothing here ever opens a source for writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from app.core.jobs import CancelToken
+
+STAGING_PREFIX = ".discbridge-"
+CHUNK = 32 << 20  # bytes per kernel copy call between cancel checks
+HASH_CHUNK = 1 << 20
+# Entries of DEST that belong to a medium we would write (or that an earlier export wrote).
+_MEDIUM_NAME = re.compile(r"^(DICOMDIR|README\.TXT|README|PA\d{3,6}|VOL\d{2,3})$", re.IGNORECASE)
+
+ByteCallback = Callable[[int], None]
+
+
+def medium_entries(dest: Path, ours: Iterable[str] = ()) -> list[str]:
+    """Names in ``dest`` that form (or would collide with) a medium: DICOMDIR, README.TXT,
+    ``PA…``/``VOL…`` folders, and any of ``ours``."""
+    if not dest.is_dir():
+        return []
+    wanted = {n.upper() for n in ours}
+    found = []
+    for name in sorted(os.listdir(dest)):
+        if name.startswith(STAGING_PREFIX):
+            continue
+        if _MEDIUM_NAME.match(name) or name.upper() in wanted:
+            found.append(name)
+    return found
+
+
+def make_staging(dest: Path) -> Path:
+    """Create DEST (if needed) and a fresh staging folder inside it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder we created; never raises (it is the cleanup path)."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _kernel_copy(src: int, dst: int, count: int, offset: int,
+                 cancel: CancelToken | None, on_bytes: ByteCallback | None) -> None:
+    """Copy ``count`` bytes of ``src`` from ``offset`` to the current end of ``dst``."""
+    done = 0
+    use_cfr = hasattr(os, "copy_file_range")
+    while done < count:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        n = min(CHUNK, count - done)
+        sent = 0
+        if use_cfr:
+            try:
+                sent = os.copy_file_range(src, dst, n, offset + done)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                use_cfr = False
+        if not use_cfr:
+            sent = os.sendfile(dst, src, offset + done, n)
+        if sent == 0:
+            raise OSError(errno.EIO, "source file ended early (changed while copying?)")
+        done += sent
+        if on_bytes is not None:
+            on_bytes(sent)
+
+
+def copy_file(src: Path, dst: Path, *, cancel: CancelToken | None = None,
+              on_bytes: ByteCallback | None = None, want_hash: bool = False,
+              prefix: bytes = b"", offset: int = 0) -> str | None:
+    """Create ``dst`` = ``prefix`` + bytes of ``src`` from ``offset``; returns its SHA-256 when
+    ``want_hash``. Without hashing the kernel copies (no decode); with hashing the bytes pass
+    through once, hashed on the way."""
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        if offset > size:
+            raise OSError(errno.EIO, f"{src}: shorter than its header")
+        if want_hash:
+            h = hashlib.sha256(prefix)
+            if prefix:
+                fout.write(prefix)
+            fin.seek(offset)
+            _stream(fin, fout, h, cancel, on_bytes)
+            return h.hexdigest()
+        if prefix:
+            fout.write(prefix)
+            fout.flush()
+        _kernel_copy(fin.fileno(), fout.fileno(), size - offset, offset, cancel, on_bytes)
+        return None
+
+
+def copy_stream(fin: BinaryIO, dst: Path, *, cancel: CancelToken | None = None,
+                on_bytes: ByteCallback | None = None, prefix: bytes = b"",
+                offset: int = 0) -> str:
+    """Create ``dst`` from an open source (e.g. a file inside an .iso); returns its SHA-256."""
+    h = hashlib.sha256(prefix)
+    with open(dst, "xb") as fout:
+        if prefix:
+            fout.write(prefix)
+        if offset:
+            fin.seek(offset)
+        _stream(fin, fout, h, cancel, on_bytes)
+    return h.hexdigest()
+
+
+def _stream(fin: BinaryIO, fout: BinaryIO, h: hashlib._Hash, cancel: CancelToken | None,
+            on_bytes: ByteCallback | None) -> None:
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    since_check = 0
+    while True:
+        n = fin.readinto(view)  # type: ignore[attr-defined]
+        if not n:
+            break
+        chunk = view[:n]
+        h.update(chunk)
+        fout.write(chunk)
+        since_check += n
+        if on_bytes is not None:
+            on_bytes(n)
+        if cancel is not None and since_check >= CHUNK:
+            since_check = 0
+            cancel.raise_if_cancelled()
+
+
+def write_bytes(dst: Path, data: bytes) -> str:
+    """Create ``dst`` with ``data``; returns its SHA-256."""
+    with open(dst, "xb") as fout:
+        fout.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # e.g. Windows: directories cannot be opened; NTFS/FAT metadata is flushed by sync
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def flush_tree(root: Path) -> None:
+    """Flush everything written under ``root`` to the device: ``os.sync`` + fsync of the dirs."""
+    if hasattr(os, "sync"):
+        os.sync()
+    else:  # pragma: no cover - Windows: fsync each file
+        for dirpath, _dirs, files in os.walk(root):
+            for f in files:
+                with open(os.path.join(dirpath, f), "rb+") as fp:
+                    os.fsync(fp.fileno())
+    for dirpath, _dirs, _files in os.walk(root):
+        _fsync_dir(Path(dirpath))
+
+
+def install(staging: Path, dest: Path, names: list[str], *, replace: list[str]) -> None:
+    """Move ``names`` (top-level entries of ``staging``, DICOMDIR last) into ``dest``.
+
+    ``replace``: existing entries of ``dest`` to move aside first (``force``); they are deleted
+    only once every new entry is in place, and put back if a move fails.
+    """
+    aside = staging / ".old"
+    aside.mkdir()
+    moved_aside: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in replace:
+            os.replace(dest / name, aside / name)
+            moved_aside.append(name)
+        for name in names:
+            if (dest / name).exists():
+                raise OSError(errno.EEXIST, f"{dest / name} appeared while exporting")
+            os.replace(staging / name, dest / name)
+            moved_in.append(name)
+    except BaseException:
+        for name in reversed(moved_in):
+            with contextlib.suppress(OSError):
+                os.replace(dest / name, staging / name)
+        for name in reversed(moved_aside):
+            with contextlib.suppress(OSError):
+                os.replace(aside / name, dest / name)
+        raise
+    _fsync_dir(dest)
+    remove_tree(aside)
