@@ -365,7 +365,10 @@ def load_frame(source: Source, frame: int | None = None) -> Frame:
                      value_range=(0.0, 255.0), pixel_aspect=aspect, name=name)
     except RenderError:
         raise
-    except Exception as exc:  # pydicom, the plugins and numpy raise many kinds on bad input
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # pydicom, numpy and the plugins raise many kinds on bad input;
+        # pylibjpeg-rle even panics (pyo3 PanicException derives from BaseException)
         raise RenderError(f"{name}: cannot render: {describe(exc)}") from exc
 
 

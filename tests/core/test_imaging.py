@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom import Dataset, dcmread
 from pydicom.pixels import apply_color_lut
 from pydicom.sequence import Sequence
@@ -642,3 +644,31 @@ def test_series_representative_prefers_images() -> None:
     assert series_representative(only_docs).sop_instance_uid == "1.2"
     with pytest.raises(ValueError, match="without instances"):
         series_representative([])
+
+
+# ------------------------------------------------------------------------- fuzzing
+
+_FUZZ_SOURCES = {name: pydicom_test_file(name).read_bytes()
+                 for name in ("CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
+                              "SC_rgb_rle_2frame.dcm", "examples_palette.dcm")}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(_FUZZ_SOURCES)),
+       edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=8)),
+                      min_size=1, max_size=6),
+       cut=st.one_of(st.none(), st.floats(0, 1)),
+       frame=st.one_of(st.none(), st.integers(0, 2)))
+def test_mutated_files_raise_only_render_error(name: str, edits: list[tuple[float, bytes]],
+                                               cut: float | None, frame: int | None) -> None:
+    data = bytearray(_FUZZ_SOURCES[name])
+    for where, patch in edits:
+        at = int(where * (len(data) - 1))
+        data[at:at + len(patch)] = patch
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    try:
+        result = render(io.BytesIO(bytes(data)), frame, max_size=64)
+    except RenderError:
+        return
+    assert result.dtype == np.uint8 and max(result.shape[:2]) <= 64
