@@ -286,3 +286,20 @@ def test_make_icon_item_unrenderable_raises_render_error() -> None:
 def test_icon_from_item_incomplete() -> None:
     with pytest.raises(BadIcon, match="incomplete"):
         icon_from_item(Dataset())
+
+
+def test_icon_from_item_with_palette() -> None:
+    item = Dataset()
+    item.SamplesPerPixel = 1
+    item.PhotometricInterpretation = "PALETTE COLOR"
+    item.Rows = item.Columns = 2
+    item.BitsAllocated = item.BitsStored = 8
+    item.HighBit = 7
+    item.PixelRepresentation = 0
+    for colour, lut in (("Red", [0, 65535]), ("Green", [65535, 0]), ("Blue", [0, 0])):
+        setattr(item, f"{colour}PaletteColorLookupTableDescriptor", [2, 0, 16])
+        setattr(item, f"{colour}PaletteColorLookupTableData",
+                np.array(lut, dtype="<u2").tobytes())
+    item.add_new(0x7FE00010, "OB", bytes([0, 1, 1, 0]))
+    out = decode_icon(icon_from_item(item))
+    assert out.tolist() == [[[0, 255, 0], [255, 0, 0]], [[255, 0, 0], [0, 255, 0]]]

@@ -672,3 +672,41 @@ def test_mutated_files_raise_only_render_error(name: str, edits: list[tuple[floa
     except RenderError:
         return
     assert result.dtype == np.uint8 and max(result.shape[:2]) <= 64
+
+
+# ------------------------------------------------------------------------- less common encodings
+
+
+def test_segmented_palette() -> None:
+    ds = make_dataset(1, 3, pixels=np.array([[0, 1, 2]], dtype=np.uint16), BitsAllocated=8,
+                      BitsStored=8, HighBit=7, PhotometricInterpretation="PALETTE COLOR",
+                      RescaleIntercept=None, RescaleSlope=None, RescaleType=None)
+    ds.PixelData = bytes([0, 1, 2, 0])
+    for colour, values in (("Red", [0, 32768, 65535]), ("Green", [65535, 0, 0]),
+                           ("Blue", [0, 0, 65535])):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [3, 0, 16])
+        segment = np.array([0, 3, *values], dtype="<u2").tobytes()  # one discrete segment
+        setattr(ds, f"Segmented{colour}PaletteColorLookupTableData", segment)
+    assert load_frame(ds).values[0].tolist() == [[0, 255, 0], [128, 0, 0], [255, 0, 255]]
+
+
+def test_float_pixel_data_with_non_finite_values() -> None:
+    ds = make_dataset(1, 4, RescaleIntercept=None, RescaleSlope=None, RescaleType=None,
+                      WindowCenter=None, WindowWidth=None, PixelData=None, BitsStored=None,
+                      HighBit=None, PixelRepresentation=None, BitsAllocated=32)
+    ds.FloatPixelData = np.array([[0.0, np.nan, 2.5, np.inf]], dtype="<f4").tobytes()
+    frame = load_frame(ds)
+    assert frame.values[0].tolist() == [0.0, 0.0, 2.5, 0.0]
+    assert to_display(frame)[0].tolist() == [0, 0, 255, 0]
+
+
+def test_unknown_voi_function_is_linear_and_sigmoid_inverts() -> None:
+    stored = np.array([[1024, 1064, 1264]], dtype=np.uint16)  # 0 40 240
+    odd = load_frame(ct(stored, VOILUTFunction="BOGUS"))
+    assert odd.window_function == "LINEAR"
+    sig = load_frame(ct(stored, WindowCenter=40, WindowWidth=100, VOILUTFunction="SIGMOID"))
+    # 255 / (1 + exp(-4 (x - c) / w)) and its mirror: 0 HU → 42.8 / 212.2; the centre is 127.5
+    assert to_display(sig)[0].tolist() == [43, 128, 255]
+    assert to_display(sig, invert=True)[0].tolist() == [212, 128, 0]
+    with pytest.raises(ValueError, match="finite"):
+        to_display(odd, float("nan"), 10)
