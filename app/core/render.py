@@ -12,6 +12,7 @@ COLOR through its palette) becomes uint8 RGB.
 from __future__ import annotations
 
 import copy
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -208,7 +209,13 @@ def _decode(source: Source, index: int | None) -> tuple[Dataset, np.ndarray, int
     if isinstance(source, str | Path):
         with open(source, "rb") as fp:
             return _decode_stream(fp, index)
-    return _decode_stream(source, index)
+    if not (hasattr(source, "seekable") and source.seekable()):
+        return _decode_stream(io.BytesIO(source.read()), index)
+    position = source.tell()
+    try:
+        return _decode_stream(source, index)
+    finally:
+        source.seek(position)  # the caller's stream is left where it was
 
 
 def _decode_dataset(ds: Dataset, index: int | None) -> tuple[np.ndarray, int]:

@@ -710,3 +710,27 @@ def test_unknown_voi_function_is_linear_and_sigmoid_inverts() -> None:
     assert to_display(sig, invert=True)[0].tolist() == [212, 128, 0]
     with pytest.raises(ValueError, match="finite"):
         to_display(odd, float("nan"), 10)
+
+
+def test_non_seekable_stream_and_position_restored() -> None:
+    data = pydicom_test_file("MR_small.dcm").read_bytes()
+
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self._buf = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+            chunk = self._buf.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    assert not Pipe().seekable()
+    expected = load_frame(io.BytesIO(data)).values
+    np.testing.assert_array_equal(load_frame(io.BufferedReader(Pipe())).values, expected)
+    stream = io.BytesIO(data)
+    stream.seek(100)
+    load_frame(stream)
+    assert stream.tell() == 100
