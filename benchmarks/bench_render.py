@@ -21,7 +21,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core.imaging import load_frame, make_icon_item, render, to_display  # noqa: E402
-from tests.media import make_dataset, write_instance  # noqa: E402
+from tests.media import make_dataset, pydicom_test_file, write_instance  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], repeat: int = 20) -> float:
@@ -58,6 +58,9 @@ def main() -> None:
         rows = []
         for name, path in files.items():
             rows.append((f"render() 512×512 CT, {name}", median_ms(lambda p=path: render(p))))
+        real = pydicom_test_file("693_J2KI.dcm")
+        rows.append(("render() 512×512 CT, JPEG 2000 lossy (693_J2KI.dcm)",
+                     median_ms(lambda: render(real))))
         rows.append(("render(max_size=128) thumbnail, Explicit VR LE",
                      median_ms(lambda: render(files["Explicit VR LE"], max_size=128))))
         frame = load_frame(files["Explicit VR LE"])
