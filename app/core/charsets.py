@@ -16,9 +16,7 @@ from __future__ import annotations
 import codecs
 import re
 from functools import lru_cache
-
-from pydicom.charset import CODES_TO_ENCODINGS, STAND_ALONE_ENCODINGS, handled_encodings
-from pydicom.charset import python_encoding as _PY_ENCODING
+from typing import Any
 
 __all__ = ["CharsetDecoder", "decoder_for", "parse_charset_value", "decode_text",
            "TEXT_VRS", "PN_DELIMS", "TEXT_DELIMS"]
@@ -30,6 +28,38 @@ TEXT_DELIMS = frozenset(b"\r\n\t\f\\")
 # VRs whose values are affected by Specific Character Set (PS3.5 §6.1.2.3).
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 _FRAGMENTS = re.compile(rb"(^[^\x1b]+|[\x1b][^\x1b]*)")
+# Defined Terms of (0008,0005) (PS3.3 C.12.1.1.2): checked without importing pydicom.
+STAND_ALONE_ENCODINGS = ("ISO_IR 192", "GBK", "GB18030")
+# Python codec per Defined Term (PS3.3 C.12.1.1.2), identical to pydicom's
+# ``charset.python_encoding`` (a test keeps them in step): resolved without importing pydicom.
+TERM_CODECS = {
+    "ISO_IR 6": _DEFAULT, "ISO_IR 13": "shift_jis", "ISO_IR 100": "latin_1",
+    "ISO_IR 101": "iso8859_2", "ISO_IR 109": "iso8859_3", "ISO_IR 110": "iso8859_4",
+    "ISO_IR 126": "iso_ir_126", "ISO_IR 127": "iso_ir_127", "ISO_IR 138": "iso_ir_138",
+    "ISO_IR 144": "iso_ir_144", "ISO_IR 148": "iso_ir_148", "ISO_IR 166": "iso_ir_166",
+    "ISO 2022 IR 6": _DEFAULT, "ISO 2022 IR 13": "shift_jis", "ISO 2022 IR 87": "iso2022_jp",
+    "ISO 2022 IR 100": "latin_1", "ISO 2022 IR 101": "iso8859_2",
+    "ISO 2022 IR 109": "iso8859_3", "ISO 2022 IR 110": "iso8859_4",
+    "ISO 2022 IR 126": "iso_ir_126", "ISO 2022 IR 127": "iso_ir_127",
+    "ISO 2022 IR 138": "iso_ir_138", "ISO 2022 IR 144": "iso_ir_144",
+    "ISO 2022 IR 148": "iso_ir_148", "ISO 2022 IR 149": "euc_kr",
+    "ISO 2022 IR 159": "iso2022_jp_2", "ISO 2022 IR 166": "iso_ir_166",
+    "ISO 2022 IR 58": "iso_ir_58", "ISO_IR 192": "UTF8", "GB18030": "GB18030", "GBK": "GBK",
+    "ISO 2022 GBK": "GBK", "ISO 2022 58": "GB2312",  # CP 1234
+}
+KNOWN_TERMS = frozenset(TERM_CODECS)
+_TABLES: dict[str, Any] = {}
+
+
+def _pydicom_tables() -> dict[str, Any]:
+    """pydicom's charset tables, imported on first need (importing pydicom costs ~0.2 s, and
+    ASCII values, the vast majority, never need them)."""
+    if not _TABLES:
+        from pydicom import charset as pc
+
+        _TABLES.update(python_encoding=pc.python_encoding, codes=pc.CODES_TO_ENCODINGS,
+                       handled=pc.handled_encodings)
+    return _TABLES
 
 
 def parse_charset_value(raw: bytes | str | None) -> tuple[str, ...]:
@@ -48,24 +78,28 @@ def parse_charset_value(raw: bytes | str | None) -> tuple[str, ...]:
 
 def _codec_for_term(term: str) -> tuple[str, bool]:
     """Python codec for one DICOM term, and whether the term was valid as written."""
-    codec = _PY_ENCODING.get(term)
+    codec = TERM_CODECS.get(term)
     if codec is not None:
         return codec, True
+    py_encoding = _pydicom_tables()["python_encoding"]
+    codec = py_encoding.get(term)
+    if codec is not None:
+        return codec, term in KNOWN_TERMS
     # Common misspellings (pydicom's corrections): "ISO IR 100", "ISO-IR 100", "ISO_IR100",
     # lowercase, "ISO 2022-IR 87".
     fixed = term.upper().replace("-", " ").replace("_", " ")
     fixed = re.sub(r"\s+", " ", fixed)
     m = re.fullmatch(r"ISO ?IR ?(\d+)", fixed)
     if m:
-        codec = _PY_ENCODING.get(f"ISO_IR {m.group(1)}")
+        codec = py_encoding.get(f"ISO_IR {m.group(1)}")
     else:
         m = re.fullmatch(r"ISO ?2022 ?IR ?(\d+)", fixed)
         if m:
-            codec = _PY_ENCODING.get(f"ISO 2022 IR {m.group(1)}")
+            codec = py_encoding.get(f"ISO 2022 IR {m.group(1)}")
         elif fixed in ("UTF8", "UTF 8"):
             codec = "UTF8"
         else:
-            codec = _PY_ENCODING.get(fixed)
+            codec = py_encoding.get(fixed)
     if codec is not None:
         return codec, False
     try:
@@ -91,26 +125,38 @@ class CharsetDecoder:
 
     def __init__(self, terms: tuple[str, ...] = ()) -> None:
         self.terms = terms
-        self.valid = True
         self.declared = bool(terms and any(terms))
-        encodings: list[str] = []
-        for i, term in enumerate(terms or ("",)):
+        valid = True
+        for i, term in enumerate(terms):
             if i == 0 and term == "":
-                encodings.append(_DEFAULT)
                 continue
-            if i > 0 and term in STAND_ALONE_ENCODINGS:
-                self.valid = False  # cannot be a code extension: ignored
-                continue
-            codec, ok = _codec_for_term(term)
-            if not ok:
-                self.valid = False
-            encodings.append(codec)
-            if i == 0 and term in STAND_ALONE_ENCODINGS and len(terms) > 1:
-                self.valid = False  # extensions after a stand-alone charset: ignored
-                break
-        self.encodings = encodings or [_DEFAULT]
-        self._first = self.encodings[0]
-        self._iso2022 = len(self.encodings) > 1 or any(t.startswith("ISO 2022") for t in terms)
+            if term not in KNOWN_TERMS or (i > 0 and term in STAND_ALONE_ENCODINGS):
+                valid = False
+        if len(terms) > 1 and terms[0] in STAND_ALONE_ENCODINGS:
+            valid = False
+        self.valid = valid
+        self._encodings: list[str] | None = None
+
+    @property
+    def encodings(self) -> list[str]:
+        """Python codecs, resolved on first use (needs pydicom's tables)."""
+        if self._encodings is None:
+            encodings: list[str] = []
+            for i, term in enumerate(self.terms or ("",)):
+                if i == 0 and term == "":
+                    encodings.append(_DEFAULT)
+                    continue
+                if i > 0 and term in STAND_ALONE_ENCODINGS:
+                    continue  # cannot be a code extension: ignored
+                encodings.append(_codec_for_term(term)[0])
+                if i == 0 and term in STAND_ALONE_ENCODINGS:
+                    break  # extensions after a stand-alone charset: ignored
+            self._encodings = encodings or [_DEFAULT]
+        return self._encodings
+
+    @property
+    def _first(self) -> str:
+        return self.encodings[0]
 
     def decode(self, raw: bytes, vr: str = "LO") -> tuple[str, bool]:
         """Decode ``raw`` (padding not stripped). Returns ``(text, clean)``; never raises."""
@@ -151,7 +197,9 @@ class CharsetDecoder:
             except UnicodeDecodeError:
                 return frag.decode(first, "replace"), False
         seq_len = 4 if frag.startswith((b"\x1b$(", b"\x1b$)")) else 3
-        encoding = CODES_TO_ENCODINGS.get(frag[:seq_len], "")
+        tables = _pydicom_tables()
+        handled_encodings = tables["handled"]
+        encoding = tables["codes"].get(frag[:seq_len], "")
         if not encoding or (encoding not in self.encodings and encoding != _DEFAULT):
             # Unknown escape sequence, or one the charset does not declare.
             body = frag[seq_len:] if encoding else frag[1:]

@@ -15,11 +15,12 @@ because the Transfer Syntax in the meta sometimes lies (STANDARDS.md §7).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from pydicom.datadict import DicomDictionary
 
 from app.core.errors import DiscBridgeError
 
@@ -60,9 +61,37 @@ class ParseError(DiscBridgeError):
     """Bytes that cannot be read as DICOM at all (only raised by the layout helpers)."""
 
 
+_DICTIONARY: dict[int, tuple[str, str, str, str, str]] | None = None
+
+
+def dicom_dictionary() -> dict[int, tuple[str, str, str, str, str]]:
+    """pydicom's data dictionary ``{tag: (VR, VM, name, retired, keyword)}``.
+
+    Loaded from ``pydicom/_dicom_dict.py`` alone when pydicom itself is not imported yet:
+    importing pydicom (and numpy with it) costs ~0.2 s, more than parsing a big DICOMDIR.
+    """
+    global _DICTIONARY
+    if _DICTIONARY is None:
+        mod = sys.modules.get("pydicom._dicom_dict")
+        if mod is None:
+            spec = importlib.util.find_spec("pydicom")
+            locations = spec.submodule_search_locations if spec else None
+            path = os.path.join(list(locations)[0], "_dicom_dict.py") if locations else ""
+            dspec = importlib.util.spec_from_file_location("_discbridge_dicom_dict", path)
+            if dspec is None or dspec.loader is None:  # pragma: no cover - broken install
+                from pydicom.datadict import DicomDictionary
+
+                _DICTIONARY = DicomDictionary
+                return _DICTIONARY
+            mod = importlib.util.module_from_spec(dspec)
+            dspec.loader.exec_module(mod)
+        _DICTIONARY = mod.DicomDictionary
+    return _DICTIONARY
+
+
 def dictionary_vr(tag: int) -> str:
     """The data dictionary VR of ``tag`` (first of a multi-VR entry); ``UN`` when unknown."""
-    entry = DicomDictionary.get(tag)
+    entry = dicom_dictionary().get(tag)
     if entry is None:
         if tag & 0xFFFF == 0:
             return "UL"  # group length
@@ -309,6 +338,7 @@ def _score(buf: bytes, start: int, little: bool, explicit: bool, limit: int = 12
     n = len(buf)
     hh2sh = (_LE_HH2sH if little else _BE_HH2sH).unpack_from
     u32 = (_LE_I if little else _BE_I).unpack_from
+    dictionary = dicom_dictionary()
     pos = start
     last = -1
     score = 0.0
@@ -331,7 +361,7 @@ def _score(buf: bytes, start: int, little: bool, explicit: bool, limit: int = 12
             else:
                 length = len16
                 voff = pos + 8
-            dvr = DicomDictionary.get(tag)
+            dvr = dictionary.get(tag)
             if dvr is not None and info[0] in dvr[0]:
                 score += 0.5
         else:
@@ -339,7 +369,7 @@ def _score(buf: bytes, start: int, little: bool, explicit: bool, limit: int = 12
             voff = pos + 8
             if _VR_INFO.get(vrb) is not None and length > n:
                 break  # looks like an explicit VR read as implicit
-        if tag in DicomDictionary:
+        if tag in dictionary:
             score += 0.5
         score += 1
         last = tag

@@ -20,10 +20,14 @@ import posixpath
 import struct
 from dataclasses import dataclass, field
 
-from pydicom.datadict import DicomDictionary
-
 from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
-from app.core.dcmbytes import UNDEFINED, ParseError, find_layout, numeric_value
+from app.core.dcmbytes import (
+    UNDEFINED,
+    ParseError,
+    dicom_dictionary,
+    find_layout,
+    numeric_value,
+)
 from app.core.dicomdir_scan import (
     LEAF_TYPES,
     PATIENT,
@@ -79,10 +83,19 @@ for _t in ("REGISTRATION", "FIDUCIAL", "VALUE MAP", "SURFACE", "MEASUREMENT", "T
 FILE_KEYS = ("ReferencedFileID", "ReferencedSOPClassUIDInFile",
              "ReferencedSOPInstanceUIDInFile", "ReferencedTransferSyntaxUIDInFile")
 
-_TAG = {entry[4]: tag for tag, entry in DicomDictionary.items() if entry[4]}
-_KEYWORD = {tag: entry[4] for tag, entry in DicomDictionary.items() if entry[4]}
-_REQUIRED_TAGS = {t: tuple((k, _TAG[k]) for k in keys) for t, keys in REQUIRED_KEYS.items()}
-_FILE_KEY_TAGS = tuple((k, _TAG[k]) for k in FILE_KEYS)
+_MAPS: dict[str, dict] = {}
+
+
+def _maps() -> dict[str, dict]:
+    """Keyword ↔ tag maps from the data dictionary, built on first use."""
+    if not _MAPS:
+        dictionary = dicom_dictionary()
+        tags = {entry[4]: tag for tag, entry in dictionary.items() if entry[4]}
+        _MAPS["keyword"] = {tag: entry[4] for tag, entry in dictionary.items() if entry[4]}
+        _MAPS["required"] = {t: tuple((k, tags[k]) for k in keys)
+                             for t, keys in REQUIRED_KEYS.items()}
+        _MAPS["file_keys"] = {"": tuple((k, tags[k]) for k in FILE_KEYS)}
+    return _MAPS
 
 # Keys that are structure or go to model fields: not copied into ``attrs``.
 _STRUCTURAL = frozenset({0x00041400, 0x00041410, 0x00041420, 0x00041430, 0x00041500,
@@ -97,6 +110,7 @@ _INSTANCE_FIELDS = {0x00041511: "sop_instance_uid", 0x00041510: "sop_class_uid",
                     0x00041512: "transfer_syntax_uid", 0x00200013: "instance_number"}
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+_TRAILING_ONLY = frozenset({"ST", "LT", "UT"})
 
 
 @dataclass
@@ -163,6 +177,13 @@ class _Builder:
         self.problems = result.problems
         self.bad_charset_reported: set[str] = set()
         self._placeholders: dict[tuple[int, str], object] = {}
+        maps = _maps()
+        # Decoded ASCII values by raw bytes: DICOMDIR values repeat a lot (dates, UIDs of
+        # SOP classes and transfer syntaxes, image types).
+        self.ascii_cache: dict[bytes, str] = {}
+        self.keywords: dict[int, str] = maps["keyword"]
+        self.required: dict[str, tuple[tuple[str, int], ...]] = maps["required"]
+        self.file_keys: tuple[tuple[str, int], ...] = maps["file_keys"][""]
         top_cs = raw.top.get(T_CHARSET)
         self.top_decoder = self._charset(top_cs) if top_cs else decoder_for(None)
 
@@ -208,24 +229,54 @@ class _Builder:
             text = raw.decode("ascii", "replace").strip(" \0")
         return text or None
 
-    def fields(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
-               where: str | None = None) -> dict[str, str | None]:
-        e = rec.elems
-        return {f: self.value(e.get(tag), dec, where) for tag, f in mapping.items()}
-
-    def attrs(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
-              where: str | None) -> dict[str, str]:
-        out: dict[str, str] = {}
+    def decode_record(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
+                      where: str | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
+        """Model fields (``mapping``: tag → field name; absent → None) and ``attrs`` (every
+        other plain record key, by keyword) of one record, in one pass."""
+        fields: dict[str, str | None] = dict.fromkeys(mapping.values())
+        attrs: dict[str, str] = {}
+        buf = self.buf
+        keywords = self.keywords
+        structural = _STRUCTURAL
+        binary = _BINARY_VRS
+        numeric = _NUMERIC_VRS
+        cache = self.ascii_cache
         for tag, v in rec.elems.items():
-            if tag in mapping or tag in _STRUCTURAL or v[0] in _BINARY_VRS:
+            vr, off, length = v
+            f = mapping.get(tag)
+            if f is None:
+                if tag in structural or vr in binary:
+                    continue
+                kw = keywords.get(tag)
+                if kw is None:
+                    continue
+            if length == 0 or length == UNDEFINED:
                 continue
-            kw = _KEYWORD.get(tag)
-            if kw is None:
+            if vr in numeric:
+                if vr == "US" and length == 2:
+                    text: str | None = str(int.from_bytes(buf[off:off + 2],
+                                                          "little" if self.little else "big"))
+                else:
+                    text = numeric_value(buf, vr, off, length, self.little)
+            elif vr in binary:
                 continue
-            text = self.value(v, dec, where)
-            if text is not None:
-                out[kw] = text
-        return out
+            else:
+                raw = buf[off:off + length]
+                text = cache.get(raw)
+                if text is None:
+                    if raw.isascii() and b"\x1b" not in raw:
+                        text = raw.decode("ascii")
+                        text = text.rstrip(" \0") if vr in _TRAILING_ONLY else text.strip(" \0")
+                        if length <= 64 and len(cache) < 100_000 and vr not in _TRAILING_ONLY:
+                            cache[raw] = text
+                    else:
+                        text = self.value(v, dec, where)
+            if text:
+                if f is None:
+                    attrs[kw] = text
+                else:
+                    fields[f] = text
+        return fields, attrs
 
     # -- problems ----------------------------------------------------------------------
     def where(self, rec: RawRecord, file_id: tuple[str, ...] | None) -> str:
@@ -234,9 +285,9 @@ class _Builder:
         return self.name
 
     def check_keys(self, rec: RawRecord, where: str, leaf: bool) -> None:
-        required = _REQUIRED_TAGS.get(rec.rtype, ())
+        required = self.required.get(rec.rtype, ())
         if leaf and rec.rtype != "PRIVATE":
-            required = _FILE_KEY_TAGS + required
+            required = self.file_keys + required
         if not required:
             return
         e = rec.elems
@@ -350,15 +401,15 @@ class _Builder:
                         f"record at offset {rec.pos} has type {t or 'none'!r} but holds "
                         "lower-level records: read as a PATIENT record"))
                 self.check_keys(rec, self.name, False) if t == PATIENT else None
-                f = self.fields(rec, _PATIENT_FIELDS, dec)
-                patient = Patient(**f, attrs=self.attrs(rec, _PATIENT_FIELDS, dec, None))
+                f, a = self.decode_record(rec, _PATIENT_FIELDS, dec)
+                patient = Patient(**f, attrs=a)
                 result.patients.append(patient)
                 study = series = None
             elif t == STUDY:
                 self.check_keys(rec, self.name, False)
                 patient = patient or self._placeholder_patient(rec)
-                f = self.fields(rec, _STUDY_FIELDS, dec)
-                study = Study(**f, attrs=self.attrs(rec, _STUDY_FIELDS, dec, None))
+                f, a = self.decode_record(rec, _STUDY_FIELDS, dec)
+                study = Study(**f, attrs=a)
                 patient.studies.append(study)
                 series = None
             elif t == SERIES:
@@ -366,8 +417,8 @@ class _Builder:
                 if study is None:
                     patient = patient or self._placeholder_patient(rec)
                     study = self._placeholder_study(patient, rec)
-                f = self.fields(rec, _SERIES_FIELDS, dec)
-                series = Series(**f, attrs=self.attrs(rec, _SERIES_FIELDS, dec, None))
+                f, a = self.decode_record(rec, _SERIES_FIELDS, dec)
+                series = Series(**f, attrs=a)
                 series.icon = self.icon(rec, self.name)
                 study.series.append(series)
             else:
@@ -397,10 +448,10 @@ class _Builder:
                                     .decode("latin-1")) or None
         where = self.where(rec, file_id)
         self.check_keys(rec, where, True)
-        f = self.fields(rec, _INSTANCE_FIELDS, dec, where)
+        f, a = self.decode_record(rec, _INSTANCE_FIELDS, dec, where)
         inst = Instance(**f, record_type=rec.rtype or "IMAGE", path=None, file_id=file_id,
                         dicomdir=self.name,
-                        attrs=self.attrs(rec, _INSTANCE_FIELDS, dec, where))
+                        attrs=a)
         if inst.sop_instance_uid is None and "SOPInstanceUID" in inst.attrs:
             inst.sop_instance_uid = inst.attrs["SOPInstanceUID"]
         inst.icon = self.icon(rec, where)

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from app.core.dcmbytes import (
+    _VR_INFO,
     EV_ELEM,
     EV_ITEM,
     EV_ITEM_END,
@@ -23,6 +24,7 @@ from app.core.dcmbytes import (
     UNDEFINED,
     ElementReader,
     Layout,
+    _implicit_vr,
 )
 
 T_CHARSET = 0x00080005
@@ -88,8 +90,171 @@ class RawDicomdir:
 
 
 def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
-    """Collect the top-level elements and every Directory Record item in one pass."""
-    reader = ElementReader(buf, layout.little, layout.explicit)
+    """Collect the top-level elements and every Directory Record item in one pass.
+
+    A tight loop handles the usual shape (records of plain elements, nested sequences such as
+    icons read by the general reader); anything unusual (truncation, stray bytes, odd VRs)
+    makes it start over with the general event reader, which tolerates everything.
+    """
+    raw = _scan_fast(buf, layout)
+    if raw is None:
+        raw = _scan_generic(buf, layout)
+    _fill_structure(raw)
+    return raw
+
+
+class _Bail(Exception):
+    """Internal: the fast path met something it leaves to the general reader."""
+
+
+def _nested(buf: bytes, pos: int, end: int, little: bool, explicit: bool, want_icon: bool
+            ) -> tuple[int, Elems | None]:
+    """Read one sequence element at ``pos`` with the general reader; returns its end and,
+    when ``want_icon``, the elements of its first item."""
+    reader = ElementReader(buf, little, explicit)
+    depth = 0
+    icon: Elems | None = None
+    done = False
+    for kind, tag, vr, voff, length, _p in reader.events(pos, end):
+        if kind == EV_SQ:
+            depth += 1
+        elif kind == EV_ITEM:
+            depth += 1
+            if depth == 2 and want_icon and icon is None:
+                icon = {}
+        elif kind == EV_ELEM:
+            if depth == 2 and icon is not None and not done:
+                icon[tag] = (vr, voff, length)
+            elif depth == 0:
+                raise _Bail
+        elif kind == EV_ITEM_END:
+            if depth == 2 and icon is not None:
+                done = True
+            depth -= 1
+        else:  # EV_SQ_END
+            depth -= 1
+            if depth == 0:
+                return voff, (icon if done else None) if want_icon else None
+    raise _Bail
+
+
+def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
+    little, explicit = layout.little, layout.explicit
+    reader = ElementReader(buf, little, explicit)
+    top: Elems = {}
+    for kind, tag, vr, voff, length, _pos in reader.events(layout.body, stop_tag=T_RECORDS):
+        if kind != EV_ELEM:
+            return None
+        top[tag] = (vr, voff, length)
+    pos = reader.end_position
+    n = len(buf)
+    if reader.stop_reason or pos + 12 > n:
+        return None
+    e = "<" if little else ">"
+    hh2sh = struct.Struct(e + "HH2sH").unpack_from
+    hhi = struct.Struct(e + "HHI").unpack_from
+    u32 = struct.Struct(e + "I").unpack_from
+    group, elem, vrb, _l16 = hh2sh(buf, pos)
+    if (group << 16 | elem) != T_RECORDS:
+        return None
+    if explicit:
+        if vrb != b"SQ":
+            return None
+        slen = u32(buf, pos + 8)[0]
+        pos += 12
+    else:
+        slen = u32(buf, pos + 4)[0]
+        pos += 8
+    seq_end = n if slen == UNDEFINED else pos + slen
+    if seq_end > n:
+        return None
+    vr_info = _VR_INFO
+    impl_vr = _implicit_vr
+    records: list[RawRecord] = []
+    append = records.append
+    try:
+        while True:
+            if slen != UNDEFINED and pos >= seq_end:
+                break
+            if pos + 8 > n:
+                return None
+            group, elem, ilen = hhi(buf, pos)
+            if group != 0xFFFE:
+                return None
+            if elem == 0xE0DD:
+                if slen != UNDEFINED:
+                    return None
+                pos += 8
+                break
+            if elem != 0xE000 or len(records) >= MAX_RECORDS:
+                return None
+            start = pos
+            p = pos + 8
+            iend = n if ilen == UNDEFINED else p + ilen
+            if iend > n:
+                return None
+            elems: Elems = {}
+            rec = RawRecord(start, elems)
+            while True:
+                if ilen != UNDEFINED and p >= iend:
+                    if p > iend:
+                        return None
+                    break
+                if p + 8 > n:
+                    return None
+                group, elem, vrb, l16 = hh2sh(buf, p)
+                tag = group << 16 | elem
+                if group == 0xFFFE:
+                    if tag == 0xFFFEE00D and ilen == UNDEFINED:
+                        p += 8
+                        break
+                    return None
+                if explicit:
+                    info = vr_info.get(vrb)
+                    if info is None:
+                        return None
+                    vr = info[0]
+                    if info[1]:
+                        length = u32(buf, p + 8)[0]
+                        voff = p + 12
+                    else:
+                        length = l16
+                        voff = p + 8
+                else:
+                    vr = impl_vr(tag)
+                    length = hhi(buf, p)[2]
+                    voff = p + 8
+                if vr == "SQ" or length == UNDEFINED or vr == "UN":
+                    want = tag == T_ICON and rec.icon is None
+                    p2, icon = _nested(buf, p, iend, little, explicit, want)
+                    elems[tag] = ("SQ", voff, length)
+                    if want:
+                        rec.icon = icon
+                        rec.icon_complete = icon is not None
+                    p = p2
+                    continue
+                elems[tag] = (vr, voff, length)
+                p = voff + length
+            append(rec)
+            pos = p
+    except _Bail:
+        return None
+    if slen != UNDEFINED and pos != seq_end:
+        return None
+    # Elements after the sequence (e.g. a top-level Specific Character Set).
+    tail = ElementReader(buf, little, explicit)
+    for kind, tag, vr, voff, length, _p in tail.events(pos):
+        if kind == EV_ELEM and not tail.stop_reason:
+            top[tag] = (vr, voff, length)
+        elif kind != EV_ELEM:
+            return None
+    if tail.stop_reason:
+        return None
+    return RawDicomdir(buf, layout, top, records, True)
+
+
+def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
+    reader = ElementReader(buf, little=layout.little, explicit=layout.explicit)
     top: Elems = {}
     records: list[RawRecord] = []
     has_seq = False
@@ -143,10 +308,8 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
                 icon = None
             elif depth == 0:
                 in_records = False
-    raw = RawDicomdir(buf, layout, top, records, has_seq, reader.stop_reason,
-                      reader.truncated, reader.stop_position)
-    _fill_structure(raw)
-    return raw
+    return RawDicomdir(buf, layout, top, records, has_seq, reader.stop_reason,
+                       reader.truncated, reader.stop_position)
 
 
 def _fill_structure(raw: RawDicomdir) -> None:
