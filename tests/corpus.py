@@ -76,7 +76,7 @@ def write_corpus(root: Path) -> list[Path]:
 
 COMPRESSED = [
     "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline (lossy), YBR_FULL_422
-    "JPEG-lossy.dcm",  # JPEG extended 12-bit (lossy)
+    "JPGExtended.dcm",  # JPEG extended 12-bit (lossy)
     "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
     "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
     "MR_small_RLE.dcm",  # RLE lossless

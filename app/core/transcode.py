@@ -250,12 +250,15 @@ def _mark_lossy(ds: Dataset, source_ts: str, compressed_len: int, notes: list[st
     if source_ts == "1.2.840.10008.1.2.4.91" and already != "01":
         return  # JPEG 2000 "lossy or lossless": lossless unless the dataset says otherwise
     ds.LossyImageCompression = "01"
-    if "LossyImageCompressionMethod" not in ds and "LossyImageCompressionRatio" not in ds:
-        ds.LossyImageCompressionMethod = method
-        raw = len(ds.PixelData)
-        if compressed_len > 0:
-            ratio = f"{raw / compressed_len:.2f}"[:16]
-            ds.LossyImageCompressionRatio = ratio
+    ratios = ds.get("LossyImageCompressionRatio")
+    methods = ds.get("LossyImageCompressionMethod")
+    n_ratios = 0 if ratios in (None, "") else (len(ratios) if isinstance(ratios, list) else 1)
+    n_methods = 0 if methods in (None, "") else (len(methods) if isinstance(methods, list) else 1)
+    if n_methods == 0:  # one method per ratio value (PS3.3 C.7.6.1.1.5)
+        ds.LossyImageCompressionMethod = [method] * max(1, n_ratios) if n_ratios > 1 else method
+        n_methods = max(1, n_ratios)
+    if n_ratios == 0 and n_methods == 1 and compressed_len > 0:
+        ds.LossyImageCompressionRatio = f"{len(ds.PixelData) / compressed_len:.2f}"[:16]
     notes.append("lossy source: Lossy Image Compression 01 kept with its ratio and method")
 
 

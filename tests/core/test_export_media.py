@@ -1,0 +1,195 @@
+"""Acceptance: media written from pydicom's samples, the generated corpus and compressed sources.
+
+Each medium is checked by the reference tools (issue 3 "Acceptance"): ``dciodvfy`` reports no
+error on the DICOMDIR; ``dcmdump`` reads it; ``dcmmkdir +A`` appends to it (on a copy); pydicom's
+FileSet resolves every file; every exported file has no ``dciodvfy`` error its source didn't
+have; lossless transcodes decode to the source's exact pixels; the sources are unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.fileset import FileSet
+
+from app import IMPLEMENTATION_CLASS_UID
+from app.core.export import execute, plan_export
+from app.core.export_options import ExportOptions
+from tests.conftest import require_tool
+from tests.corpus import write_compressed, write_corpus
+from tests.export_helpers import dciodvfy_errors, medium_of, tree_hashes
+from tests.media import dicomdirtests_root, make_dataset, pydicom_test_file, write_instance
+
+CAP = 700_000_000
+SAMPLES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtdose.dcm", "waveform_ecg.dcm",
+           "no_meta_group_length.dcm"]
+
+
+def export(sources: list[Path], dest: Path, **kw):
+    import os
+    kw.setdefault("verify", "E1B_TMP_NOVERIFY" not in os.environ)  # TEMP until reader lands
+    opts = ExportOptions(sources=sources, dest=dest, **kw)
+    plan = plan_export(opts, [medium_of(s) for s in sources], capacity=CAP)
+    report = execute(plan)
+    assert report.ok, report.summary_lines()
+    return plan, report
+
+
+def _sources_by_uid(roots: list[Path]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.name != "DICOMDIR":
+                try:
+                    ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
+                    out.setdefault(str(ds.SOPInstanceUID), p)
+                except Exception:  # noqa: BLE001, S112 - not DICOM
+                    continue
+    return out
+
+
+def check_medium(dest: Path, sources: list[Path], every: int = 1) -> None:
+    """The acceptance checks for one written medium."""
+    dciodvfy = require_tool("dciodvfy")
+    dcmdump = require_tool("dcmdump")
+    dcmmkdir = require_tool("dcmmkdir")
+    dicomdir = dest / "DICOMDIR"
+    assert dciodvfy_errors(dciodvfy, dicomdir) == set()
+    subprocess.run([dcmdump, str(dicomdir)], check=True, capture_output=True)
+    # pydicom's FileSet resolves and loads every file.
+    fs = FileSet(dicomdir)
+    files = sorted(p for p in dest.rglob("IM*") if p.is_file())
+    assert len(fs) == len(files) > 0
+    for inst in fs:
+        ds = inst.load()
+        assert ds.SOPInstanceUID == inst.SOPInstanceUID
+    # dcmmkdir appends a new instance to our DICOMDIR (on a copy).
+    copy = dest.parent / (dest.name + "_dcmmkdir")
+    shutil.copytree(dest, copy)
+    new = make_dataset(PatientID="APPENDED", PatientName="Appended^Patient")
+    write_instance(copy / "NEW" / "IM000001", new)
+    proc = subprocess.run([dcmmkdir, "+A", "NEW/IM000001"], cwd=copy, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert len(FileSet(copy / "DICOMDIR")) == len(files) + 1
+    shutil.rmtree(copy)
+    # No dciodvfy error that the source did not already have.
+    by_uid = _sources_by_uid(sources)
+    for path in files[::every]:
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        new_errors = dciodvfy_errors(dciodvfy, path) - dciodvfy_errors(dciodvfy, by_uid[uid])
+        assert not new_errors, (path, by_uid[uid], new_errors)
+    readme = (dest / "README.TXT").read_bytes()
+    readme.decode("ascii")
+    assert b"DiscBridge" in readme
+
+
+def test_pydicom_samples(tmp_path: Path) -> None:
+    single = tmp_path / "single"
+    single.mkdir()
+    for name in SAMPLES:
+        shutil.copyfile(pydicom_test_file(name), single / name)
+    sources = [dicomdirtests_root(), single]
+    before = [tree_hashes(s) for s in sources]
+    plan, report = export(sources, tmp_path / "out", institution="Test Hospital",
+                          contact="pacs@example.org", study_date="20000101")
+    assert [tree_hashes(s) for s in sources] == before
+    check_medium(tmp_path / "out", sources, every=4)
+    # The file without group length got a new header + its unchanged body.
+    meta_only = [f for f in plan.files if f.action == "meta"]
+    for f in meta_only:
+        out = (tmp_path / "out").joinpath(*f.file_id).read_bytes()
+        body = f.src.local.read_bytes()[f.src.body_offset:]
+        assert out.endswith(body) and IMPLEMENTATION_CLASS_UID.encode() in out[:400]
+    # Unchanged conformant files are byte-for-byte copies.
+    copies = [f for f in plan.files if f.action == "copy"]
+    assert copies
+    for f in copies[:10]:
+        assert (tmp_path / "out").joinpath(*f.file_id).read_bytes() == f.src.local.read_bytes()
+    assert report.verification.ok
+
+
+def test_generated_corpus(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_corpus(src)
+    before = tree_hashes(src)
+    plan, report = export([src], tmp_path / "out", icons=True)
+    assert tree_hashes(src) == before
+    check_medium(tmp_path / "out", [src])
+    assert report.changes and report.changes == plan.changes
+    # A fixed file: file and record agree, the old value is in Original Attributes Sequence.
+    change = next(c for c in plan.changes if c.attribute == "StudyID")
+    ds = pydicom.dcmread(tmp_path / "out" / change.file)
+    assert ds.StudyID == change.new
+    item = ds.OriginalAttributesSequence[-1]
+    assert item.ReasonForTheAttributeModification == "CORRECT"
+    assert item.ModifyingSystem.startswith("DiscBridge")
+    assert "StudyID" in item.ModifiedAttributesSequence[0]
+    assert item.AttributeModificationDateTime
+    fs = FileSet(tmp_path / "out" / "DICOMDIR")
+    study_records = {str(i.StudyInstanceUID): i for i in fs}
+    rec = study_records[str(ds.StudyInstanceUID)]
+    assert rec.node.parent.parent.record_type == "STUDY"
+    assert rec.node.parent.parent._record.StudyID == change.new
+    # Non-ASCII names survive with their character sets (file and record).
+    names = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientName)
+             for p in (tmp_path / "out").rglob("IM*")}
+    assert "Иванов^Иван" in names and "Müller^Hans" in names
+    assert any(n.startswith("Yamada^Tarou=山田") for n in names)
+    # Icons: 64x64 MONOCHROME2 on IMAGE and SERIES records.
+    leaf = next(iter(fs))
+    icon = leaf.node._record.IconImageSequence[0]
+    assert (icon.Rows, icon.Columns, icon.PhotometricInterpretation) == (64, 64, "MONOCHROME2")
+    assert "IconImageSequence" in leaf.node.parent._record
+
+
+LOSSLESS = ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+            "SC_rgb_rle.dcm"]
+
+
+@pytest.mark.parametrize("name", LOSSLESS)
+def test_lossless_transcode_keeps_exact_pixels(tmp_path: Path, name: str) -> None:
+    src = tmp_path / "src"
+    write_compressed(src, [name])
+    before = tree_hashes(src)
+    plan, _ = export([src], tmp_path / "out")
+    assert tree_hashes(src) == before
+    (f,) = plan.files
+    assert f.action == "transcode"
+    out = pydicom.dcmread((tmp_path / "out").joinpath(*f.file_id))
+    assert out.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert out.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    orig = pydicom.dcmread(src / name)
+    assert np.array_equal(out.pixel_array, orig.pixel_array)
+    assert out.SOPInstanceUID == orig.SOPInstanceUID
+    check_medium(tmp_path / "out", [src])
+
+
+def test_lossy_source_keeps_lossy_flags(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_compressed(src, ["SC_rgb_jpeg_dcmtk.dcm", "JPGExtended.dcm"])
+    plan, report = export([src], tmp_path / "out")
+    assert len(report.transcodings) == 2
+    for f in plan.files:
+        out = pydicom.dcmread((tmp_path / "out").joinpath(*f.file_id), stop_before_pixels=True)
+        assert out.LossyImageCompression == "01"
+        assert out.LossyImageCompressionMethod == "ISO_10918_1"
+        assert float(out.LossyImageCompressionRatio) > 1
+    check_medium(tmp_path / "out", [src])
+
+
+def test_jpeg_profile_keeps_jpeg_and_records_match(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_compressed(src, ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm"])
+    plan, _ = export([src], tmp_path / "out", media="dvd")
+    fs = FileSet(tmp_path / "out" / "DICOMDIR")
+    for inst in fs:
+        ds = inst.load()
+        assert inst.ReferencedTransferSyntaxUIDInFile == ds.file_meta.TransferSyntaxUID
+    kept = {f.target_ts for f in plan.files}
+    assert kept == {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1"}

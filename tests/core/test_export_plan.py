@@ -1,0 +1,200 @@
+"""Export planning: merge/dedupe, Type 1 fixes, Patient ID clashes, refusals, sizes, spanning.
+
+Nothing here writes a medium: ``plan_export`` must decide everything before writing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import pytest
+from pydicom.uid import JPEGBaseline8Bit
+
+from app.core.errors import ExportError
+from app.core.export import plan_export
+from app.core.export_identity import MissingStudyDate, PatientIdClash
+from app.core.export_options import ExportOptions
+from app.core.export_plan import RefusedInstances, TooBig, validate_fileset_id
+from tests.corpus import write_compressed, write_corpus
+from tests.export_helpers import listing, medium_of
+from tests.media import make_dataset, uid, write_instance
+
+CAP = 700_000_000
+
+
+def _plan(tmp_path: Path, datasets: list, **kw):
+    src = tmp_path / "src"
+    for n, ds in enumerate(datasets):
+        write_instance(src / f"f{n:03d}.dcm", ds)
+    capacity = kw.pop("capacity", CAP)
+    opts = ExportOptions(sources=[src], dest=tmp_path / "out", **kw)
+    return plan_export(opts, [medium_of(src)], capacity=capacity)
+
+
+def test_corpus_plan_fixes_every_type1_gap_and_writes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_corpus(src)
+    opts = ExportOptions(sources=[src], dest=tmp_path / "out")
+    plan = plan_export(opts, [medium_of(src)], capacity=CAP)
+    assert not (tmp_path / "out").exists()
+    assert len(plan.files) == 40
+    # Every file now has all five Type 1 keys.
+    for f in plan.files:
+        for kw in ("PatientID", "StudyDate", "StudyTime", "StudyID", "SeriesNumber",
+                   "InstanceNumber"):
+            assert f.value(kw), (f.src.label, kw)
+    attrs = {c.attribute for c in plan.changes}
+    assert {"PatientID", "StudyDate", "StudyTime", "StudyID", "SeriesNumber",
+            "InstanceNumber"} <= attrs
+    # Study Date came from the Series Date, never from the clock.
+    today = _dt.date.today().strftime("%Y%m%d")
+    for c in plan.changes:
+        if c.attribute == "StudyDate":
+            assert c.new == "20240105" and "Series Date" in c.reason
+        assert c.new != today
+    # Two distinct anonymous patients stay two patients with distinct generated IDs.
+    anon = [p for p in plan.patients if (p.name or "").startswith("Anonymous")]
+    assert len(anon) == 2 and len({p.patient_id for p in anon}) == 2
+    assert all(p.patient_id.startswith("DBPAT") for p in anon)
+    # Names follow layout order and each change names a File ID.
+    assert all(c.file.startswith("PA") for c in plan.changes)
+    assert plan.disc_label == plan.fileset_id and plan.fileset_id.startswith("DB")
+
+
+def test_study_date_missing_everywhere_stops_and_asks(tmp_path: Path) -> None:
+    kw = {k: None for k in ("StudyDate", "StudyTime", "SeriesDate", "AcquisitionDate",
+                            "ContentDate")}
+    with pytest.raises(MissingStudyDate, match="--study-date"):
+        _plan(tmp_path, [make_dataset(**kw)])
+    plan = _plan(tmp_path / "b", [make_dataset(**kw)], study_date="20200202")
+    f = plan.files[0]
+    assert f.value("StudyDate") == "20200202" and f.value("StudyTime") == "000000"
+
+
+def test_duplicate_patient_id_different_names_is_an_error_or_separated(tmp_path: Path) -> None:
+    a = make_dataset(PatientName="Smith^Ann", PatientID="X1", PatientBirthDate="19500101")
+    b = make_dataset(PatientName="Jones^Bob", PatientID="X1", PatientBirthDate="19600101")
+    with pytest.raises(PatientIdClash, match="X1.*Smith\\^Ann.*Jones\\^Bob|X1.*Jones.*Smith"):
+        _plan(tmp_path, [a, b])
+    plan = _plan(tmp_path / "sep", [a, b], on_id_clash="separate")
+    ids = sorted(p.patient_id for p in plan.patients)
+    assert ids == ["X1", "X1_2"]
+    moved = [f for f in plan.files if f.value("PatientID") == "X1_2"]
+    assert moved and moved[0].other_patient_id == "X1"
+
+
+def test_same_patient_with_spelling_variants_is_one_patient(tmp_path: Path) -> None:
+    a = make_dataset(PatientName="DOE^JOHN", PatientID="D1")
+    b = make_dataset(PatientName="Doe^John^", PatientID="D1")
+    plan = _plan(tmp_path, [a, b])
+    assert len(plan.patients) == 1
+    assert {f.value("PatientName") for f in plan.files} == {"DOE^JOHN"}
+
+
+def test_duplicates_across_sources_are_exported_once(tmp_path: Path) -> None:
+    ds = make_dataset()
+    write_instance(tmp_path / "s1" / "a.dcm", ds)
+    write_instance(tmp_path / "s2" / "b.dcm", ds)
+    opts = ExportOptions(sources=[tmp_path / "s1", tmp_path / "s2"], dest=tmp_path / "o")
+    plan = plan_export(opts, [medium_of(tmp_path / "s1"), medium_of(tmp_path / "s2")],
+                       capacity=CAP)
+    assert len(plan.files) == 1
+    assert any(p.code == "duplicate-instance" for p in plan.problems)
+
+
+def test_profile_refuses_by_name_before_writing(tmp_path: Path) -> None:
+    video = make_dataset()
+    video.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"  # MPEG-4 AVC
+    from pydicom.encaps import encapsulate
+
+    video.PixelData = encapsulate([b"\x00\x00\x00\x01" * 8])
+    with pytest.raises(RefusedInstances, match=r"f000\.dcm.*STD-GEN-CD.*video"):
+        _plan(tmp_path, [video])
+    # STD-XABC-CD takes XA only; a CT is refused by name.
+    with pytest.raises(RefusedInstances, match=r"f000\.dcm.*not allowed by STD-XABC-CD"):
+        _plan(tmp_path / "x", [make_dataset()], profile="STD-XABC-CD")
+    assert all(p.startswith(("src", "x")) for p in listing(tmp_path))  # nothing but sources
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x" / "out").exists()
+
+
+def test_xabc_without_gdcm_refuses_xa_that_needs_encoding(tmp_path: Path) -> None:
+    from app.core.transcode import can_encode
+
+    xa = make_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.12.1", Modality="XA",
+                      BitsAllocated=8, BitsStored=8, HighBit=7, ImageType=["ORIGINAL"])
+    xa.PixelData = bytes(64)
+    xa.file_meta.MediaStorageSOPClassUID = xa.SOPClassUID
+    if can_encode("1.2.840.10008.1.2.4.70"):
+        plan = _plan(tmp_path, [xa], profile="STD-XABC-CD")
+        assert plan.files[0].target_ts == "1.2.840.10008.1.2.4.70"
+    else:
+        with pytest.raises(RefusedInstances, match="python-gdcm"):
+            _plan(tmp_path, [xa], profile="STD-XABC-CD")
+
+
+def test_transcoding_decisions_per_profile(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_compressed(src, ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm"])
+    opts = ExportOptions(sources=[src], dest=tmp_path / "o")
+    plan = plan_export(opts, [medium_of(src)], capacity=CAP)
+    assert {f.action for f in plan.files} == {"transcode"}
+    assert {f.target_ts for f in plan.files} == {"1.2.840.10008.1.2.1"}
+    assert len(plan.transcodings) == 2
+    # A JPEG profile keeps JPEG baseline, transcodes RLE.
+    opts = ExportOptions(sources=[src], dest=tmp_path / "o", media="dvd")
+    plan = plan_export(opts, [medium_of(src)], capacity=CAP)
+    by_ts = {f.source_ts: f for f in plan.files}
+    assert by_ts[JPEGBaseline8Bit].action in ("copy", "meta")
+    assert by_ts[JPEGBaseline8Bit].target_ts == JPEGBaseline8Bit
+    assert by_ts["1.2.840.10008.1.2.5"].target_ts == "1.2.840.10008.1.2.1"
+    # Estimated decode size = rows x cols x frames x samples x bytes (+ header).
+    f = by_ts["1.2.840.10008.1.2.5"]
+    hdr = f.src.header
+    assert f.est_size >= hdr.Rows * hdr.Columns * 2
+
+
+def test_exact_sizes_for_copies(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, [make_dataset(), make_dataset()])
+    for f in plan.files:
+        assert f.action == "copy" and f.exact and f.est_size == f.src.size
+
+
+def test_too_big_without_span_and_volumes_with_span(tmp_path: Path) -> None:
+    studies = []
+    for s in range(3):
+        study = uid()
+        for se in range(2):
+            series = uid()
+            studies += [make_dataset(64, 64, StudyInstanceUID=study, SeriesInstanceUID=series,
+                                     SeriesNumber=str(se + 1), StudyDate=f"2024010{s + 1}")
+                        for _ in range(3)]
+    with pytest.raises(TooBig, match="--span"):
+        _plan(tmp_path, studies, capacity=60_000)
+    plan = _plan(tmp_path / "s", studies, span=True, capacity=60_000)
+    assert len(plan.volumes) >= 2
+    assert [v.name for v in plan.volumes][:2] == ["VOL01", "VOL02"]
+    assert len({v.fileset_id for v in plan.volumes}) == len(plan.volumes)
+    # A series is never split unless it alone exceeds a volume.
+    where: dict[str, set[int]] = {}
+    for v in plan.volumes:
+        for f in v.files:
+            where.setdefault(f.value("SeriesInstanceUID"), set()).add(v.index)
+        assert v.est_bytes <= 60_000
+        assert v.files[0].file_id[0] == "PA001"  # each volume is numbered on its own
+    assert all(len(vols) == 1 for vols in where.values())
+    assert sum(len(v.files) for v in plan.volumes) == len(studies)
+
+
+def test_fileset_id_validation() -> None:
+    now = _dt.datetime(2026, 11, 26)
+    assert validate_fileset_id(None, now) == "DB20261126"
+    assert validate_fileset_id("MY_DISC_01", now) == "MY_DISC_01"
+    for bad in ("lower", "WITH SPACE", "X" * 17, "Ä", ""):
+        with pytest.raises(ExportError, match="fileset-id"):
+            validate_fileset_id(bad, now)
+
+
+def test_unknown_profile_is_an_export_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown application profile"):
+        _plan(tmp_path, [make_dataset()], profile="STD-NOPE")

@@ -1,0 +1,230 @@
+"""Safety: cancel, full disk, vanished source, existing medium, spanning, failed verification.
+
+After any failure DEST must be exactly as before (no partial medium, no staging folder left) and
+the sources unchanged; after success it holds the complete medium.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from app.core import export_verify, export_worker, export_write
+from app.core.errors import ExportError
+from app.core.export import execute, plan_export
+from app.core.export_options import ExportOptions
+from app.core.jobs import Cancelled, CancelToken, Progress
+from tests.conftest import require_tool
+from tests.export_helpers import dciodvfy_errors, listing, medium_of, tree_hashes
+from tests.media import make_dataset, uid, write_instance
+
+CAP = 700_000_000
+VERIFY = "E1B_TMP_NOVERIFY" not in os.environ  # TEMP until the reader lands
+
+
+def _source(tmp_path: Path, n: int = 12, size: int = 32, **kw) -> Path:
+    src = tmp_path / "src"
+    study = uid()
+    for i in range(n):
+        write_instance(src / f"f{i:03d}.dcm",
+                       make_dataset(size, size, StudyInstanceUID=study, **kw))
+    return src
+
+
+def _plan(src: Path, dest: Path, capacity: int = CAP, **kw):
+    kw.setdefault("verify", VERIFY)
+    opts = ExportOptions(sources=[src], dest=dest, **kw)
+    return plan_export(opts, [medium_of(src)], capacity=capacity)
+
+
+def _dest_with_unrelated_file(tmp_path: Path) -> Path:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("not ours")
+    return dest
+
+
+def test_cancel_mid_way_leaves_dest_as_it_was(tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    dest = _dest_with_unrelated_file(tmp_path)
+    before_src, before_dest = tree_hashes(src), tree_hashes(dest)
+    token = CancelToken()
+    seen: list[Progress] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if p.phase == "write" and p.done_files >= 4:
+            token.cancel()
+
+    plan = _plan(src, dest)
+    with pytest.raises(Cancelled):
+        execute(plan, progress, token)
+    assert tree_hashes(dest) == before_dest and listing(dest) == ["keep.txt"]
+    assert tree_hashes(src) == before_src
+    assert any(p.phase == "write" and p.total_files == 12 and p.total_bytes > 0 for p in seen)
+
+
+def test_cancel_inside_a_big_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(tmp_path, n=2, size=256)
+    dest = tmp_path / "dest"
+    monkeypatch.setattr(export_write, "CHUNK", 4096)  # many chunks per file
+    token = CancelToken()
+    calls = {"n": 0}
+    real = export_write._kernel_copy
+
+    def counting(*a, **kw):  # cancel after the first chunk of the first file
+        def on_bytes(n: int) -> None:
+            calls["n"] += 1
+            token.cancel()
+        return real(a[0], a[1], a[2], a[3], a[4], on_bytes)
+
+    monkeypatch.setattr(export_write, "_kernel_copy", counting)
+    with pytest.raises(Cancelled):
+        execute(_plan(src, dest, verify=False), None, token)
+    assert calls["n"] == 1
+    assert listing(dest) == []
+
+
+def test_full_disk_injected_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(tmp_path)
+    dest = _dest_with_unrelated_file(tmp_path)
+    before = tree_hashes(dest)
+    real = export_write.copy_file
+    count = {"n": 0}
+
+    def failing(*a, **kw):
+        count["n"] += 1
+        if count["n"] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(a[1]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr("app.core.export.copy_file", failing)
+    with pytest.raises(ExportError, match="full"):
+        execute(_plan(src, dest))
+    assert tree_hashes(dest) == before and listing(dest) == ["keep.txt"]
+
+
+def test_full_disk_in_a_rewrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(tmp_path, n=3, StudyID="")  # every file needs a Study ID: rewrites
+    dest = tmp_path / "dest"
+    real = export_worker.process_file
+    count = {"n": 0}
+
+    def failing(job):
+        count["n"] += 1
+        if count["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", job.dest)
+        return real(job)
+
+    monkeypatch.setattr(export_worker, "process_file", failing)
+    with pytest.raises(ExportError, match="full"):
+        execute(_plan(src, dest))
+    assert listing(dest) == []
+
+
+def test_full_real_tmpfs(tmp_path: Path) -> None:
+    """A real tiny filesystem (root only: mount a 200 KiB tmpfs)."""
+    src = _source(tmp_path, n=8, size=128)  # 8 x 32 KiB
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        dest = mnt / "dest"
+        # The plan uses a made-up capacity so that only the real disk can be full.
+        with pytest.raises(ExportError, match="full"):
+            execute(_plan(src, dest))
+        assert listing(mnt) == ["dest"] and listing(dest) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_vanished_source(tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    dest = tmp_path / "dest"
+    plan = _plan(src, dest)
+    victim = sorted(src.iterdir())[5]
+    victim.unlink()
+    with pytest.raises(ExportError, match=f"{victim.name}.*vanished"):
+        execute(plan)
+    assert listing(dest) == []
+
+
+def test_existing_medium_needs_force_and_is_replaced_atomically(tmp_path: Path) -> None:
+    src = _source(tmp_path, n=4)
+    dest = _dest_with_unrelated_file(tmp_path)
+    assert execute(_plan(src, dest)).ok
+    first = tree_hashes(dest)
+    first_uid = pydicom.dcmread(dest / "DICOMDIR", stop_before_pixels=True) \
+        .file_meta.MediaStorageSOPInstanceUID
+    src2 = _source(tmp_path / "two", n=2)
+    with pytest.raises(ExportError, match="--force"):
+        execute(_plan(src2, dest))
+    assert tree_hashes(dest) == first
+    report = execute(_plan(src2, dest, force=True))
+    assert report.ok
+    files = [p for p in listing(dest) if "/IM" in p]
+    assert len(files) == 2
+    assert (dest / "keep.txt").read_text() == "not ours"
+    new_uid = pydicom.dcmread(dest / "DICOMDIR", stop_before_pixels=True) \
+        .file_meta.MediaStorageSOPInstanceUID
+    assert new_uid != first_uid  # a new File-set UID per medium
+    assert not [p for p in listing(dest) if p.startswith(".discbridge")]
+
+
+def test_failed_verification_leaves_dest_untouched(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(tmp_path, n=4)
+    dest = _dest_with_unrelated_file(tmp_path)
+    real = export_verify.read_back
+
+    def corrupt(path: Path):
+        digest, size, head = real(path)
+        if path.parent.name == "SE002":
+            digest = "0" * 64
+        return digest, size, head
+
+    monkeypatch.setattr(export_verify, "read_back", corrupt)
+    report = execute(_plan(src, dest, verify=True))
+    assert not report.ok
+    assert any("SE002/IM000001" in f and "SHA-256" in f for f in report.verification.failures), \
+        report.verification.failures
+    assert listing(dest) == ["keep.txt"]
+    assert any("VERIFICATION FAILED" in line for line in report.summary_lines())
+
+
+def test_spanning_writes_self_contained_volumes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for s in range(3):
+        study = uid()
+        for _i in range(4):
+            write_instance(src / f"s{s}_{_i}.dcm",
+                           make_dataset(64, 64, StudyInstanceUID=study, StudyDate=f"2024010{s + 1}"))
+    dest = tmp_path / "dest"
+    plan = _plan(src, dest, capacity=70_000, span=True)
+    report = execute(plan)
+    assert report.ok
+    names = [v.name for v in plan.volumes]
+    assert len(names) >= 2 and sorted(os.listdir(dest)) == names
+    dciodvfy = require_tool("dciodvfy")
+    seen_studies: dict[str, str] = {}
+    for vol, res in zip(plan.volumes, report.volumes, strict=True):
+        root = dest / vol.name
+        assert (root / "DICOMDIR").is_file() and (root / "README.TXT").is_file()
+        assert b"volume" in (root / "README.TXT").read_bytes()
+        assert dciodvfy_errors(dciodvfy, root / "DICOMDIR") == set()
+        assert res.path == str(root) and res.files == len(vol.files)
+        for s in res.studies:
+            seen_studies[s["study_uid"]] = vol.name
+        ds = pydicom.dcmread(root / "DICOMDIR")
+        assert ds.FileSetID == vol.fileset_id
+    assert len(seen_studies) == 3
+    text = "\n".join(report.summary_lines())
+    assert "VOL01" in text and "study 20240101" in text
