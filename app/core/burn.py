@@ -172,7 +172,11 @@ def burn_image(iso: Path, device: str, progress: ProgressCallback | None = None,
                           f"({burner.capacity_bytes} bytes free)")
     expected = sha256_file(iso, size, cancel)
     cancel.raise_if_cancelled()
-    backend.burn(iso, device, report, cancel)
+    def backend_progress(p: Progress) -> None:
+        assert report is not None  # the final report of the burn always passes the throttle
+        report(p, force=p.total_bytes > 0 and p.done_bytes >= p.total_bytes)
+
+    backend.burn(iso, device, backend_progress if report is not None else None, cancel)
     cancel.allow_cancel(False)  # in case the backend could not tell when writing began
     written = size
     if report is not None:
