@@ -35,14 +35,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
+from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
 from app import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.core import records
 from app.core.dicom_encode import CharsetError, encode_dataset, encode_element
+from app.core.dicomdir_headers import read_header_checked
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
 from app.core.layout import is_valid_component
 from app.core.profiles import EXPLICIT_VR_LE, Profile
@@ -174,18 +174,18 @@ def build_dicomdir(entries: Sequence[DirEntry], *, fileset_id: str,
                 and all(is_valid_component(c) for c in entry.file_id)):
             raise ValueError(f"{where}: not a valid File ID (1-8 components of 1-8 A-Z 0-9 _)")
         ds = entry.dataset
-        if records.record_type_for(ds.get("SOPClassUID")) in ROOT_RECORD_TYPES:
+        if records.record_type_for(records.fast_text(ds, "SOPClassUID")) in ROOT_RECORD_TYPES:
             root_leaves.append(entry)
             continue
-        pid = _text(ds.get("PatientID"))
-        name = _text(ds.get("PatientName"))
+        pid = records.fast_text(ds, "PatientID")
+        name = records.fast_text(ds, "PatientName")
         if pid in patient_names and patient_names[pid][0] != name:
             raise ValueError(f"{where}: Patient ID {pid!r} is used by {patient_names[pid][0]!r} "
                              f"({patient_names[pid][1]}) and {name!r}: one PATIENT record per "
                              "Patient ID; resolve the clash before writing")
         patient_names.setdefault(pid, (name, where))
-        study_uid = _text(ds.get("StudyInstanceUID"))
-        series_uid = _text(ds.get("SeriesInstanceUID"))
+        study_uid = records.fast_text(ds, "StudyInstanceUID")
+        series_uid = records.fast_text(ds, "SeriesInstanceUID")
         if study_owner.setdefault(study_uid, pid) != pid:
             raise ValueError(f"{where}: Study Instance UID {study_uid} belongs to two patients")
         if series_owner.setdefault(series_uid, study_uid) != study_uid:
@@ -246,14 +246,14 @@ def _leaf(entry: DirEntry, profile: Profile | None) -> _Node:
     ds = entry.dataset
     where = "/".join(entry.file_id)
     meta = getattr(ds, "file_meta", None)
-    sop_class = _text(meta.get("MediaStorageSOPClassUID")) if meta is not None else ""
-    sop_inst = _text(meta.get("MediaStorageSOPInstanceUID")) if meta is not None else ""
-    tsuid = _text(meta.get("TransferSyntaxUID")) if meta is not None else ""
+    sop_class = records.fast_text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    sop_inst = records.fast_text(meta, "MediaStorageSOPInstanceUID") if meta is not None else ""
+    tsuid = records.fast_text(meta, "TransferSyntaxUID") if meta is not None else ""
     if not (sop_class and sop_inst and tsuid):
         raise ValueError(f"{where}: File Meta lacks Media Storage SOP Class/Instance UID or "
                          "Transfer Syntax UID")
     for keyword, meta_value in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_inst)):
-        own = _text(ds.get(keyword))
+        own = records.fast_text(ds, keyword)
         if own and own != meta_value:
             raise ValueError(f"{where}: File Meta {meta_value} differs from {keyword} {own}")
     rtype = records.record_type_for(sop_class)
@@ -361,16 +361,9 @@ def read_entries_for_folder(root: Path, *, skip: tuple[tuple[str, ...], ...] = (
     for n, (fid, path) in enumerate(found):
         if cancel is not None and n % 64 == 0:
             cancel.raise_if_cancelled()
-        with open(path, "rb") as fp:
-            head = fp.read(132)
-            if len(head) < 132 or head[128:132] != b"DICM":
-                continue
-            fp.seek(0)
-            try:
-                ds = dcmread(fp, stop_before_pixels=True)
-            except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError,
-                    struct.error) as exc:
-                raise ValueError(f"{'/'.join(fid)}: unreadable DICOM header ({exc})") from exc
+        ds = read_header_checked(path, "/".join(fid))
+        if ds is None:
+            continue
         entries.append(DirEntry(fid, ds))
     return entries
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.sequence import Sequence
 
 from app.core.profiles import Profile
@@ -74,10 +74,48 @@ def _source_name(ds: Dataset, source: str | None) -> str:
     return str(name) if isinstance(name, str) and name else "<dataset>"
 
 
+# Values of these VRs are ASCII: a raw element is decoded here, without pydicom's conversion
+# and validation (the costly part of building 4,000 records).
+ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+
+
+def _tag(keyword: str) -> int:
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        found = tag_for_keyword(keyword)
+        if found is None:
+            raise ValueError(f"unknown DICOM keyword {keyword!r}")
+        tag = _TAGS[keyword] = int(found)
+    return tag
+
+
+_TAGS: dict[str, int] = {}
+
+
+def fast_text(ds: Dataset, keyword: str) -> str:
+    """The value of ``keyword`` as a stripped string ("" when absent), cheaply for raw ASCII."""
+    elem = ds.get_item(_tag(keyword))
+    if elem is None:
+        return ""
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        if value is None:
+            return ""
+        if elem.VR in ASCII_VRS or (value.isascii() and b"\x1b" not in value):
+            return value.decode("ascii", "replace").strip(" \0")
+        elem = ds[elem.tag]
+    value = elem.value
+    return "" if value is None else str(value).strip(" \0")
+
+
 def _lookup(ds: Dataset, keyword: str) -> DataElement | None:
-    elem = ds.get(keyword)  # type: ignore[call-overload]
-    if elem is not None:
-        return ds[keyword]
+    tag = _tag(keyword)
+    raw = ds.get_item(tag)
+    if raw is not None:
+        if isinstance(raw, RawDataElement) and raw.VR in ASCII_VRS:
+            text = b"" if raw.value is None else raw.value
+            return DataElement(tag, raw.VR, text.decode("ascii", "replace").strip(" \0"))
+        return ds[tag]
     group = _FUNCTIONAL_GROUP_KEYS.get(keyword)
     if group is not None:
         shared = ds.get("SharedFunctionalGroupsSequence")
