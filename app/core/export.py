@@ -64,10 +64,15 @@ def run_export(options: ExportOptions, progress: ProgressCallback | None = None,
     cancel = cancel or CancelToken()
     t0 = time.monotonic()
     plan = plan_export(options, progress=progress, cancel=cancel)
+    t_plan = time.monotonic() - t0
     report = execute(plan, progress, cancel)
-    report.timings["plan"] = report.timings.get("plan", 0.0) + 0.0
+    report.timings["plan"] = t_plan
     report.timings["total"] = time.monotonic() - t0
-    report.write(options.report)
+    try:
+        report.write(options.report)
+    except OSError as exc:
+        report.warnings.append(f"{options.report or 'report'}: the JSON report could not be "
+                               f"written ({exc.strerror or exc})")
     return report
 
 
@@ -91,7 +96,7 @@ def execute(plan: ExportPlan, progress: ProgressCallback | None = None,
             base = opts.iso.parent if opts.iso is not None else Path(tempfile.gettempdir())
             base.mkdir(parents=True, exist_ok=True)
             temp_root = Path(tempfile.mkdtemp(prefix=".discbridge-iso-", dir=base))
-        dest = temp_root or Path(opts.dest)  # type: ignore[arg-type]
+        dest = temp_root / "medium" if temp_root is not None else Path(opts.dest)  # type: ignore[arg-type]
     elif opts.dest is None:
         raise ExportError("export needs a destination: --to DEST, --iso FILE or --burn DEVICE")
     else:
@@ -99,7 +104,7 @@ def execute(plan: ExportPlan, progress: ProgressCallback | None = None,
     try:
         expected = _write_medium(plan, dest, report, progress, cancel)
         if report.ok and (opts.iso is not None or opts.burn is not None):
-            _iso_and_burn(plan, dest, expected, report, progress, cancel)
+            _iso_and_burn(plan, dest, expected, report, progress, cancel, temp_root)
     finally:
         if temp_root is not None:
             remove_tree(temp_root)
@@ -147,8 +152,14 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
             for v in plan.volumes:
                 root = staging / v.name if v.name else staging
                 exp = expected[v.index]
+                t_read = time.monotonic()
                 fails, nbytes = verify_bytes(root, exp, progress=progress, cancel=cancel)
+                timings["verify_read"] = timings.get("verify_read", 0.0) + (
+                    time.monotonic() - t_read)
+                t_rec = time.monotonic()
                 fails += verify_records(root, exp, cancel=cancel)
+                timings["verify_records"] = timings.get("verify_records", 0.0) + (
+                    time.monotonic() - t_rec)
                 prefix = f"{v.name}/" if v.name else ""
                 ver.failures.extend(prefix + f for f in fails)
                 ver.files += len(exp)
@@ -344,7 +355,7 @@ def _series_icons(v: Volume, results: dict[str, FileResult]) -> dict[str, Datase
 
 def _iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected]],
                   report: ExportReport, progress: ProgressCallback | None,
-                  cancel: CancelToken) -> None:
+                  cancel: CancelToken, temp_root: Path | None) -> None:
     from app.core.iso import verify_iso, write_iso  # E2's module
 
     opts = plan.options
@@ -355,8 +366,8 @@ def _iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expecte
         if opts.iso is not None:
             iso = opts.iso if not v.name else opts.iso.with_name(
                 f"{opts.iso.stem}_{v.name}{opts.iso.suffix or '.iso'}")
-        else:
-            iso = dest.parent / f"{dest.name}-{v.fileset_id}.iso"
+        else:  # burn only: a temporary image (inside our temporary folder when there is one)
+            iso = (temp_root or dest.parent) / f".discbridge-{v.fileset_id}.iso"
         root = dest / v.name if v.name else dest
         write_iso(root, iso, v.fileset_id, udf=udf, progress=progress, cancel=cancel)
         vr.iso = str(iso)
