@@ -307,3 +307,13 @@ def test_run_streaming_splits_carriage_returns_and_polls_cancel(tmp_path: Path) 
     with pytest.raises(Cancelled):
         run_streaming(["sleep", "30"], lines.append, token, poll=0.05)
     assert time.monotonic() - t0 < 5
+
+
+def test_for_platform() -> None:
+    from app.core import burn
+
+    assert type(burn.for_platform("linux")).__name__ == "XorrisoBackend"
+    assert type(burn.for_platform("darwin")).__name__ == "MacBurnerBackend"
+    assert type(burn.for_platform("win32")).__name__ == "ImapiBackend"
+    with pytest.raises(ExportError, match="no disc burner support"):
+        burn.for_platform("plan9")
