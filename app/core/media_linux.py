@@ -172,6 +172,10 @@ class LinuxBackend:
         self.dev = Path(dev_root)
         self.statvfs = statvfs
         self.read_head = read_head
+        # (mount ID, device) → (filesystem, label) probed from the device. A watcher polls every
+        # few seconds: read each device once per mount, not on every poll (an optical drive
+        # would spin up, a scratched disc could stall the poll).
+        self._probed: dict[tuple[int, str], tuple[str | None, str]] = {}
 
     # -- mountinfo --
     def mounts(self) -> list[MountEntry]:
@@ -270,7 +274,7 @@ class LinuxBackend:
             fs_type = e.fs_type
             label = labels.get(name or "", "")
             if name is not None and (not label or fs_type == "fuseblk"):
-                probed_fs, probed_label = probe_filesystem(self.read_head(self.dev / name))
+                probed_fs, probed_label = self._probe(e.mount_id, name)
                 label = label or probed_label
                 if fs_type == "fuseblk" and probed_fs:
                     fs_type = probed_fs
@@ -288,6 +292,14 @@ class LinuxBackend:
                 read_only=e.read_only or self.device_read_only(name) or kind == "optical",
                 filesystem=fs_type)
         return sorted(seen.values(), key=lambda v: v.mount_point)
+
+    def _probe(self, mount_id: int, name: str) -> tuple[str | None, str]:
+        key = (mount_id, name)
+        if key not in self._probed:
+            if len(self._probed) > 256:
+                self._probed.clear()
+            self._probed[key] = probe_filesystem(self.read_head(self.dev / name))
+        return self._probed[key]
 
     def filesystem_type(self, path: str) -> str | None:
         """Filesystem of the mount holding ``path`` (``fuseblk`` resolved by probing)."""

@@ -332,3 +332,62 @@ def _iso_listing_of_pycdlib(tmp_path: Path, staging: Path) -> dict[str, bytes]:
     finally:
         iso.unlink()
         iso.parent.rmdir()
+
+
+def test_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC half-way through the image: ExportError naming the image, no temp file left."""
+    import errno
+
+    staging = _staging(tmp_path, big=2 * 1024 * 1024)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open = open
+
+    class FullFile:
+        def __init__(self, fp: io.BufferedWriter) -> None:
+            self.fp = fp
+            self.written = 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.fp, name)
+
+        def write(self, data: bytes) -> int:
+            self.written += len(data)
+            if self.written > 1024 * 1024:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.fp.write(data)
+
+        def __enter__(self) -> FullFile:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fp.close()
+
+    def fake_open(file: object, mode: str = "r", *args: object, **kw: object) -> object:
+        fp = real_open(file, mode, *args, **kw)  # type: ignore[call-overload]
+        if mode == "wb" and str(file).endswith(".part"):
+            return FullFile(fp)
+        return fp
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    with pytest.raises(ExportError, match="No space left on device"):
+        write_iso(staging, out / "disc.iso", "VOL")
+    monkeypatch.undo()
+    assert list(out.iterdir()) == []
+
+
+def test_vanished_source_file_is_named(tmp_path: Path) -> None:
+    staging = _staging(tmp_path)
+    gone = staging / "PA001/ST001/SE001/IM000002"
+    token = CancelToken()
+    removed: list[bool] = []
+
+    def progress(p: Progress) -> None:
+        if not removed:  # after the scan, before the data is copied
+            gone.unlink()
+            removed.append(True)
+
+    with pytest.raises(ExportError, match="IM000002: cannot write the image"):
+        write_iso(staging, tmp_path / "x.iso", "VOL", progress=progress, cancel=token)
+    assert not (tmp_path / "x.iso").exists()
+    assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())

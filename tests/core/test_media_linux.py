@@ -129,14 +129,20 @@ def _fake_tree(root: Path) -> LinuxBackend:
 
     def read_head(path: Path) -> bytes:
         assert path.parent == dev
+        reads.append(path.name)
         return heads.get(path.name, b"")
 
-    return LinuxBackend(proc_root=proc, sys_root=sys_, dev_root=dev, statvfs=statvfs,
-                        read_head=read_head)
+    reads: list[str] = []
+
+    backend = LinuxBackend(proc_root=proc, sys_root=sys_, dev_root=dev, statvfs=statvfs,
+                           read_head=read_head)
+    backend.reads = reads  # type: ignore[attr-defined]
+    return backend
 
 
 def test_volumes_from_fake_tree(tmp_path: Path) -> None:
-    vols = {v.mount_point: v for v in _fake_tree(tmp_path).list_volumes()}
+    backend = _fake_tree(tmp_path)
+    vols = {v.mount_point: v for v in backend.list_volumes()}
     assert sorted(vols) == ["/", "/boot", "/home/user/iso", "/media/user/DICOM_CD",
                             "/media/user/EXT\\DISK", "/media/user/MY STICK", "/media/user/SD",
                             "/media/user/USBDISK", "/mnt/img", "/mnt/nfs"]
@@ -158,6 +164,10 @@ def test_volumes_from_fake_tree(tmp_path: Path) -> None:
     assert (vols["/"].kind, vols["/"].label, vols["/"].free_bytes) == ("fixed", "", 40960)
     assert (vols["/boot"].kind, vols["/boot"].device) == ("fixed", "/dev/nvme0n1p2")
     assert vols["/home/user/iso"].kind == "image"
+    # Devices with a udev label are not opened; the others once per mount, not once per poll.
+    assert sorted(backend.reads) == ["loop0", "mmcblk0p1", "nvme0n1p2", "sdc1", "sdd1", "vda"]
+    assert backend.list_volumes() == sorted(vols.values(), key=lambda v: v.mount_point)
+    assert len(backend.reads) == 6
     assert [v.mount_point for v in vols.values() if v.removable] == [
         "/home/user/iso", "/media/user/DICOM_CD", "/media/user/EXT\\DISK",
         "/media/user/MY STICK", "/media/user/SD", "/media/user/USBDISK", "/mnt/img"]
