@@ -8,6 +8,7 @@ media can be open: their patients are listed side by side (the *Medium* column t
 
 ``BrowserProxy`` sorts (by a numeric/ISO sort key, not the display text) and filters top-level
 rows by patient name or ID; the studies and series of a matching patient are always shown.
+``PatientTree`` is the widget: the search box over the tree view.
 """
 
 from __future__ import annotations
@@ -17,13 +18,23 @@ from typing import Any
 from PySide6.QtCore import (
     QAbstractItemModel,
     QCoreApplication,
+    QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QStyle
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHeaderView,
+    QLineEdit,
+    QStyle,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.core.model import Medium, Patient, Series, Study
 
@@ -398,8 +409,13 @@ class BrowserProxy(QSortFilterProxyModel):
         """Show only patients whose name or ID contains every word of ``text``."""
         terms = [t for t in text.replace("^", " ").replace(",", " ").lower().split() if t]
         if terms != self._terms:
-            self._terms = terms
-            self.invalidateFilter()
+            if hasattr(self, "beginFilterChange"):  # Qt ≥ 6.9
+                self.beginFilterChange()
+                self._terms = terms
+                self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+            else:
+                self._terms = terms
+                self.invalidateRowsFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
         """Reimplemented from QSortFilterProxyModel.filterAcceptsRow (top level only)."""
@@ -416,3 +432,89 @@ class BrowserProxy(QSortFilterProxyModel):
             return bool(a < b)
         except TypeError:
             return str(a) < str(b)
+
+
+class PatientTree(QWidget):
+    """The search box over the patient → study → series tree view.
+
+    Owns the model and the proxy; several media may be listed (the Medium column then shows).
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = MediumTreeModel(self)
+        self.proxy = BrowserProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.search = QLineEdit(self)
+        self.search.setObjectName("search")
+        self.search.setPlaceholderText(self.tr("Search patient name or ID  (Ctrl+F)"))
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName(self.tr("Search patient name or ID"))
+        self.search.textChanged.connect(self.proxy.set_search)
+        self.view = QTreeView(self)
+        self.view.setObjectName("patientTree")
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
+        self.view.setUniformRowHeights(True)
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setAccessibleName(self.tr("Patients, studies and series"))
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        fm = self.view.fontMetrics()
+        for col, sample in ((COL_ID, "0000000000"), (COL_DATE, "0000-00-00 00:00"),
+                            (COL_MODALITY, "CT, MR"), (COL_COUNT, "Images"),
+                            (COL_MEDIUM, "/media/cdrom0/xx")):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(col, fm.horizontalAdvance(sample) + 18)
+        self.view.setColumnHidden(COL_MEDIUM, True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.search)
+        layout.addWidget(self.view)
+        self.model.rowsInserted.connect(self._media_changed)
+        self.model.rowsRemoved.connect(self._media_changed)
+        self.model.modelReset.connect(self._media_changed)
+
+    def _media_changed(self, *_: Any) -> None:
+        self.view.setColumnHidden(COL_MEDIUM, len(self.model.media) < 2)
+
+    def select_first_of(self, medium: Medium) -> None:
+        """Expand the medium's first patient (in sort order) and make its first study current."""
+        for row in range(self.proxy.rowCount()):
+            idx = self.proxy.index(row, 0)
+            if idx.data(MediumRole) is medium:
+                target = idx
+                if self.proxy.rowCount(idx):
+                    self.view.expand(idx)
+                    target = self.proxy.index(0, 0, idx)
+                self.view.selectionModel().setCurrentIndex(
+                    target, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows)
+                self.view.scrollTo(target)
+                return
+
+    def current_medium(self) -> Medium | None:
+        """The medium of the current row (else the last opened one)."""
+        idx = self.view.currentIndex()
+        medium = idx.data(MediumRole) if idx.isValid() else None
+        if medium is None and self.model.media:
+            return self.model.media[-1]
+        return medium  # type: ignore[no-any-return]
+
+    def selected_objects(self) -> list[Patient | Study | Series]:
+        rows = self.view.selectionModel().selectedRows(0)
+        return [r.data(NodeRole) for r in rows if r.data(NodeRole) is not None]
+
+    def selected_uids(self) -> set[str] | None:
+        """SOP Instance UIDs below the selected rows (None when nothing is selected)."""
+        objs = self.selected_objects()
+        if not objs:
+            return None
+        uids: set[str] = set()
+        for obj in objs:
+            insts = obj.instances if isinstance(obj, Series) else obj.instances()
+            uids.update(i.sop_instance_uid for i in insts if i.sop_instance_uid)
+        return uids

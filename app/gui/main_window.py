@@ -23,11 +23,8 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -35,31 +32,28 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QStyle,
     QToolButton,
-    QTreeView,
-    QVBoxLayout,
     QWidget,
 )
 
 from app import APP_NAME, __version__
 from app.core.jobs import Progress
-from app.core.model import Medium, Patient, Series, Study
+from app.core.model import Medium, Series
 from app.gui import ntr
 from app.gui.browser import (
-    COL_COUNT,
-    COL_DATE,
-    COL_ID,
-    COL_MEDIUM,
-    COL_MODALITY,
-    COL_NAME,
-    BrowserProxy,
     KindRole,
     MediumRole,
-    MediumTreeModel,
     NodeRole,
+    PatientTree,
 )
 from app.gui.problems import ProblemsPanel
 from app.gui.settings import DETECTION_POLICIES, Settings
-from app.gui.sources import MediaMonitor, SourcesPanel, has_dicom_content
+from app.gui.sources import (
+    DetectionPolicy,
+    MediaMonitor,
+    MediumLoader,
+    SourcesPanel,
+    is_under,
+)
 from app.gui.tasks import Task, TaskRunner
 from app.gui.thumbnails import ThumbnailModel, ThumbnailView
 from app.gui.welcome import WelcomePage
@@ -67,19 +61,6 @@ from app.gui.welcome import WelcomePage
 log = logging.getLogger(__name__)
 
 Opener = Callable[..., Medium]
-
-
-def _default_opener(path: str, progress: Any = None, cancel: Any = None) -> Medium:
-    from app.core.reader import open_medium
-
-    return open_medium(path, progress=progress, cancel=cancel)
-
-
-def _under(path: str, root: str) -> bool:
-    try:
-        return Path(path).resolve().is_relative_to(Path(root).resolve())
-    except (OSError, ValueError):
-        return False
 
 
 class MainWindow(QMainWindow):
@@ -105,19 +86,23 @@ class MainWindow(QMainWindow):
         self.runner = runner or TaskRunner(self)
         self._own_runner = runner is None
         self.settings = settings or Settings()
-        self.opener: Opener = opener or _default_opener
+        self.loader = MediumLoader(self.runner, opener, self)
+        self.loader.opened.connect(self._opened)
+        self.loader.failed.connect(self._open_failed)
+        self.loader.cancelled.connect(self._open_cancelled)
+        self.loader.progress.connect(self._open_progress)
         self.interactive = interactive  # False: no modal questions (screenshots, tests)
-        self._opening: dict[Task, str] = {}
         self.messages: list[str] = []  # what was told to the user (tests, screenshot mode)
-        self.tree_model = MediumTreeModel(self)
-        self.proxy = BrowserProxy(self)
-        self.proxy.setSourceModel(self.tree_model)
         self.thumbs = ThumbnailModel(self.runner, parent=self)
         self._build_ui()
+        self.tree_model, self.proxy = self.browser.model, self.browser.proxy
         self._build_actions()
         self.monitor = monitor or MediaMonitor(self.runner, parent=self)
         self.monitor.volumes_changed.connect(self.sources.set_volumes)
-        self.monitor.inserted.connect(self._volume_inserted)
+        self.detection = DetectionPolicy(self.runner, lambda: self.settings.detection_policy,
+                                         self, interactive)
+        self.detection.open_requested.connect(self.open_path)
+        self.monitor.inserted.connect(self.detection.volume_inserted)
         self.monitor.removed.connect(self._volume_removed)
         self.sources.set_recent(self.settings.recent_folders)
         self._update_status()
@@ -130,40 +115,12 @@ class MainWindow(QMainWindow):
         self.welcome = WelcomePage(self)
 
         # left column: search + tree, problems underneath
-        self.search = QLineEdit(self)
-        self.search.setObjectName("search")
-        self.search.setPlaceholderText(self.tr("Search patient name or ID  (Ctrl+F)"))
-        self.search.setClearButtonEnabled(True)
-        self.search.textChanged.connect(self.proxy.set_search)
-        self.tree = QTreeView(self)
-        self.tree.setObjectName("patientTree")
-        self.tree.setModel(self.proxy)
-        self.tree.setSortingEnabled(True)
-        self.tree.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
-        self.tree.setUniformRowHeights(True)
-        self.tree.setAlternatingRowColors(True)
-        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.tree.setAccessibleName(self.tr("Patients, studies and series"))
-        header = self.tree.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
-        fm = self.tree.fontMetrics()
-        for col, sample in ((COL_ID, "0000000000"), (COL_DATE, "0000-00-00 00:00"),
-                            (COL_MODALITY, "CT, MR"), (COL_COUNT, "Images"),
-                            (COL_MEDIUM, "/media/cdrom0/xx")):
-            width = fm.horizontalAdvance(sample) + 18
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, width)
-        self.tree.setColumnHidden(COL_MEDIUM, True)
+        self.browser = PatientTree(self)
+        self.search, self.tree = self.browser.search, self.browser.view
         self.tree.selectionModel().currentChanged.connect(self._current_changed)
         self.problems = ProblemsPanel(self)
-        tree_box = QWidget(self)
-        tl = QVBoxLayout(tree_box)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addWidget(self.search)
-        tl.addWidget(self.tree)
         self.left_split = QSplitter(Qt.Orientation.Vertical, self)
-        self.left_split.addWidget(tree_box)
+        self.left_split.addWidget(self.browser)
         self.left_split.addWidget(self.problems)
         self.left_split.setStretchFactor(0, 3)
         self.left_split.setStretchFactor(1, 1)
@@ -225,6 +182,7 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.problems_button)
         self.progress.hide()
         self.cancel_button.hide()
+        self.loader.busy_changed.connect(self._busy)
 
         self.welcome.sample_requested.connect(self.open_sample)
         self.welcome.folder_requested.connect(self.choose_folder)
@@ -366,22 +324,20 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str, remember: bool = True) -> Task:
         """Read a medium on the pool; it is added to the tree when done."""
         path = os.fspath(path)
-        task = self.runner.start(self.opener, (path,), key=f"open:{path}", name="open_medium")
-        self._opening[task] = path
-        task.progress.connect(self._open_progress)
-        task.finished.connect(lambda medium, t=task: self._opened(t, medium, remember))
-        task.failed.connect(lambda msg, t=task: self._open_failed(t, msg))
-        task.cancelled.connect(lambda t=task: self._open_cancelled(t))
-        self.progress.setRange(0, 0)
-        self.progress.setFormat(self.tr("Reading…"))
-        self.progress.show()
-        self.cancel_button.show()
         self.statusBar().showMessage(self.tr("Reading %1 …").replace("%1", path))
-        return task
+        return self.loader.open(path, remember)
 
     def cancel_opening(self) -> None:
-        for task in list(self._opening):
-            self.runner.cancel_task(task)
+        self.loader.cancel_all()
+
+    def _busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(self.tr("Reading…"))
+        else:
+            self.statusBar().clearMessage()
 
     def _open_progress(self, p: Progress) -> None:
         frac = p.fraction
@@ -394,31 +350,18 @@ class MainWindow(QMainWindow):
         if p.message:
             self.statusBar().showMessage(p.message)
 
-    def _open_done(self, task: Task) -> str:
-        path = self._opening.pop(task, "")
-        if not self._opening:
-            self.progress.hide()
-            self.cancel_button.hide()
-            self.statusBar().clearMessage()
-        return path
-
-    def _opened(self, task: Task, medium: Medium, remember: bool) -> None:
-        path = self._open_done(task)
+    def _opened(self, medium: Medium, path: str, remember: bool) -> None:
         self.add_medium(medium)
         if remember and path:
             self.settings.add_recent_folder(path)
             self.sources.set_recent(self.settings.recent_folders)
         self.medium_opened.emit(medium)
 
-    def _open_failed(self, task: Task, message: str) -> None:
-        path = self._open_done(task)
+    def _open_failed(self, path: str, message: str) -> None:
         self.tell(self.tr("Could not open %1").replace("%1", path), message, error=True)
         self.open_failed.emit(path, message)
 
-    def _open_cancelled(self, task: Task) -> None:
-        path = self._open_done(task)
-        reason = getattr(task, "cancel_reason", "") or self.tr("Opening %1 was cancelled.").replace(
-            "%1", path)
+    def _open_cancelled(self, _path: str, reason: str) -> None:
         self.statusBar().showMessage(reason, 10000)
         self.messages.append(reason)
 
@@ -438,16 +381,14 @@ class MainWindow(QMainWindow):
     def add_medium(self, medium: Medium) -> None:
         """Show a medium that was read: tree, problems, status; select its first study."""
         self.tree_model.add_medium(medium)
-        self.tree.setColumnHidden(COL_MEDIUM, len(self.tree_model.media) < 2)
         self.problems.set_media(self.tree_model.media)
         self.stack.setCurrentWidget(self.content_split)
         self._update_status()
         self._enable_actions()
-        self._select_first_of(medium)
+        self.browser.select_first_of(medium)
 
     def remove_medium(self, medium: Medium) -> None:
         self.tree_model.remove_medium(medium)
-        self.tree.setColumnHidden(COL_MEDIUM, len(self.tree_model.media) < 2)
         self.problems.set_media(self.tree_model.media)
         if not self.tree_model.media:
             self.thumbs.clear()
@@ -456,41 +397,12 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._enable_actions()
 
-    def _select_first_of(self, medium: Medium) -> None:
-        for row in range(self.proxy.rowCount()):
-            idx = self.proxy.index(row, 0)
-            if idx.data(MediumRole) is medium:
-                target = idx
-                if self.proxy.rowCount(idx):
-                    self.tree.expand(idx)
-                    target = self.proxy.index(0, 0, idx)
-                self.tree.selectionModel().setCurrentIndex(
-                    target, QItemSelectionModel.SelectionFlag.ClearAndSelect
-                    | QItemSelectionModel.SelectionFlag.Rows)
-                self.tree.scrollTo(target)
-                return
-
     def current_medium(self) -> Medium | None:
-        idx = self.tree.currentIndex()
-        medium = idx.data(MediumRole) if idx.isValid() else None
-        if medium is None and self.tree_model.media:
-            return self.tree_model.media[-1]
-        return medium
-
-    def selected_objects(self) -> list[Patient | Study | Series]:
-        rows = self.tree.selectionModel().selectedRows(0)
-        return [r.data(NodeRole) for r in rows if r.data(NodeRole) is not None]
+        return self.browser.current_medium()
 
     def selected_uids(self) -> set[str] | None:
-        """SOP Instance UIDs below the selected rows (None when nothing is selected)."""
-        objs = self.selected_objects()
-        if not objs:
-            return None
-        uids: set[str] = set()
-        for obj in objs:
-            insts = obj.instances if isinstance(obj, Series) else obj.instances()
-            uids.update(i.sop_instance_uid for i in insts if i.sop_instance_uid)
-        return uids
+        """SOP Instance UIDs below the selected tree rows (None when nothing is selected)."""
+        return self.browser.selected_uids()
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():
@@ -620,44 +532,13 @@ class MainWindow(QMainWindow):
         self.settings.detection_policy = policy  # type: ignore[assignment]
 
     # ----- media detection ---------------------------------------------------------------------
-    def _volume_inserted(self, volume: Any) -> None:
-        if getattr(volume, "kind", "") not in ("optical", "usb"):
-            return
-        policy = self.settings.detection_policy
-        if policy == "ignore":
-            return
-        mount = str(volume.mount_point)
-        task = self.runner.run_plain(has_dicom_content, mount)
-        task.finished.connect(lambda yes: self._offer(volume, policy) if yes else None)
-
-    def _offer(self, volume: Any, policy: str) -> None:
-        mount = str(volume.mount_point)
-        label = getattr(volume, "label", "") or mount
-        if policy == "open" or not self.interactive:
-            if policy == "open":
-                self.open_path(mount)
-            else:
-                self.messages.append(f"offer: {label}")
-            return
-        box = QMessageBox(QMessageBox.Icon.Question, self.tr("Medical images found"),
-                          self.tr("“%1” holds medical images. Open it now?").replace("%1", label),
-                          QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Ignore, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.buttonClicked.connect(lambda b: self.open_path(mount) if box.standardButton(b)
-                                  == QMessageBox.StandardButton.Open else None)
-        box.open()
-
     def _volume_removed(self, volume: Any) -> None:
         mount = str(volume.mount_point)
-        label = getattr(volume, "label", "") or mount
-        for task, path in list(self._opening.items()):
-            if _under(path, mount):
-                task.cancel_reason = self.tr(  # type: ignore[attr-defined]
-                    "“%1” was removed while it was being read. Nothing was opened.").replace(
-                        "%1", label)
-                self.runner.cancel_task(task)
+        label = getattr(volume, "display_name", "") or mount
+        self.loader.cancel_under(mount, self.tr(
+            "“%1” was removed while it was being read. Nothing was opened.").replace("%1", label))
         for medium in list(self.tree_model.media):
-            if _under(medium.root, mount):
+            if is_under(medium.root, mount):
                 self.remove_medium(medium)
                 msg = self.tr("“%1” was removed; its patients were closed.").replace("%1", label)
                 self.messages.append(msg)

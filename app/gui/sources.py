@@ -1,24 +1,25 @@
 """The Sources panel: detected discs and USB volumes, recent folders, and the open buttons.
 
-:class:`MediaMonitor` turns ``app.core.media`` (list_volumes, MediaWatcher) into Qt signals on
-the GUI thread: the watcher's callback runs on its own thread and only emits a queued signal;
-the volume list is then fetched on the TaskRunner's read pool and compared with the last one
-(``inserted`` / ``removed``). :class:`SourcesPanel` shows the optical and USB volumes (label,
-free space, read-only state), the recent folders and the "Open …" buttons.
+:class:`MediaMonitor` turns ``app.core.media.MediaWatcher`` events into Qt signals on the GUI
+thread (``inserted`` / ``removed`` / ``volumes_changed``). :class:`SourcesPanel` shows the
+optical, USB and disc-image volumes (label, free space, read-only state), the recent folders
+and the "Open …" buttons. :class:`MediumLoader` reads media on the TaskRunner and
+:class:`DetectionPolicy` decides what happens when a disc is inserted.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
+    QMessageBox,
     QPushButton,
     QStyle,
     QTreeWidget,
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 PathRole = Qt.ItemDataRole.UserRole + 30
 VolumeRole = Qt.ItemDataRole.UserRole + 31
-SHOWN_KINDS = ("optical", "usb")
+SHOWN_KINDS = ("optical", "usb", "image")
 
 
 def _t(text: str) -> str:
@@ -52,154 +53,116 @@ def format_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def volume_key(vol: Any) -> tuple[str, str]:
-    return (str(getattr(vol, "mount_point", "")), str(getattr(vol, "device", "") or ""))
-
-
-def has_dicom_content(root: str | os.PathLike[str], max_files: int = 200) -> bool:
-    """Does a mounted volume look like DICOM media? (a DICOMDIR in any case at the root or one
-    level down, else a file with the DICM prefix among the first ``max_files``). Never raises."""
-    root = Path(root)
-    try:
-        for level in (root, *[p for p in sorted(root.iterdir())[:50] if p.is_dir()]):
-            for entry in level.iterdir():
-                name = entry.name.upper().rstrip(".").split(";")[0].rstrip(".")
-                if name == "DICOMDIR" and entry.is_file():
-                    return True
-    except OSError:
-        return False
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        depth = len(Path(dirpath).relative_to(root).parts)
-        if depth >= 4:
-            dirnames.clear()
-        for name in sorted(filenames):
-            seen += 1
-            if seen > max_files:
-                return False
-            try:
-                with open(os.path.join(dirpath, name), "rb") as fh:
-                    head = fh.read(132)
-            except OSError:
-                continue
-            if len(head) == 132 and head[128:132] == b"DICM":
-                return True
-    return False
-
-
-def _default_list_volumes() -> list[Any]:
-    from app.core.media import list_volumes
-
-    return list(list_volumes())
+def volume_key(vol: Any) -> str:
+    return str(getattr(vol, "mount_point", ""))
 
 
 class MediaMonitor(QObject):
     """Detected volumes as Qt signals, delivered on the GUI thread.
 
+    Wraps ``app.core.media.MediaWatcher``: the watcher polls the OS backend on its own thread
+    and its callback only emits a queued signal; the first snapshot (``MediaWatcher.start``, a
+    blocking OS call) is taken on the TaskRunner's read pool. Nothing here touches a widget.
+
     Parameters
     ----------
     runner : TaskRunner
-        ``list_volumes`` runs on its read pool (it may block on slow drives).
-    list_volumes : callable, optional
-        Returns the current volumes (``app.core.media.list_volumes`` by default; tests pass a
-        fake backend's method).
+        Runs the watcher's first snapshot and :meth:`poll_now`.
+    backend : MediaBackend, optional
+        The OS backend (``app.core.media.for_platform()`` by default; tests pass a fake one or a
+        ``LinuxBackend`` over fake mountinfo/sysfs trees).
     interval : float
         Seconds between polls.
-    use_watcher : bool
-        Use ``app.core.media.MediaWatcher`` (its own thread; its callback only pokes us) when
-        available; else poll with a QTimer. Either way no widget is touched off the GUI thread.
     """
 
     volumes_changed = Signal(list)
     inserted = Signal(object)
     removed = Signal(object)
-    _poke = Signal()  # emitted from the watcher's thread; delivered queued
+    _event = Signal(object)  # emitted on the watcher's thread; delivered queued
 
-    def __init__(self, runner: TaskRunner, list_volumes: Callable[[], list[Any]] | None = None,
-                 interval: float = 2.0, use_watcher: bool = True,
+    def __init__(self, runner: TaskRunner, backend: Any = None, interval: float = 2.0,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
-        self._list = list_volumes or _default_list_volumes
+        self.backend = backend
         self.interval = interval
-        self.use_watcher = use_watcher
-        self.volumes: list[Any] = []
-        self._known: dict[tuple[str, str], Any] | None = None
-        self._task: Task | None = None
-        self._again = False
+        self._volumes: dict[str, Any] = {}
         self._watcher: Any = None
-        self._timer = QTimer(self)
-        self._timer.setInterval(int(interval * 1000))
-        self._timer.timeout.connect(self.refresh)
-        self._poke.connect(self.refresh, Qt.ConnectionType.QueuedConnection)
+        self._start_task: Task | None = None
+        self._started = threading.Event()
+        self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
+
+    @property
+    def volumes(self) -> list[Any]:
+        return list(self._volumes.values())
 
     def start(self) -> None:
-        """Fetch the volumes now and watch for changes."""
-        self.refresh()
-        if self.use_watcher and self._watcher is None:
-            try:
-                from app.core.media import MediaWatcher
+        """Take the first snapshot on the pool, then watch on the watcher's thread."""
+        if self._watcher is not None:
+            return
+        try:
+            from app.core.media import MediaWatcher
+        except ImportError as exc:  # a build without media detection
+            log.warning("media detection unavailable: %s", exc)
+            return
+        watcher = MediaWatcher(self._from_watcher, self.interval, backend=self.backend)
+        self._watcher = watcher
+        self._started.clear()
 
-                self._watcher = MediaWatcher(self._from_watcher, self.interval)
-                self._watcher.start()
-                return
-            except Exception as exc:  # noqa: BLE001 - no watcher for this OS: poll instead
-                log.info("media watcher unavailable (%s); polling", exc)
-                self._watcher = None
-        self._timer.start()
+        def first_snapshot() -> list[Any]:
+            try:
+                watcher.start()
+                return watcher.volumes
+            finally:
+                self._started.set()
+
+        self._start_task = self.runner.run_plain(first_snapshot)
+        self._start_task.finished.connect(self._snapshot)
+        self._start_task.failed.connect(lambda msg: log.warning("media detection: %s", msg))
 
     def stop(self) -> None:
-        """Stop watching (joins the watcher thread)."""
-        self._timer.stop()
-        if self._watcher is not None:
-            try:
-                self._watcher.stop()
-            except Exception:  # noqa: BLE001
-                log.exception("stopping the media watcher failed")
-            self._watcher = None
-        if self._task is not None:
-            self.runner.cancel_task(self._task)
-
-    def _from_watcher(self, *args: Any, **kwargs: Any) -> None:
-        """The watcher's callback (its thread): only poke the GUI thread."""
-        self._poke.emit()
-
-    @Slot()
-    def refresh(self) -> None:
-        """Fetch the volume list on the pool; compare with the last one when it arrives."""
-        if self._task is not None and not self._task.done:
-            self._again = True
+        """Stop watching; returns once the watcher's thread has ended."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is None:
             return
-        task = self.runner.run_plain(self._list)
-        self._task = task
-        task.finished.connect(self._arrived)
-        task.failed.connect(lambda msg: log.warning("listing volumes failed: %s", msg))
-        task.failed.connect(self._maybe_again)
-        task.cancelled.connect(self._maybe_again)
+        task = self._start_task
+        if task is not None and not task.done:
+            if not self.runner.cancel_task(task) or task.state != "pending":
+                self._started.wait(10)  # it is running: let it finish, then stop the thread
+        watcher.stop()
 
-    def _maybe_again(self, *_: Any) -> None:
-        if self._again:
-            self._again = False
-            self.refresh()
+    def poll_now(self) -> Task | None:
+        """Ask the backend now (on the pool) instead of waiting for the next poll."""
+        watcher = self._watcher
+        if watcher is None:
+            return None
+        return self.runner.run_plain(watcher.poll)
 
-    def _arrived(self, volumes: list[Any]) -> None:
-        now = {volume_key(v): v for v in volumes}
-        before = self._known
-        self._known = now
-        self.volumes = list(volumes)
-        if before is None:
-            self.volumes_changed.emit(self.volumes)
+    def _from_watcher(self, event: Any) -> None:
+        """MediaWatcher's callback (its thread): only hand the event to the GUI thread."""
+        self._event.emit(event)
+
+    def _snapshot(self, volumes: list[Any]) -> None:
+        if self._watcher is None:
+            return
+        self._volumes = {volume_key(v): v for v in volumes}
+        self.volumes_changed.emit(self.volumes)
+
+    @Slot(object)
+    def _on_event(self, event: Any) -> None:
+        if self._watcher is None:
+            return
+        vol = event.volume
+        key = volume_key(vol)
+        if event.kind == "removed":
+            self._volumes.pop(key, None)
         else:
-            added = [v for k, v in now.items() if k not in before]
-            gone = [v for k, v in before.items() if k not in now]
-            changed = added or gone or any(now[k] != before[k] for k in now if k in before)
-            if changed:
-                self.volumes_changed.emit(self.volumes)
-            for v in gone:
-                self.removed.emit(v)
-            for v in added:
-                self.inserted.emit(v)
-        self._maybe_again()
+            self._volumes[key] = vol
+        self.volumes_changed.emit(self.volumes)
+        if event.kind == "added":
+            self.inserted.emit(vol)
+        elif event.kind == "removed":
+            self.removed.emit(vol)
 
 
 def _volume_icon(kind: str) -> Any:
@@ -267,8 +230,7 @@ class SourcesPanel(QWidget):
         self.drives.takeChildren()
         shown = [v for v in volumes if getattr(v, "kind", "") in SHOWN_KINDS]
         for vol in shown:
-            label = getattr(vol, "label", "") or Path(str(vol.mount_point)).name or str(
-                vol.mount_point)
+            label = getattr(vol, "display_name", "") or str(vol.mount_point)
             details = [self.tr("%1 free").replace("%1", format_bytes(getattr(vol, "free_bytes",
                                                                              None)))]
             if getattr(vol, "read_only", False):
@@ -312,3 +274,144 @@ class SourcesPanel(QWidget):
         path = item.data(0, PathRole)
         if path:
             self.open_requested.emit(str(path))
+
+
+class DetectionPolicy(QObject):
+    """What happens when a volume with DICOM content appears: ask, open, or ignore (Settings).
+
+    Signals
+    -------
+    open_requested(str)
+        Open this mount point (the policy is "open", or the user said yes).
+    offered(str)
+        The user was (or, when not interactive, would have been) asked about this mount point.
+    """
+
+    open_requested = Signal(str)
+    offered = Signal(str)
+
+    def __init__(self, runner: TaskRunner, policy: Callable[[], str], parent: QWidget,
+                 interactive: bool = True) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.policy = policy
+        self.window = parent
+        self.interactive = interactive
+
+    def volume_inserted(self, volume: Any) -> None:
+        """Look for DICOM content on the pool, then act per the policy."""
+        if getattr(volume, "kind", "") not in SHOWN_KINDS:
+            return
+        policy = self.policy()
+        if policy == "ignore":
+            return
+        from app.core.media import has_dicom_content
+
+        task = self.runner.run_plain(has_dicom_content, str(volume.mount_point))
+        task.finished.connect(lambda yes: self._act(volume, policy) if yes else None)
+
+    def _act(self, volume: Any, policy: str) -> None:
+        mount = str(volume.mount_point)
+        if policy == "open":
+            self.open_requested.emit(mount)
+            return
+        self.offered.emit(mount)
+        if not self.interactive:
+            return
+        label = getattr(volume, "display_name", "") or mount
+        box = QMessageBox(QMessageBox.Icon.Question, self.tr("Medical images found"),
+                          self.tr("“%1” holds medical images. Open it now?").replace("%1", label),
+                          QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Ignore,
+                          self.window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda b: self.open_requested.emit(mount) if box.standardButton(b)
+                                  == QMessageBox.StandardButton.Open else None)
+        box.open()
+
+
+def is_under(path: str, root: str) -> bool:
+    """Is ``path`` the folder ``root`` or inside it (after resolving)?"""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def _default_opener(path: str, progress: Any = None, cancel: Any = None) -> Any:
+    from app.core.reader import open_medium
+
+    return open_medium(path, progress=progress, cancel=cancel)
+
+
+class MediumLoader(QObject):
+    """Reads media (``app.core.reader.open_medium``) on the TaskRunner, one task per path.
+
+    Signals
+    -------
+    opened(object, str, bool)
+        The Medium, the path it was opened from, and whether to remember the path.
+    failed(str, str)
+        The path and a message fit for the user.
+    cancelled(str, str)
+        The path and why (the user cancelled, or the disc was removed while being read).
+    progress(object)
+        ``app.core.jobs.Progress`` of any running read.
+    busy_changed(bool)
+        Reading started (True) or every read has ended (False).
+    """
+
+    opened = Signal(object, str, bool)
+    failed = Signal(str, str)
+    cancelled = Signal(str, str)
+    progress = Signal(object)
+    busy_changed = Signal(bool)
+
+    def __init__(self, runner: TaskRunner, opener: Callable[..., Any] | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.opener = opener or _default_opener
+        self._tasks: dict[Task, str] = {}
+        self._reasons: dict[Task, str] = {}
+
+    def open(self, path: str, remember: bool = True) -> Task:
+        """Start reading ``path``; a read of the same path already running is cancelled."""
+        task = self.runner.start(self.opener, (path,), key=f"open:{path}", name="open_medium")
+        self._tasks[task] = path
+        task.progress.connect(self.progress.emit)
+        task.finished.connect(lambda medium, t=task: self.opened.emit(
+            medium, self._done(t), remember))
+        task.failed.connect(lambda msg, t=task: self.failed.emit(self._done(t), msg))
+        task.cancelled.connect(lambda t=task: self._cancelled(t))
+        if len(self._tasks) == 1:
+            self.busy_changed.emit(True)
+        return task
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            self.runner.cancel_task(task)
+
+    def cancel_under(self, mount: str, reason: str) -> int:
+        """Cancel every read of a path on the volume ``mount`` (it was removed). Returns how many."""
+        n = 0
+        for task, path in list(self._tasks.items()):
+            if is_under(path, mount):
+                self._reasons[task] = reason
+                self.runner.cancel_task(task)
+                n += 1
+        return n
+
+    def _done(self, task: Task) -> str:
+        path = self._tasks.pop(task, "")
+        if not self._tasks:
+            self.busy_changed.emit(False)
+        return path
+
+    def _cancelled(self, task: Task) -> None:
+        reason = self._reasons.pop(task, "")
+        path = self._done(task)
+        self.cancelled.emit(path, reason or _t("Opening %1 was cancelled.").replace("%1", path))

@@ -26,8 +26,16 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QApplication, QListView, QStyle, QWidget
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionFocusRect,
+    QStyleOptionViewItem,
+    QWidget,
+)
 
 from app.core.errors import BadIcon, DiscBridgeError
 from app.core.model import Instance, Medium, Series
@@ -368,6 +376,61 @@ class ThumbnailModel(QAbstractListModel):
         return None
 
 
+class ThumbnailDelegate(QStyledItemDelegate):
+    """Paints a thumbnail on a dark tile (medical images are read on black), two lines of text
+    underneath, and the selection as a frame around the tile (no tint over the image)."""
+
+    PAD = 6
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
+        """Reimplemented from QStyledItemDelegate.sizeHint."""
+        fm = option.fontMetrics
+        return QSize(THUMB_SIZE + 2 * self.PAD + 24, THUMB_SIZE + 2 * self.PAD
+                     + 2 * fm.lineSpacing() + 8)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        """Reimplemented from QStyledItemDelegate.paint."""
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = option.rect
+        pal = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        tile = QRect(r.left() + (r.width() - THUMB_SIZE - 2 * self.PAD) // 2, r.top() + 2,
+                     THUMB_SIZE + 2 * self.PAD, THUMB_SIZE + 2 * self.PAD)
+        painter.setPen(QPen(pal.color(pal.ColorRole.Highlight), 3) if selected
+                       else QPen(pal.color(pal.ColorRole.Mid), 1))
+        painter.setBrush(QColor(24, 24, 24))
+        painter.drawRoundedRect(tile.adjusted(1, 1, -1, -1), 5, 5)
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon):
+            inner = tile.adjusted(self.PAD, self.PAD, -self.PAD, -self.PAD)
+            icon.paint(painter, inner, Qt.AlignmentFlag.AlignCenter)
+        text_rect = QRect(r.left() + 2, tile.bottom() + 4, r.width() - 4,
+                          r.bottom() - tile.bottom() - 4)
+        lines = str(index.data(Qt.ItemDataRole.DisplayRole) or "").split("\n")
+        fm = option.fontMetrics
+        if selected and option.state & QStyle.StateFlag.State_HasFocus:
+            painter.setPen(pal.color(pal.ColorRole.Highlight))
+        else:
+            painter.setPen(pal.color(pal.ColorRole.Text))
+        y = text_rect.top()
+        for i, line in enumerate(lines[:2]):
+            if i == 1:
+                painter.setPen(pal.color(pal.ColorRole.PlaceholderText))
+            elided = fm.elidedText(line, Qt.TextElideMode.ElideRight, text_rect.width())
+            painter.drawText(QRect(text_rect.left(), y, text_rect.width(), fm.lineSpacing()),
+                             int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter),
+                             elided)
+            y += fm.lineSpacing()
+        if option.state & QStyle.StateFlag.State_HasFocus:
+            focus = QStyleOptionFocusRect()
+            focus.rect = r.adjusted(1, 1, -1, -1)
+            focus.palette = pal
+            QApplication.style().drawPrimitive(QStyle.PrimitiveElement.PE_FrameFocusRect, focus,
+                                               painter)
+        painter.restore()
+
+
 class ThumbnailView(QListView):
     """A wrapping grid of series thumbnails (icon mode, keyboard navigable)."""
 
@@ -381,8 +444,7 @@ class ThumbnailView(QListView):
         self.setUniformItemSizes(True)
         self.setWordWrap(True)
         self.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        fm = self.fontMetrics()
-        self.setGridSize(QSize(THUMB_SIZE + 44, THUMB_SIZE + 3 * fm.lineSpacing() + 12))
-        self.setSpacing(4)
+        self.setItemDelegate(ThumbnailDelegate(self))
+        self.setSpacing(6)
         self.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.setSelectionMode(QListView.SelectionMode.SingleSelection)

@@ -15,7 +15,31 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings, QThreadPool
 
+from app.core.model import Instance, Medium, Patient, Problem, Series, Study
 from app.gui.tasks import TaskRunner, live_runners
+
+
+def build_medium(root: str = "/media/cd", spec: dict[str, list[list[int]]] | None = None,
+                 problems: list[Problem] | None = None) -> Medium:
+    """A Medium in code: ``spec`` maps "ID^Name" to studies, each a list of series sizes."""
+    spec = spec or {"P1^Zeta^Anna": [[3, 2], [1]], "P2^Alpha^Bert": [[5]], "P3^Müller^Hans": [[]]}
+    medium = Medium(root=root, source="dicomdir", dicomdirs=["DICOMDIR"],
+                    problems=list(problems or []))
+    for p_i, (key, studies) in enumerate(spec.items()):
+        pid, name = key.split("^", 1)
+        pat = Patient(pid, name, f"19{50 + p_i}0101", "O")
+        for s_i, sizes in enumerate(studies):
+            st = Study(f"1.2.{p_i}.{s_i}", f"2024010{s_i + 1}", "101500", str(s_i + 1),
+                       f"ACC{p_i}{s_i}", f"STUDY {s_i}")
+            for se_i, n in enumerate(sizes):
+                se = Series(f"1.2.{p_i}.{s_i}.{se_i}", "MR" if se_i else "CT", str(se_i + 1),
+                            f"SERIES {se_i}")
+                se.instances = [Instance(f"1.2.{p_i}.{s_i}.{se_i}.{k}", instance_number=str(k))
+                                for k in range(n)]
+                st.series.append(se)
+            pat.studies.append(st)
+        medium.patients.append(pat)
+    return medium
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,6 +86,12 @@ def runner(qapp: object) -> Iterator[TaskRunner]:
     yield r
     assert r.shutdown(5000)
     r.deleteLater()
+
+
+@pytest.fixture(name="build_medium")
+def _build_medium_fixture() -> object:
+    """The :func:`build_medium` factory (a Medium built in code, no files)."""
+    return build_medium
 
 
 @pytest.fixture
