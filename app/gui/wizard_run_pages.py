@@ -1,0 +1,485 @@
+"""Export wizard pages that do the work: summary (plan), progress (write), result (verify).
+
+The summary page plans on the TaskRunner's read pool (:func:`app.core.export.plan_export`
+writes nothing) and is the wizard's commit page; the progress page runs the export on the write
+pool; the result page shows the verification and offers to open what was written.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QDate, Qt, QTimer
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDateEdit,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from app.core.jobs import Progress
+from app.core.sr_text import format_date, format_name
+from app.gui.export_wizard import tr
+from app.gui.tasks import Task
+from app.gui.wizard_pages import human_size
+
+if TYPE_CHECKING:
+    from app.gui.export_wizard import ExportWizard
+
+PHASES = {"plan": "Reading the selected files", "stage": "Preparing", "write": "Writing files",
+          "dicomdir": "Writing the DICOMDIR", "flush": "Flushing to the device",
+          "verify": "Verifying (reading back)", "install": "Moving into place",
+          "iso": "Building the ISO image", "burn": "Burning the disc"}
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text or ""))
+
+
+def summary_html(plan: Any, destination: str) -> str:
+    """The summary page's text: the patients first and large, then size, changes, label."""
+    out: list[str] = ["<table width='100%' cellpadding='8' bgcolor='#eaf2fb' "
+                      "style='font-size:large'><tr><td>"]
+    for p in plan.patients:
+        name = format_name(p.name) or tr("(no name)")
+        born = format_date(p.birth_date) or tr("unknown")
+        out.append(f'<p style="margin:0"><span style="font-size:x-large"><b>{_e(name)}</b></span>'
+                   f"&nbsp;&nbsp;{_e(tr('ID'))} <b>{_e(p.patient_id)}</b>"
+                   f"&nbsp;&nbsp;{_e(tr('born'))} <b>{_e(born)}</b></p><ul style='margin-top:2px'>")
+        for s in p.studies:
+            date = format_date(s.date) or tr("no date")
+            out.append(f"<li><b>{_e(date)}</b> {_e(s.description or '')} "
+                       f"<span style='color:gray'>({len(s.files)} {_e(tr('files'))}, "
+                       f"{_e(human_size(s.bytes))})</span></li>")
+        out.append("</ul>")
+    out.append("</td></tr></table><p></p>")
+    rows = [
+        (tr("Size"), tr("%1 of %2").replace("%1", human_size(plan.total_bytes))
+         .replace("%2", plan.capacity_note)),
+        (tr("Files"), str(len(plan.files))),
+        (tr("Profile"), plan.profile.name),
+        (tr("Disc label (File-set ID)"), f"<b>{_e(plan.disc_label)}</b>"),
+        (tr("Destination"), destination),
+    ]
+    if len(plan.volumes) > 1:
+        vols = ", ".join(f"{v.name} ({human_size(v.est_bytes)}, {len(v.studies())} "
+                         f"{tr('studies')})" for v in plan.volumes)
+        rows.append((tr("Volumes"), tr("%1 discs: %2").replace("%1", str(len(plan.volumes)))
+                     .replace("%2", vols)))
+    out.append("<table cellspacing='2'>")
+    for k, v in rows:
+        cell = v if v.startswith("<b>") else _e(v)
+        out.append(f"<tr><td style='color:gray;padding-right:12px'>{_e(k)}</td><td>{cell}</td></tr>")
+    out.append("</table>")
+    if plan.changes:
+        groups: dict[tuple[str, str, str, str], int] = {}
+        for c in plan.changes:
+            key = (c.attribute, c.old or "", c.new, c.reason)
+            groups[key] = groups.get(key, 0) + 1
+        out.append(f"<p><b>{_e(tr('Filled in the exported copies (originals kept)'))}</b></p><ul>")
+        for (attr, old, new, reason), n in groups.items():
+            out.append(f"<li>{_e(attr)}: {_e(old or tr('(empty)'))} → <b>{_e(new)}</b> "
+                       f"— {_e(reason)} ({n} {_e(tr('files'))})</li>")
+        out.append("</ul>")
+    if plan.transcodings:
+        tgroups: dict[tuple[str, str, str], int] = {}
+        for t in plan.transcodings:
+            key = (t.from_ts, t.to_ts, t.note)
+            tgroups[key] = tgroups.get(key, 0) + 1
+        out.append(f"<p><b>{_e(tr('Re-encoded for this profile'))}</b></p><ul>")
+        for (a, b, note), n in tgroups.items():
+            extra = f" ({_e(note)})" if note else ""
+            out.append(f"<li>{_e(a)} → {_e(b)}{extra}: {n} {_e(tr('files'))}</li>")
+        out.append("</ul>")
+    notes = list(plan.warnings) + [str(p) for p in plan.problems]
+    if notes:
+        out.append(f"<p><b>{_e(tr('Notes'))}</b></p><ul>")
+        out.extend(f"<li>{_e(n)}</li>" for n in notes)
+        out.append("</ul>")
+    return "".join(out)
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+class SummaryPage(QWizardPage):
+    """Plans the export and shows what will happen; the commit page."""
+
+    def __init__(self, wizard: ExportWizard) -> None:
+        super().__init__(wizard)
+        self.wiz = wizard
+        self.setTitle(tr("Check before writing"))
+        self.setSubTitle(tr("Is this the right patient? Nothing has been written yet."))
+        self.setCommitPage(True)
+        self.busy_label = QLabel(self)
+        self.busy_bar = QProgressBar(self)
+        self.busy_bar.setRange(0, 0)
+        self.view = QTextBrowser(self)
+        self.view.setOpenLinks(False)
+        self.view.setAccessibleName(tr("Export summary"))
+        self.capacity = QProgressBar(self)
+        self.capacity.setFormat(tr("%p% of the medium"))
+        self.error = QLabel(self)
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b00020; font-weight: bold")
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Fixes offered for the failures a user can resolve here.
+        self.fix = QWidget(self)
+        self.date_edit = QDateEdit(QDate.currentDate(), self.fix)
+        self.date_edit.setCalendarPopup(True)
+        self.date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.date_edit.setAccessibleName(tr("Study date"))
+        self.date_label = QLabel(tr("Study &date to record:"), self.fix)
+        self.date_label.setBuddy(self.date_edit)
+        self.span_box = QCheckBox(tr("&Split over several discs"), self.fix)
+        self.separate_box = QCheckBox(tr("&Keep the patients apart (new ID for the second)"),
+                                      self.fix)
+        self.retry = QPushButton(tr("&Check again"), self.fix)
+        self.retry.clicked.connect(self._retry)
+        fl = QHBoxLayout(self.fix)
+        fl.setContentsMargins(0, 0, 0, 0)
+        for w in (self.date_label, self.date_edit, self.span_box, self.separate_box):
+            fl.addWidget(w)
+        fl.addStretch(1)
+        fl.addWidget(self.retry)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.busy_label)
+        lay.addWidget(self.busy_bar)
+        lay.addWidget(self.error)
+        lay.addWidget(self.fix)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.capacity)
+        self.task: Task | None = None
+        self._exc: BaseException | None = None
+
+    # ----- planning -----------------------------------------------------------------------------
+    def initializePage(self) -> None:  # Reimplemented from QWizardPage
+        label = {"folder": tr("&Write"), "usb": tr("&Write"), "iso": tr("&Create image"),
+                 "burn": tr("&Burn")}[self.wiz.state.dest_kind]
+        self.setButtonText(QWizard.WizardButton.CommitButton, label)
+        self.start_plan()
+
+    def cleanupPage(self) -> None:  # Reimplemented from QWizardPage (Back)
+        self.cancel_plan()
+
+    def start_plan(self) -> None:
+        from app.core.export import plan_export
+
+        self.cancel_plan()
+        self.wiz.plan = None
+        self._exc = None
+        self.view.clear()
+        self.error.hide()
+        self.fix.hide()
+        self.capacity.hide()
+        self.busy_label.setText(tr("Reading the selected files…"))
+        self.busy_label.show()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.show()
+        opts = self.wiz.state.options()
+        kwargs: dict[str, Any] = {}
+        if getattr(self.wiz, "capacity_override", None):
+            kwargs["capacity"] = self.wiz.capacity_override
+        task = self.wiz.runner.run(plan_export, opts, self.wiz.state.media, **kwargs)
+        self.task = task
+        task.progress.connect(self._progress)
+        task.finished.connect(lambda plan, t=task: self._planned(t, plan))
+        task.failed.connect(lambda msg, t=task: self._failed(t, msg))
+        task.cancelled.connect(lambda t=task: self._settle(t))
+        self.completeChanged.emit()
+
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done
+
+    def cancel_plan(self) -> None:
+        if self.busy() and self.task is not None:
+            self.wiz.runner.cancel_task(self.task)
+        self.task = None
+
+    def _progress(self, p: Progress) -> None:
+        if p.total_files:
+            self.busy_bar.setRange(0, p.total_files)
+            self.busy_bar.setValue(p.done_files)
+            self.busy_label.setText(tr("Reading the selected files… %1 of %2")
+                                    .replace("%1", str(p.done_files))
+                                    .replace("%2", str(p.total_files)))
+
+    def _settle(self, task: Task) -> bool:
+        if task is not self.task:
+            return False  # an older plan (Back, "Check again")
+        self.task = None
+        self.busy_label.hide()
+        self.busy_bar.hide()
+        self.completeChanged.emit()
+        return True
+
+    def _planned(self, task: Task, plan: Any) -> None:
+        if not self._settle(task):
+            return
+        self.wiz.plan = plan
+        self.view.setHtml(summary_html(plan, self.wiz.state.destination()))
+        if plan.capacity > 0:
+            self.capacity.setRange(0, 1000)
+            per = plan.total_bytes / max(1, len(plan.volumes))
+            self.capacity.setValue(min(1000, round(1000 * per / plan.capacity)))
+            self.capacity.show()
+        self.completeChanged.emit()
+
+    def _failed(self, task: Task, message: str) -> None:
+        if not self._settle(task):
+            return
+        exc = task.error
+        self._exc = exc
+        self.error.setText(tr("This export cannot be written yet: %1").replace("%1", message))
+        self.error.show()
+        missing_date = hasattr(exc, "studies")
+        too_big = hasattr(exc, "needed") and self.wiz.state.dest_kind != "burn"
+        clash = hasattr(exc, "clashes")
+        self.date_label.setVisible(missing_date)
+        self.date_edit.setVisible(missing_date)
+        self.span_box.setVisible(too_big)
+        self.separate_box.setVisible(clash)
+        self.fix.setVisible(missing_date or too_big or clash)
+        hint = tr("Go Back to change the selection, the options or the destination.")
+        if missing_date:
+            hint = tr("No date was found for a study in any of its files. Enter the date the "
+                      "study was done (from the request or the report) and check again.")
+        elif too_big:
+            hint = tr("Choose a larger medium (Back), or split the export over several discs.")
+        elif clash:
+            hint = tr("Different patients share one Patient ID. Check the selection (Back), or "
+                      "keep them apart: the second patient gets a new ID on the medium.")
+        self.view.setPlainText(hint)
+
+    def _retry(self) -> None:
+        st = self.wiz.state
+        if self.date_edit.isVisible():
+            st.study_date = self.date_edit.date().toString("yyyyMMdd")
+        if self.span_box.isVisible() and self.span_box.isChecked():
+            st.span = True
+        if self.separate_box.isVisible() and self.separate_box.isChecked():
+            st.on_id_clash = "separate"
+        self.start_plan()
+
+    def isComplete(self) -> bool:  # Reimplemented from QWizardPage
+        return self.wiz.plan is not None and not self.busy()
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class ProgressPage(QWizardPage):
+    """Runs the export on the write pool: phase, current file, files and bytes, ETA, Cancel."""
+
+    def __init__(self, wizard: ExportWizard) -> None:
+        super().__init__(wizard)
+        self.wiz = wizard
+        self.setTitle(tr("Writing"))
+        self.setSubTitle(tr("Cancel leaves the destination as it was, until a burn starts "
+                            "writing the disc."))
+        self.phase = QLabel(self)
+        font = self.phase.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        self.phase.setFont(font)
+        self.file = QLabel(self)
+        self.file.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.file.setMinimumWidth(200)
+        self.bar = QProgressBar(self)
+        self.counts = QLabel(self)
+        self.eta = QLabel(self)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.phase)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.file)
+        row = QHBoxLayout()
+        row.addWidget(self.counts, 1)
+        row.addWidget(self.eta)
+        lay.addLayout(row)
+        lay.addStretch(1)
+        self.task: Task | None = None
+        self._t0 = 0.0
+        self._phase = ""
+        self._phase_t0 = 0.0
+        self._phase_b0 = 0
+
+    def initializePage(self) -> None:  # Reimplemented from QWizardPage
+        from app.gui.export_wizard import execute_and_report
+
+        self.wiz.outcome = ""
+        self.wiz.report = None
+        self.phase.setText(tr("Starting…"))
+        self.file.setText("")
+        self.counts.setText("")
+        self.eta.setText("")
+        self.bar.setRange(0, 0)
+        self._t0 = time.monotonic()
+        self._phase = ""
+        task = self.wiz.runner.run_write(execute_and_report, self.wiz.plan)
+        self.task = task
+        task.progress.connect(self._progress)
+        task.finished.connect(self._finished)
+        task.failed.connect(self._failed)
+        task.cancelled.connect(self._cancelled)
+        self._cancel_button(True)
+
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done
+
+    def _cancel_button(self, on: bool) -> None:
+        button = self.wiz.button(QWizard.WizardButton.CancelButton)
+        if button is not None:
+            button.setEnabled(on)
+
+    def request_cancel(self) -> None:
+        """Cancel the export, unless a burn is already writing."""
+        if self.task is None or self.task.done:
+            return
+        if self.task.cancel():
+            self.phase.setText(tr("Cancelling… the destination is being restored"))
+            self._cancel_button(False)
+        else:
+            self.phase.setText(tr("The disc is being written and cannot be stopped now"))
+            self._cancel_button(False)
+
+    def _progress(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.phase != self._phase:
+            self._phase, self._phase_t0, self._phase_b0 = p.phase, now, p.done_bytes
+        self.phase.setText(tr(PHASES.get(p.phase, p.phase.capitalize())))
+        self.file.setText(self.file.fontMetrics().elidedText(
+            p.message, Qt.TextElideMode.ElideMiddle, max(200, self.file.width())))
+        frac = p.fraction
+        if frac is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(round(frac * 1000))
+        parts = []
+        if p.total_files:
+            parts.append(tr("%1 of %2 files").replace("%1", str(p.done_files))
+                         .replace("%2", str(p.total_files)))
+        if p.total_bytes:
+            parts.append(tr("%1 of %2").replace("%1", human_size(p.done_bytes))
+                         .replace("%2", human_size(p.total_bytes)))
+        self.counts.setText(" · ".join(parts))
+        self.eta.setText(self._eta(p, now))
+        if not p.cancellable:
+            self._cancel_button(False)
+
+    def _eta(self, p: Progress, now: float) -> str:
+        elapsed = now - self._phase_t0
+        done = p.done_bytes - self._phase_b0
+        if p.total_bytes <= 0 or done <= 0 or elapsed < 0.5:
+            return ""
+        left = (p.total_bytes - p.done_bytes) / (done / elapsed)
+        if left < 1:
+            return ""
+        m, s = divmod(int(left + 0.5), 60)
+        return tr("about %1 left").replace("%1", f"{m}:{s:02d}" if m else tr("%1 s")
+                                            .replace("%1", str(s)))
+
+    def _settle(self, outcome: str) -> None:
+        self.task = None
+        self.wiz.outcome = outcome
+        self._cancel_button(True)
+        self.completeChanged.emit()
+        QTimer.singleShot(0, self.wiz.next)
+
+    def _finished(self, report: Any) -> None:
+        self.wiz.report = report
+        self._settle("ok" if report.ok else "failed")
+
+    def _failed(self, message: str) -> None:
+        self.wiz.error = message
+        self._settle("failed")
+
+    def _cancelled(self) -> None:
+        self._settle("cancelled")
+
+    def isComplete(self) -> bool:  # Reimplemented from QWizardPage
+        return bool(self.wiz.outcome)
+
+
+# ----------------------------------------------------------------------------- result
+
+
+class ResultPage(QWizardPage):
+    """The verification result and "Open the new medium"."""
+
+    def __init__(self, wizard: ExportWizard) -> None:
+        super().__init__(wizard)
+        self.wiz = wizard
+        self.setTitle(tr("Result"))
+        self.setSubTitle(tr("What was written, changed and verified (also saved as a report)."))
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        font = self.status.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.3)
+        self.status.setFont(font)
+        self.details = QPlainTextEdit(self)
+        self.details.setReadOnly(True)
+        self.details.setAccessibleName(tr("Export report"))
+        self.details.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        mono = QFont("Monospace")
+        mono.setStyleHint(QFont.StyleHint.TypeWriter)
+        self.details.setFont(mono)
+        self.open_button = QPushButton(tr("&Open the new medium"), self)
+        self.open_button.clicked.connect(self._open)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.status)
+        lay.addWidget(self.details, 1)
+        lay.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.medium_path = ""
+        self.setFinalPage(True)
+
+    def initializePage(self) -> None:  # Reimplemented from QWizardPage
+        outcome, report = self.wiz.outcome, self.wiz.report
+        self.medium_path = ""
+        good = outcome == "ok"
+        self.status.setStyleSheet("color: #1b6e20" if good else
+                                  "color: #8a5a00" if outcome == "cancelled" else "color: #b00020")
+        if outcome == "cancelled":
+            self.status.setText(tr("Cancelled. Nothing was written: the destination is as it "
+                                   "was before."))
+            self.details.setPlainText("")
+        elif report is None:
+            self.status.setText(tr("The export failed. The destination is as it was before."))
+            self.details.setPlainText(self.wiz.error)
+        else:
+            ver = report.verification
+            if report.ok and ver.checked:
+                self.status.setText(tr("Done and verified: %1 files read back from the medium, "
+                                       "all identical.").replace("%1", str(ver.files)))
+            elif report.ok:
+                self.status.setText(tr("Done (not verified)."))
+            else:
+                self.status.setText(tr("The export did not verify. The destination is as it was "
+                                       "before; see the details."))
+            self.details.setPlainText("\n".join(report.summary_lines()))
+            if report.ok and report.volumes:
+                first = report.volumes[0]
+                self.medium_path = first.iso or (
+                    first.path if len(report.volumes) > 1 or self.wiz.state.dest_kind == "burn"
+                    else self.wiz.state.destination())
+                if self.wiz.state.dest_kind == "burn":
+                    self.medium_path = ""  # the staging folder is gone; browse the disc instead
+        self.open_button.setEnabled(bool(self.medium_path))
+        self.open_button.setVisible(outcome != "cancelled")
+
+    def _open(self) -> None:
+        if self.medium_path:
+            self.wiz.open_medium_requested.emit(self.medium_path)
+            self.wiz.accept()
