@@ -482,18 +482,16 @@ class PatientTree(QWidget):
         self.view.setColumnHidden(COL_MEDIUM, len(self.model.media) < 2)
 
     def select_first_of(self, medium: Medium) -> None:
-        """Expand the medium's first patient (in sort order) and make its first study current."""
+        """Make the medium's first patient (in sort order) current and expand it: the thumbnail
+        grid then shows the series of all of its studies."""
         for row in range(self.proxy.rowCount()):
             idx = self.proxy.index(row, 0)
             if idx.data(MediumRole) is medium:
-                target = idx
-                if self.proxy.rowCount(idx):
-                    self.view.expand(idx)
-                    target = self.proxy.index(0, 0, idx)
+                self.view.expand(idx)
                 self.view.selectionModel().setCurrentIndex(
-                    target, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    idx, QItemSelectionModel.SelectionFlag.ClearAndSelect
                     | QItemSelectionModel.SelectionFlag.Rows)
-                self.view.scrollTo(target)
+                self.view.scrollTo(idx)
                 return
 
     def current_medium(self) -> Medium | None:

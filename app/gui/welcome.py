@@ -30,7 +30,7 @@ class WelcomePage(QWidget):
         outer = QVBoxLayout(self)
         outer.addStretch(2)
         box = QWidget(self)
-        box.setMaximumWidth(560)
+        box.setFixedWidth(560)  # a fixed width lets the wrapped text get its full height
         layout = QVBoxLayout(box)
         layout.setSpacing(10)
         title = QLabel(self.tr("Welcome to DiscBridge"), box)
@@ -45,6 +45,9 @@ class WelcomePage(QWidget):
             "onto this window. DiscBridge lists every image it can find, explains what is "
             "wrong with the disc, and never changes it."), box)
         text.setWordWrap(True)
+        m = layout.contentsMargins()
+        # Aligned widgets get their size hint, which ignores wrapping: reserve the real height.
+        text.setMinimumHeight(text.heightForWidth(box.width() - m.left() - m.right()))
         layout.addWidget(text)
         style = self.style()
         self.sample_button = QPushButton(

@@ -76,12 +76,12 @@ def test_sample_disc_from_the_welcome_page(qtbot, make_window, qtmodeltester) ->
     assert win.tree_model.rowCount() == len(medium.patients) >= 1
     n = sum(1 for _ in medium.instances())
     assert win.tree_model.totals()[3] == n
-    # The first patient's first study is current; its series fill the thumbnail grid.
+    # The first patient is current and expanded; all its series fill the thumbnail grid.
     current = win.tree.currentIndex()
-    assert current.data(KindRole) == "study"
-    study = current.data(NodeRole)
+    assert current.data(KindRole) == "patient" and win.tree.isExpanded(current)
+    patient = current.data(NodeRole)
     qtbot.wait_until(lambda: win.thumbs.pending() == 0, timeout=15000)
-    assert win.thumbs.rowCount() == len(study.series)
+    assert win.thumbs.rowCount() == sum(len(st.series) for st in patient.studies)
     assert win.problems.model.problem_count() == len(medium.problems)
     assert win.settings.recent_folders == []  # the sample is not a "recent folder"
 
@@ -118,6 +118,17 @@ def test_scanned_medium_says_what_was_done(qtbot, make_window, tmp_path: Path) -
                                            for r in range(win.problems.model.rowCount()))]
     assert medium.source == "scan" or medium.problems
     assert any("Scanned the disc" in t or "Read around the damage" in t for t in texts), texts
+
+
+def test_welcome_text_is_not_clipped(qtbot, make_window) -> None:
+    win = make_window()
+    win.show()
+    qtbot.wait_exposed(win)
+    from PySide6.QtWidgets import QLabel
+
+    for label in win.welcome.findChildren(QLabel):
+        if label.wordWrap():
+            assert label.height() >= label.heightForWidth(label.width())
 
 
 def test_every_problem_code_has_plain_words() -> None:

@@ -1,0 +1,245 @@
+"""GUI speed on the medium with a 20,000-record DICOMDIR, offscreen.
+
+Run from the repository root: ``.venv/bin/python benchmarks/bench_gui.py [--runs 3] [--write]``.
+The medium is R2's (benchmarks/bench_reader.py ``make_ls_medium``: 10 patients × 2 studies ×
+4 series × 250 images, 20,000 IMAGE records and their files), generated on first use.
+
+(a) Open → filled tree, against ``discbridge ls --json`` on the same medium. Both are measured
+    as whole processes (interpreter start-up, imports, reading, output), medians of the runs:
+    ``python -m app ls DIR --json`` vs a child process that creates the QApplication and the
+    main window offscreen, opens the medium through the TaskRunner and visits every patient,
+    study and series row of the tree model, checking each instance count against the Medium.
+    Target: ratio ≤ 1.5. The in-process time from ``open_path`` to the verified tree is printed
+    too.
+(b) The longest event-loop stall: a 10 ms QTimer records the largest gap between its ticks
+    while the medium is opened and the tree filled and expanded, a patient's 8 series
+    thumbnails render from the files, and an export of one study (1,000 files, verified) runs
+    on the write pool. Budget: 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+
+
+def medium_dir() -> Path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_reader  # R2's generator
+
+    bench_reader.make_ls_medium(bench_reader.LS_DIR)
+    return bench_reader.LS_DIR
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return dt, proc.stdout
+
+
+# -- child processes ------------------------------------------------------------------------
+
+def _app_and_window():  # noqa: ANN202
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from app.gui.application import make_application
+    from app.gui.main_window import MainWindow
+
+    app = make_application()
+    win = MainWindow(interactive=False)  # the media watcher is not started
+    win.resize(1280, 800)
+    win.show()
+    return app, win
+
+
+def verify_tree(win, medium) -> int:  # noqa: ANN001
+    """Visit every row of the source model; every count must match the Medium. Returns rows."""
+    from PySide6.QtCore import QModelIndex
+
+    from app.gui.browser import COL_COUNT
+
+    model = win.tree_model
+    rows = 0
+    assert model.rowCount() == len(medium.patients)
+    for p_row, pat in enumerate(medium.patients):
+        p_idx = model.index(p_row, 0, QModelIndex())
+        want = sum(len(se.instances) for st in pat.studies for se in st.series)
+        assert int(p_idx.siblingAtColumn(COL_COUNT).data()) == want
+        assert model.rowCount(p_idx) == len(pat.studies)
+        rows += 1
+        for s_row, st in enumerate(pat.studies):
+            s_idx = model.index(s_row, 0, p_idx)
+            assert int(s_idx.siblingAtColumn(COL_COUNT).data()) == sum(
+                len(se.instances) for se in st.series)
+            assert model.rowCount(s_idx) == len(st.series)
+            rows += 1
+            for e_row, se in enumerate(st.series):
+                e_idx = model.index(e_row, 0, s_idx)
+                assert e_idx.data() is not None
+                assert int(e_idx.siblingAtColumn(COL_COUNT).data()) == len(se.instances)
+                rows += 1
+    return rows
+
+
+def child_tree(path: str) -> int:
+    app, win = _app_and_window()
+    result: dict[str, object] = {}
+
+    def opened(medium) -> None:  # noqa: ANN001
+        result["rows"] = verify_tree(win, medium)
+        result["t"] = time.perf_counter() - t0
+        result["instances"] = win.tree_model.totals()[3]
+        app.quit()
+
+    win.medium_opened.connect(opened)
+    win.open_failed.connect(lambda p, m: (result.setdefault("error", m), app.quit()))
+    t0 = time.perf_counter()
+    win.open_path(path, remember=False)
+    app.exec()
+    win.shutdown()
+    print(json.dumps(result))  # noqa: T201
+    return 0 if "error" not in result else 1
+
+
+def child_stall(path: str) -> int:
+    from PySide6.QtCore import QElapsedTimer, QTimer
+
+    from app.core.export import run_export
+    from app.core.export_options import ExportOptions
+
+    app, win = _app_and_window()
+    clock = QElapsedTimer()
+    clock.start()
+    gaps: list[int] = []
+    last = [clock.elapsed()]
+    phases: dict[str, float] = {}
+
+    def tick() -> None:
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    dest = Path(tempfile.mkdtemp(prefix="bench_gui_export_"))
+    state = {"thumbs": False, "export": False}
+
+    def maybe_done() -> None:
+        if all(state.values()):
+            phases["all done"] = clock.elapsed() / 1000
+            QTimer.singleShot(50, app.quit)
+
+    def thumbs_done() -> None:
+        if win.thumbs.rowCount() and win.thumbs.pending() == 0 and not state["thumbs"]:
+            state["thumbs"] = True
+            phases["thumbnails"] = clock.elapsed() / 1000
+            maybe_done()
+
+    def opened(medium) -> None:  # noqa: ANN001
+        phases["tree"] = clock.elapsed() / 1000
+        verify_tree(win, medium)
+        win.tree.expandAll()
+        pat = win.proxy.index(0, 0)
+        win.tree.setCurrentIndex(pat)  # a patient: all 8 of its series as thumbnails
+        study = medium.patients[0].studies[0]
+        uids = {i.sop_instance_uid for i in study.instances() if i.sop_instance_uid}
+        opts = ExportOptions(sources=[Path(path)], dest=dest / "out", select=uids)
+        task = win.runner.run_write(run_export, opts)
+        task.finished.connect(lambda rep: (state.__setitem__("export", True),
+                                           phases.__setitem__("export", clock.elapsed() / 1000),
+                                           phases.__setitem__("export ok", bool(rep.ok)),
+                                           maybe_done()))
+        task.failed.connect(lambda m: (print("export failed:", m, file=sys.stderr),  # noqa: T201
+                                       state.__setitem__("export", True), maybe_done()))
+
+    win.thumbs.all_loaded.connect(thumbs_done)
+    win.medium_opened.connect(opened)
+    win.open_failed.connect(lambda p, m: app.exit(1))
+    QTimer.singleShot(0, lambda: win.open_path(path, remember=False))
+    code = app.exec()
+    timer.stop()
+    win.shutdown()
+    shutil.rmtree(dest, ignore_errors=True)
+    gaps.sort()
+    print(json.dumps({"max_gap_ms": gaps[-1] if gaps else None, "ticks": len(gaps),  # noqa: T201
+                      "p99_ms": gaps[int(len(gaps) * 0.99)] if gaps else None,
+                      "phases_s": phases, "code": code}))
+    return code
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results_gui.md")
+    ap.add_argument("--child", choices=["tree", "stall"])
+    ap.add_argument("path", nargs="?")
+    args = ap.parse_args()
+    if args.child == "tree":
+        return child_tree(args.path)
+    if args.child == "stall":
+        return child_stall(args.path)
+
+    path = str(medium_dir())
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    ls_cmd = [PY, "-m", "app", "ls", path, "--json"]
+    gui_cmd = [PY, str(Path(__file__).resolve()), "--child", "tree", path]
+    timed(ls_cmd, env)  # warm the page cache and the bytecode
+    timed(gui_cmd, env)
+    ls_t, gui_t, inproc = [], [], []
+    for _ in range(args.runs):
+        ls_t.append(timed(ls_cmd, env)[0])
+        t, out = timed(gui_cmd, env)
+        gui_t.append(t)
+        inproc.append(json.loads(out.strip().splitlines()[-1])["t"])
+    _, out = timed([PY, str(Path(__file__).resolve()), "--child", "stall", path], env)
+    stall = json.loads(out.strip().splitlines()[-1])
+    ls_m, gui_m = statistics.median(ls_t), statistics.median(gui_t)
+    lines = [
+        "# GUI benchmark (benchmarks/bench_gui.py)",
+        "",
+        f"Medium: 20,000-record DICOMDIR (10 patients × 2 studies × 4 series × 250 images, files "
+        f"present), offscreen, {os.cpu_count()} cores, medians of {args.runs} runs, warm cache.",
+        "",
+        "| measurement | result | target |",
+        "|---|---|---|",
+        f"| `discbridge ls --json` (whole process) | {ls_m:.2f} s | |",
+        f"| GUI: start, open, tree filled and every count verified (whole process) | "
+        f"{gui_m:.2f} s | |",
+        f"| ratio GUI / ls | **{gui_m / ls_m:.2f}×** | ≤ 1.5× |",
+        f"| GUI in-process: `open_path` → verified tree | {statistics.median(inproc):.2f} s | |",
+        f"| longest event-loop stall (10 ms timer) while tree + 8 thumbnails + export of "
+        f"1,000 files run | **{stall['max_gap_ms']} ms** (p99 {stall['p99_ms']} ms, "
+        f"{stall['ticks']} ticks) | ≤ 100 ms |",
+        "",
+        f"Phases of the stall run (s after start): {stall['phases_s']}",
+        "",
+        f"Raw: ls {[round(x, 3) for x in ls_t]}, gui {[round(x, 3) for x in gui_t]}, "
+        f"in-process {[round(x, 3) for x in inproc]}",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)  # noqa: T201
+    if args.write:
+        (ROOT / "benchmarks" / "results_gui.md").write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
