@@ -26,7 +26,6 @@ from typing import IO, Any
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from app.core.burn_xorriso import run_streaming
 from app.core.errors import ExportError
 from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
 
@@ -117,7 +116,8 @@ def iso_path_for(relpath: str) -> str:
     return "/" + "/".join([*parts[:-1], _iso_file_name(parts[-1])])
 
 
-def _check_volume_id(volume_id: str) -> None:
+def check_volume_id(volume_id: str) -> None:
+    """Raise :class:`ExportError` unless ``volume_id`` is 0-32 of ``A-Z 0-9 _``."""
     if not _VOLID_RE.match(volume_id):
         raise ExportError(
             f"volume ID {volume_id!r}: an ISO 9660 Volume Identifier (the File-set ID) may hold "
@@ -181,13 +181,15 @@ def scan_staging(staging: Path, max_file_components: int = MAX_DIR_DEPTH + 1
     return dirs, files
 
 
-def _temp_next_to(target: Path) -> Path:
+def temp_next_to(target: Path) -> Path:
+    """A new empty temporary file beside ``target`` (same filesystem, so rename is atomic)."""
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     return Path(name)
 
 
-def _fsync_and_replace(tmp: Path, target: Path) -> None:
+def fsync_and_replace(tmp: Path, target: Path) -> None:
+    """Flush ``tmp`` to the device, rename it to ``target``, flush the directory."""
     with open(tmp, "rb+") as fp:
         os.fsync(fp.fileno())
     os.replace(tmp, target)
@@ -231,7 +233,7 @@ def write_iso(staging: Path, iso: Path, volume_id: str, udf: bool = False,
     """
     staging = Path(staging)
     iso = Path(iso)
-    _check_volume_id(volume_id)
+    check_volume_id(volume_id)
     dirs, files = scan_staging(staging, PYCDLIB_MAX_FILE_COMPONENTS)
     if cancel is not None:
         cancel.raise_if_cancelled()
@@ -259,14 +261,14 @@ def write_iso(staging: Path, iso: Path, volume_id: str, udf: bool = False,
                    force=done >= total)
 
     try:
-        tmp = _temp_next_to(iso)
+        tmp = temp_next_to(iso)
     except OSError as exc:
         pc.close()
         raise ExportError(f"{iso}: cannot create the image ({exc.strerror})") from exc
     try:
         with open(tmp, "wb") as out:
             pc.write_fp(out, blocksize=_CHUNK, progress_cb=on_progress)
-        _fsync_and_replace(tmp, iso)
+        fsync_and_replace(tmp, iso)
     except (Cancelled, KeyboardInterrupt):
         tmp.unlink(missing_ok=True)
         raise
@@ -285,50 +287,14 @@ def write_iso(staging: Path, iso: Path, volume_id: str, udf: bool = False,
         pc.close()
 
 
-_XORRISO_PROGRESS = re.compile(r"Writing:\s+(\d+)s\s+([\d.]+)%")
-
-
-def xorriso_command(staging: Path, out: Path, volume_id: str) -> list[str]:
-    """The strict Level 1 xorriso command of TOOLCHAIN.md (aborts rather than dropping files)."""
-    return ["xorriso", "-abort_on", "WARNING", "-outdev", f"stdio:{out}", "-volid", volume_id,
-            "-rockridge", "off", "-joliet", "off", "-compliance", "strict:iso_9660_level=1",
-            "-map", str(staging), "/", "-commit"]
-
-
 def write_iso_xorriso(staging: Path, iso: Path, volume_id: str,
                       progress: ProgressCallback | None = None,
                       cancel: CancelToken | None = None, xorriso: str = "xorriso") -> None:
-    """Like :func:`write_iso` (ISO 9660 Level 1 only) but with the xorriso program.
+    """Like :func:`write_iso` (Level 1 only) but with xorriso: see
+    :func:`app.core.burn_xorriso.write_iso_xorriso`."""
+    from app.core.burn_xorriso import write_iso_xorriso as impl
 
-    Progress comes from xorriso's pacifier lines (``Writing: 71616s 48.8%``); cancel terminates
-    the process. The same naming checks as :func:`write_iso` run first.
-    """
-    staging = Path(staging)
-    iso = Path(iso)
-    _check_volume_id(volume_id)
-    _dirs, files = scan_staging(staging)
-    total = sum(size for _, _, size in files)
-    tmp = _temp_next_to(iso)
-    tmp.unlink()  # xorriso must find a blank (absent) target
-    cmd = xorriso_command(staging, tmp, volume_id)
-    cmd[0] = xorriso
-
-    def on_line(line: str) -> None:
-        m = _XORRISO_PROGRESS.search(line)
-        if m and progress is not None:
-            done = int(float(m.group(2)) / 100 * total)
-            progress(Progress("iso", done_bytes=done, total_bytes=total, message=str(iso)))
-
-    try:
-        rc, tail = run_streaming(cmd, on_line, cancel)
-        if rc != 0:
-            raise ExportError(f"{iso}: xorriso failed (exit {rc}): " + " | ".join(tail[-5:]))
-        if progress is not None:
-            progress(Progress("iso", done_bytes=total, total_bytes=total, message=str(iso)))
-        _fsync_and_replace(tmp, iso)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    impl(staging, iso, volume_id, progress=progress, cancel=cancel, xorriso=xorriso)
 
 
 class _HashWriter:
