@@ -1,6 +1,6 @@
 """Fast header reading for the DICOMDIR writer (files already in place, usually our own).
 
-``read_header(path)`` reads the first 64 KiB of a Part 10 file and, when the dataset is
+``read_header(path)`` reads the first 8 KiB (up to 64 KiB if needed) of a Part 10 file and, when the dataset is
 Explicit VR Little Endian (native or encapsulated pixel data) with defined lengths up to the
 Pixel Data, builds the pydicom Dataset straight from raw elements (pydicom decodes the values
 lazily, with the file's Specific Character Set). Anything else (Implicit VR, Big Endian,
@@ -19,6 +19,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
+FIRST = 8192  # enough for most headers; cold reads cost per page
 CHUNK = 65536
 _LONG = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"UN",
                    b"SV", b"UV"})
@@ -77,11 +78,13 @@ def read_header(path: Path) -> Dataset:
         As ``dcmread`` for a file the fast path hands over.
     """
     with open(path, "rb") as fp:
-        buf = fp.read(CHUNK)
+        buf = fp.read(FIRST)
         if len(buf) < 132 or buf[128:132] != b"DICM":
             raise NotPart10(str(path))
-        whole = len(buf) < CHUNK
-        ds = _fast(buf, whole)
+        ds = _fast(buf, len(buf) < FIRST)
+        if ds is None and len(buf) == FIRST:
+            buf += fp.read(CHUNK - FIRST)
+            ds = _fast(buf, len(buf) < CHUNK)
         if ds is None:
             fp.seek(0)
             ds = dcmread(fp, stop_before_pixels=True)

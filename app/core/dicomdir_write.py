@@ -332,6 +332,7 @@ def _assemble(roots: list[_Node], fileset_id: str, fileset_uid: str,
 
 
 def read_entries_for_folder(root: Path, *, skip: tuple[tuple[str, ...], ...] = (),
+                            progress: ProgressCallback | None = None,
                             cancel: CancelToken | None = None) -> list[DirEntry]:
     """Header-only :class:`DirEntry` list for the DICOM files under ``root``, by File ID.
 
@@ -358,9 +359,13 @@ def read_entries_for_folder(root: Path, *, skip: tuple[tuple[str, ...], ...] = (
             found.append((fid, path))
     found.sort()
     entries = []
+    report = Throttle(progress) if progress is not None else None
     for n, (fid, path) in enumerate(found):
-        if cancel is not None and n % 64 == 0:
-            cancel.raise_if_cancelled()
+        if n % 64 == 0:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if report is not None:
+                report(Progress("dicomdir", n, len(found), message="reading headers"))
         ds = read_header_checked(path, "/".join(fid))
         if ds is None:
             continue
@@ -382,7 +387,7 @@ def write_dicomdir_for_folder(root: Path, fileset_id: str, *, fileset_uid: str |
     """
     root = Path(root)
     skip = (descriptor_file_id,) if descriptor_file_id else ()
-    entries = read_entries_for_folder(root, skip=skip, cancel=cancel)
+    entries = read_entries_for_folder(root, skip=skip, progress=progress, cancel=cancel)
     data = build_dicomdir(entries, fileset_id=fileset_id, fileset_uid=fileset_uid,
                           descriptor_file_id=descriptor_file_id, profile=profile,
                           progress=progress, cancel=cancel)

@@ -451,8 +451,11 @@ def test_folder_writer_is_atomic_and_skips_non_dicom(tmp_path: Path) -> None:
     (tmp_path / "README.TXT").write_text("hello\r\n")
     (tmp_path / "NOTDICOM").write_bytes(b"x" * 300)
     (tmp_path / "DICOMDIR").write_bytes(b"old")
-    path = write_dicomdir_for_folder(tmp_path, "ATOMIC")
+    seen: list[Progress] = []
+    path = write_dicomdir_for_folder(tmp_path, "ATOMIC", progress=seen.append)
     assert path == tmp_path / "DICOMDIR"
+    assert seen[0].message == "reading headers" and seen[-1].message == "DICOMDIR encoded"
+    assert seen[-1].done_files == seen[-1].total_files == 1
     assert len(FileSet(path).find()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["DICOMDIR", "NOTDICOM", "PA001",
                                                           "README.TXT"]
@@ -518,10 +521,12 @@ def test_fast_header_reader_on_our_corpus(tmp_path: Path) -> None:
         for elem in ref:
             assert ours[elem.tag].value == elem.value, elem.tag
     # Header longer than the first read (64 KiB): same result through the fallback.
-    big = make_dataset()
-    big.add_new(0x00290010, "LO", "DISCBRIDGE TEST")
-    big.add_new(0x00291010, "OB", b"\x01" * 70000)
-    path = write_instance(tmp_path / "BIG", big)
-    head = read_header(path)
-    assert head[0x00291010].value == b"\x01" * 70000
-    assert head.InstanceNumber == big.InstanceNumber and "PixelData" not in head
+    # Headers beyond the first 8 KiB read and beyond 64 KiB: same result (second read, dcmread).
+    for size in (20000, 70000):
+        big = make_dataset()
+        big.add_new(0x00290010, "LO", "DISCBRIDGE TEST")
+        big.add_new(0x00291010, "OB", b"\x01" * size)
+        path = write_instance(tmp_path / f"BIG{size}", big)
+        head = read_header(path)
+        assert head[0x00291010].value == b"\x01" * size
+        assert head.InstanceNumber == big.InstanceNumber and "PixelData" not in head
