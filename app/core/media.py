@@ -92,7 +92,7 @@ def list_volumes(backend: MediaBackend | None = None) -> list[Volume]:
     """The mounted volumes (an empty list when the OS cannot be asked)."""
     try:
         return (backend or for_platform()).list_volumes()
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # no media listing must ever take the application down
         log.warning("cannot list volumes: %s", exc)
         return []
 

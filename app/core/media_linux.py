@@ -151,9 +151,16 @@ def probe_filesystem(head: bytes) -> tuple[str | None, str]:
 
 
 def read_device_head(path: Path, size: int = 65536) -> bytes:
-    """The first bytes of a block device ("" when it cannot be opened, e.g. no permission)."""
+    """The first bytes of a block device ("" when it cannot be opened, e.g. no permission).
+
+    Opened with ``O_NONBLOCK`` so an optical drive does not make the caller wait for its tray.
+    """
     try:
-        with open(path, "rb") as fp:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return b""
+    try:
+        with os.fdopen(fd, "rb") as fp:
             return fp.read(size)
     except OSError:
         return b""

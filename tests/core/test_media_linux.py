@@ -281,3 +281,13 @@ def test_real_loop_mounted_read_only_volume(tmp_path: Path) -> None:
             _run("umount", str(mnt))
         _run(losetup, "-d", device)
     assert not any(v.mount_point == str(mnt) for v in LinuxBackend().list_volumes())
+
+
+def test_read_device_head(tmp_path: Path) -> None:
+    from app.core.media_linux import read_device_head
+
+    f = tmp_path / "dev"
+    f.write_bytes(b"x" * 70000)
+    assert read_device_head(f) == b"x" * 65536
+    assert read_device_head(tmp_path / "absent") == b""
+    assert read_device_head(tmp_path) == b""  # a directory: EISDIR on read
