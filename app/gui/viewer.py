@@ -412,8 +412,9 @@ class ViewerWidget(QWidget):
             return
         if res.document is not None:
             self._documents.append(res.document)
-        self._cache[key] = res
-        self._cache_bytes += res.nbytes
+        if res.kind != "error":  # a read error may be transient (a scratched disc): retry later
+            self._cache[key] = res
+            self._cache_bytes += res.nbytes
         while self._cache_bytes > FRAME_CACHE_BYTES and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= old.nbytes

@@ -10,7 +10,6 @@ and never raises for bad input: failures come back as ``Loaded(kind="error")`` n
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -138,8 +137,8 @@ def _read_dataset(medium: Medium, inst: Instance) -> Dataset:
     if medium.fs is None or inst.path is None:
         raise DiscBridgeError(f"{inst.path or inst.file_id or inst.sop_instance_uid}: "
                               "the file is missing from the medium")
-    with medium.fs.open(inst.path) as fp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # No warnings.catch_warnings() here: it is not thread-safe and this runs on a pool.
+    with medium.fs.open(inst.path) as fp:
         return pydicom.dcmread(fp, force=True)
 
 

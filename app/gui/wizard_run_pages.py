@@ -299,6 +299,10 @@ class ProgressPage(QWizardPage):
         self.bar = QProgressBar(self)
         self.counts = QLabel(self)
         self.eta = QLabel(self)
+        self.steps = QLabel(self)
+        self.steps.setTextFormat(Qt.TextFormat.RichText)
+        self._steps: list[str] = []
+        self._step = -1
         lay = QVBoxLayout(self)
         lay.addWidget(self.phase)
         lay.addWidget(self.bar)
@@ -307,6 +311,8 @@ class ProgressPage(QWizardPage):
         row.addWidget(self.counts, 1)
         row.addWidget(self.eta)
         lay.addLayout(row)
+        lay.addSpacing(16)
+        lay.addWidget(self.steps)
         lay.addStretch(1)
         self.task: Task | None = None
         self._t0 = 0.0
@@ -326,6 +332,11 @@ class ProgressPage(QWizardPage):
         self.bar.setRange(0, 0)
         self._t0 = time.monotonic()
         self._phase = ""
+        kind = self.wiz.state.dest_kind
+        self._steps = ["write", "dicomdir", "verify"] + (["iso"] if kind in ("iso", "burn") else []) \
+            + (["burn"] if kind == "burn" else [])
+        self._step = -1
+        self._show_steps()
         task = self.wiz.runner.run_write(execute_and_report, self.wiz.plan)
         self.task = task
         task.progress.connect(self._progress)
@@ -357,9 +368,14 @@ class ProgressPage(QWizardPage):
         now = time.monotonic()
         if p.phase != self._phase:
             self._phase, self._phase_t0, self._phase_b0 = p.phase, now, p.done_bytes
-        self.phase.setText(tr(PHASES.get(p.phase, p.phase.capitalize())))
+            if p.phase in self._steps and self._steps.index(p.phase) > self._step:
+                self._step = self._steps.index(p.phase)
+                self._show_steps()
+        phase = tr(PHASES.get(p.phase, p.phase.capitalize()))
+        self.phase.setText(phase)
+        message = "" if p.message.strip().lower() == phase.lower() else p.message
         self.file.setText(self.file.fontMetrics().elidedText(
-            p.message, Qt.TextElideMode.ElideMiddle, max(200, self.file.width())))
+            message, Qt.TextElideMode.ElideMiddle, max(200, self.file.width())))
         frac = p.fraction
         if frac is None:
             self.bar.setRange(0, 0)
@@ -377,6 +393,18 @@ class ProgressPage(QWizardPage):
         self.eta.setText(self._eta(p, now))
         if not p.cancellable:
             self._cancel_button(False)
+
+    def _show_steps(self, done: bool = False) -> None:
+        lines = []
+        for i, step in enumerate(self._steps):
+            label = _e(tr(PHASES[step]))
+            if done or i < self._step:
+                lines.append(f"✓ {label}")
+            elif i == self._step:
+                lines.append(f"▸ <b>{label}</b>")
+            else:
+                lines.append(f"<span style='color:gray'>○ {label}</span>")
+        self.steps.setText("<br>".join(lines))
 
     def _eta(self, p: Progress, now: float) -> str:
         elapsed = now - self._phase_t0
@@ -399,6 +427,7 @@ class ProgressPage(QWizardPage):
 
     def _finished(self, report: Any) -> None:
         self.wiz.report = report
+        self._show_steps(done=report.ok)
         self._settle("ok" if report.ok else "failed")
 
     def _failed(self, message: str) -> None:
