@@ -382,6 +382,7 @@ class MainWindow(QMainWindow):
         """Show a medium that was read: tree, problems, status; select its first study."""
         self.tree_model.add_medium(medium)
         self.problems.set_media(self.tree_model.media)
+        self._fit_problems()
         self.stack.setCurrentWidget(self.content_split)
         self._update_status()
         self._enable_actions()
@@ -449,6 +450,11 @@ class MainWindow(QMainWindow):
         if clear is not None:
             clear()
         self.viewer._shown_series = None  # type: ignore[attr-defined]
+
+    def _fit_problems(self) -> None:
+        total = sum(self.left_split.sizes()) or 660
+        want = self.problems.preferred_height()
+        self.left_split.setSizes([max(200, total - want), want])
 
     def _update_status(self) -> None:
         pats, studies, series, images = self.tree_model.totals()

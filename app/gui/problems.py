@@ -265,4 +265,10 @@ class ProblemsPanel(QWidget):
         else:
             self.heading.setText(ntr("ProblemsPanel", "%n problem(s) found. Everything that "
                                      "could be read is listed.", n))
+        self.view.setVisible(n > 0)  # no empty table when there is nothing to explain
         self.view.header().resizeSection(2, 160)
+
+    def preferred_height(self) -> int:
+        """Height that shows the heading and, when there are problems, a few rows."""
+        head = self.heading.sizeHint().height() + 6
+        return head if self.model.problem_count() == 0 else max(head + 150, 190)
