@@ -356,6 +356,7 @@ def verify_iso(iso: Path, expected: dict[str, str], progress: ProgressCallback |
         One message per failure (missing, extra, different, unreadable); empty when all is well.
     """
     iso = Path(iso)
+    expected = {rel.strip("/"): digest for rel, digest in expected.items()}
     failures: list[str] = []
     try:
         fp = open(iso, "rb")  # noqa: SIM115 - closed in finally

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.media import Volume
+from app.core.media import Volume, has_dicom_content
 from app.core.media_linux import (
     LinuxBackend,
     mount_for_path,
@@ -251,7 +251,12 @@ def test_real_loop_mounted_read_only_volume(tmp_path: Path) -> None:
     with open(img, "wb") as fp:
         fp.truncate(8 * 1024 * 1024)
     label = "DB T" + uuid.uuid4().hex[:6].upper()
-    subprocess.run([mkfs, "-q", "-F", "-L", label, str(img)], check=True, timeout=60)
+    content = tmp_path / "content" / "EXAM"
+    content.mkdir(parents=True)
+    (content / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    # -d copies a folder into the new filesystem (e2fsprogs >= 1.43): a DICOM medium on it.
+    subprocess.run([mkfs, "-q", "-F", "-L", label, "-d", str(content.parent), str(img)],
+                   check=True, timeout=60)
     attach = _run(losetup, "--find", "--show", "--read-only", str(img))
     if attach.returncode != 0:
         # Allowed under CI too: containers often have no /dev/loop* or no loop-control.
@@ -276,6 +281,7 @@ def test_real_loop_mounted_read_only_volume(tmp_path: Path) -> None:
         assert vol.device == device
         assert 0 < vol.free_bytes <= vol.total_bytes <= 8 * 1024 * 1024
         assert LinuxBackend().filesystem_type(str(mnt / "x")) == "ext4"
+        assert has_dicom_content(vol)
     finally:
         if mounted:
             _run("umount", str(mnt))
