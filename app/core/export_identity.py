@@ -20,7 +20,7 @@ Type"): the values are fixed in the exported file and its record alike; this mod
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydicom import Dataset
@@ -54,14 +54,19 @@ class Item:
     fixes: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     other_patient_id: str | None = None
+    getter: Callable[[str], str | None] | None = None  # cached source values (SourceFile.get)
+
+    def source_value(self, keyword: str) -> str | None:
+        return self.getter(keyword) if self.getter is not None else value_str(self.ds, keyword)
 
     def get(self, keyword: str) -> str | None:
         if keyword in self.fixes:
             return self.fixes[keyword]
-        return value_str(self.ds, keyword)
+        return self.source_value(keyword)
 
     def fix(self, keyword: str, value: str, reason: str) -> None:
-        if value_str(self.ds, keyword) == value:
+        if self.source_value(keyword) == value:
+            self.fixes.pop(keyword, None)
             return
         self.fixes[keyword] = value
         self.reasons[keyword] = reason

@@ -22,7 +22,7 @@ from app.core.errors import DiscBridgeError, ExportError
 from app.core.export_identity import Item, assign_patient_ids, fix_numbers, fix_studies
 from app.core.export_options import ExportOptions
 from app.core.export_sources import SourceFile, read_sources
-from app.core.fixes import Change, value_str
+from app.core.fixes import Change
 from app.core.jobs import CancelToken, ProgressCallback
 from app.core.model import Medium, Problem
 from app.core.profiles import Profile, get_profile
@@ -86,7 +86,7 @@ class PlannedFile:
         return "/".join(self.file_id)
 
     def value(self, keyword: str) -> str | None:
-        return self.fixes.get(keyword) or value_str(self.src.header, keyword)
+        return self.fixes.get(keyword) or self.src.get(keyword)
 
 
 @dataclass
@@ -291,7 +291,7 @@ def plan_export(options: ExportOptions, media: list[Medium] | None = None, *,
     volumes = _volumes(patients, cap_bytes, options, fileset_id, icon_size)
     _name(volumes)
     changes = [Change(f.rel if len(volumes) == 1 else f"{volumes[f.volume].name}/{f.rel}",
-                      kw, value_str(f.src.header, kw), new, f.reasons.get(kw, ""))
+                      kw, f.src.get(kw), new, f.reasons.get(kw, ""))
                for v in volumes for f in v.files for kw, new in f.fixes.items()]
     transcodings = [Transcoding(_dest_label(f, volumes), f.src.label, ts_name(f.source_ts),
                                 ts_name(f.target_ts),
@@ -332,15 +332,18 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
 
     refused: list[tuple[str, str]] = []
     encodable = [ts for ts in profile.transfer_syntaxes if can_encode(ts)]
+    restricted = any(x is not None for x in (
+        profile.sop_classes, profile.modalities, profile.max_rows, profile.max_columns,
+        profile.bits_allocated, profile.bits_stored))  # else refusal() has nothing to refuse
     targets: dict[int, str] = {}
     for n, s in enumerate(sources):
         hdr = s.header
         missing = [kw for kw in ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
-                   if not value_str(hdr, kw)]
+                   if not s.get(kw)]
         if missing:
             refused.append((s.label, f"no {', '.join(missing)}: it cannot be filed"))
             continue
-        why = profile.refusal(hdr)
+        why = profile.refusal(hdr) if restricted else None
         if why:
             refused.append((s.label, why))
             continue
@@ -365,7 +368,7 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
         raise RefusedInstances(f"{len(refused)} instance(s) cannot go on a {profile.name} "
                                f"medium: {shown}{more}. Nothing was written; choose another "
                                "profile (--profile) or leave them out.", refused)
-    items = [Item(sources[n].label, sources[n].header) for n in targets]
+    items = [Item(sources[n].label, sources[n].header, getter=sources[n].get) for n in targets]
     assign_patient_ids(items, options.on_id_clash)
     studies: dict[str, list[Item]] = {}
     for it in items:
@@ -382,15 +385,15 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
     for it, n in zip(items, targets, strict=True):
         s = sources[n]
         target = targets[n]
-        out.append(_planned(s, it, target, record_type_for(value_str(s.header, "SOPClassUID"))))
+        out.append(_planned(s, it, target, record_type_for(s.get("SOPClassUID"))))
     del created
     return out
 
 
 def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedFile:
     hdr = s.header
-    sop_uid = value_str(hdr, "SOPInstanceUID") or ""
-    sop_class = value_str(hdr, "SOPClassUID") or ""
+    sop_uid = s.get("SOPInstanceUID") or ""
+    sop_class = s.get("SOPClassUID") or ""
     fixes = dict(it.fixes)
     meta_bytes = None
     if target != s.transfer_syntax:

@@ -9,17 +9,57 @@ Pixel Data. A file that cannot be read stops the plan with an ExportError naming
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import os
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom import Dataset
+from pydicom.charset import convert_encodings
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import FileMetaDataset
 
 from app.core.errors import DiscBridgeError, ExportError
 from app.core.fixes import value_str
+from app.core.fs import MediumFS
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
 from app.core.model import Instance, Medium, Problem
-from app.core.transcode import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, MetaInfo, read_meta_info
+from app.core.transcode import (
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    MetaInfo,
+    read_meta_info,
+)
+
+_HEAD = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<I")
+_LONG = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"UN",
+                   b"SV", b"UV"})
+_VRS = frozenset(v.encode() for v in (
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    "UN UR US UT UV").split())
+_PIXELS = 0x7FE00008  # Float/Double Float/Pixel Data: the header ends before any of them
+HEAD = 65536
+FIRST_READ = 16384
+# Keys read as plain ASCII from the raw bytes when they are ASCII (fast path of ``get``).
+_ASCII_VRS = frozenset({"UI", "DA", "TM", "DT", "CS", "IS", "DS", "SH", "LO", "PN", "AE"})
+_TAGS: dict[str, int] = {}
+
+
+def _tag(keyword: str) -> int | None:
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        found = tag_for_keyword(keyword)
+        if found is None:
+            return None
+        tag = _TAGS[keyword] = int(found)
+    return tag
 
 
 @dataclass
@@ -35,6 +75,28 @@ class SourceFile:
     header: Dataset  # no Pixel Data; ``file_meta`` as read
     header_bytes: int  # where Pixel Data starts (roughly: header size)
     transfer_syntax: str
+    _values: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    def get(self, keyword: str) -> str | None:
+        """A top-level value as a stripped string (None when absent/empty), cached.
+
+        ASCII values are taken from the raw bytes (no pydicom conversion: 4,000 files plan in
+        well under a second); anything else goes through pydicom (character sets).
+        """
+        try:
+            return self._values[keyword]
+        except KeyError:
+            pass
+        value: str | None
+        tag = _tag(keyword)
+        raw = self.header._dict.get(tag) if tag is not None else None  # type: ignore[arg-type]
+        if isinstance(raw, RawDataElement) and raw.VR in _ASCII_VRS \
+                and isinstance(raw.value, bytes) and raw.value.isascii():
+            value = raw.value.decode("ascii").strip(" \0") or None
+        else:
+            value = value_str(self.header, keyword)
+        self._values[keyword] = value
+        return value
 
     @property
     def meta_ok(self) -> bool:
@@ -42,8 +104,8 @@ class SourceFile:
         m = self.meta
         return (m.has_prefix and m.group_length_ok and m.version_ok
                 and m.transfer_syntax == self.transfer_syntax
-                and m.sop_class == value_str(self.header, "SOPClassUID")
-                and m.sop_instance == value_str(self.header, "SOPInstanceUID"))
+                and m.sop_class == self.get("SOPClassUID")
+                and m.sop_instance == self.get("SOPInstanceUID"))
 
     @property
     def body_offset(self) -> int:
@@ -62,31 +124,112 @@ def _ts_of(ds: Dataset, meta: MetaInfo) -> str:
     return IMPLICIT_LE
 
 
-def read_source(medium: Medium, inst: Instance) -> SourceFile:
+def _fast_header(head: bytes, meta: MetaInfo, whole: bool) -> tuple[Dataset, int] | None:
+    """Explicit VR LE with defined lengths up to the Pixel Data, all within ``head``: build the
+    Dataset from raw elements (pydicom decodes lazily). None: let pydicom read it."""
+    if not meta.has_prefix or not meta.group_length_ok or meta.transfer_syntax in (
+            None, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE):
+        return None
+    raw: dict[int, RawDataElement] = {}
+    pos, size = meta.body_offset, len(head)
+    while True:
+        if pos + 8 > size:
+            if whole and pos == size:
+                break
+            return None
+        group, elem, vr, short_len = _HEAD.unpack_from(head, pos)
+        tag = group << 16 | elem
+        if tag >= _PIXELS:
+            break
+        if vr not in _VRS:
+            return None
+        if vr in _LONG:
+            if pos + 12 > size:
+                return None
+            length, start = _U32.unpack_from(head, pos + 8)[0], pos + 12
+        else:
+            length, start = short_len, pos + 8
+        if length == 0xFFFFFFFF or start + length > size:
+            return None
+        raw[tag] = RawDataElement(tag, vr.decode("ascii"), length, head[start:start + length],
+                                  start, False, True)
+        pos = start + length
+    ds = Dataset(raw)
+    file_meta = FileMetaDataset()
+    for tag, value in ((0x00020002, meta.sop_class), (0x00020003, meta.sop_instance),
+                       (0x00020010, meta.transfer_syntax)):
+        if value:
+            data = value.encode("ascii")
+            data += b"\0" * (len(data) % 2)
+            file_meta._dict[tag] = RawDataElement(  # type: ignore[index]
+                tag, "UI", len(data), data, 0, False, True)
+    ds.file_meta = file_meta
+    charset = ds.get("SpecificCharacterSet")
+    terms = [charset] if isinstance(charset, str) else list(charset or [])
+    ds.set_original_encoding(False, True, convert_encodings(terms or None))
+    return ds, pos
+
+
+def _local_path(fs: MediumFS, rel: str, dirs: dict[str, Path | None]) -> Path | None:
+    """``fs.local_path(rel)`` with the folder resolved once per folder (4,000 files: 4,000
+    fewer ``resolve()`` calls); a symlinked file still goes through the full check."""
+    parent, _, name = rel.rpartition("/")
+    if parent not in dirs:
+        dirs[parent] = fs.local_path(parent)
+    base = dirs[parent]
+    if base is None or not name or name in (".", ".."):
+        return fs.local_path(rel)
+    path = base / name
+    if os.path.islink(path):
+        return fs.local_path(rel)
+    return path
+
+
+def read_source(medium: Medium, inst: Instance,
+                dirs: dict[str, Path | None] | None = None) -> SourceFile:
     """Read one instance's header. Raises ExportError naming the file."""
+    dirs = {} if dirs is None else dirs
     assert inst.path is not None
     fs = medium.fs
     if fs is None:
         raise ExportError(f"{medium.root}: this source cannot be read (no file access)")
     label = f"{medium.root.rstrip('/')}/{inst.path}"
     try:
-        local = fs.local_path(inst.path)
-        size = fs.size(inst.path)
-        with fs.open(inst.path) as fp:
-            meta = read_meta_info(fp)
-            fp.seek(0)
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-            header_bytes = fp.tell()
+        local = _local_path(fs, inst.path, dirs)
+        if local is not None:
+            size = os.stat(local).st_size
+            opened: BinaryIO = open(local, "rb")  # noqa: SIM115 - closed below
+        else:
+            size = fs.size(inst.path)
+            opened = fs.open(inst.path)
+        with opened as fp:
+            head = fp.read(FIRST_READ)
+            meta = read_meta_info(io.BytesIO(head))
+            fast = None
+            try:
+                fast = _fast_header(head, meta, len(head) < FIRST_READ)
+                if fast is None and len(head) == FIRST_READ:
+                    head += fp.read(HEAD - FIRST_READ)
+                    fast = _fast_header(head, meta, len(head) < HEAD)
+            except Exception:  # noqa: BLE001 - odd bytes: pydicom decides
+                fast = None
+            if fast is not None:
+                ds, header_bytes = fast
+            else:
+                fp.seek(0)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                header_bytes = fp.tell()
     except DiscBridgeError as exc:
         raise ExportError(f"{label}: {exc}") from exc
     except OSError as exc:
         raise ExportError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - hostile bytes
         raise ExportError(f"{label}: not a readable DICOM file ({exc})") from exc
-    if not value_str(ds, "SOPInstanceUID"):
+    src = SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
+                     _ts_of(ds, meta))
+    if not src.get("SOPInstanceUID"):
         raise ExportError(f"{label}: no SOP Instance UID; it cannot be exported")
-    return SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
-                      _ts_of(ds, meta))
+    return src
 
 
 def read_sources(media: list[Medium], select: set[str] | None, *,
@@ -111,11 +254,12 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
     report = Throttle(progress) if progress else None
     out: list[SourceFile] = []
     total = len(wanted)
+    dir_cache: dict[int, dict[str, Path | None]] = {}
     for n, (medium, inst) in enumerate(wanted):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        src = read_source(medium, inst)
-        uid = value_str(src.header, "SOPInstanceUID") or ""
+        src = read_source(medium, inst, dir_cache.setdefault(id(medium), {}))
+        uid = src.get("SOPInstanceUID") or ""
         if select is not None and uid not in select:
             continue
         if uid in seen:
