@@ -145,9 +145,10 @@ class _SliceIO(io.RawIOBase):
     Thread-safe (no shared file position); a bad sector surfaces as the OSError it is.
     """
 
-    def __init__(self, fd: int, start: int, length: int) -> None:
+    def __init__(self, fd: int, start: int, length: int, name: str = "") -> None:
         super().__init__()
         self._fd, self._start, self._length, self._pos = fd, start, length, 0
+        self.name = name  # what io.BufferedReader.name shows (used in messages)
 
     def readable(self) -> bool:
         return True
@@ -315,7 +316,7 @@ class IsoFS:
         if ino is None or node.entry.size == 0:
             return io.BytesIO(b"")  # type: ignore[return-value]
         start = ino.orig_extent_loc * self._block
-        raw = _SliceIO(self._fp.fileno(), start, node.entry.size)
+        raw = _SliceIO(self._fp.fileno(), start, node.entry.size, f"{self.label}/{rel}")
         return io.BufferedReader(raw, 65536)  # type: ignore[return-value]
 
     def size(self, rel: str) -> int:

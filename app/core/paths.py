@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from app.core.errors import UnsafePath
@@ -29,6 +29,10 @@ T = TypeVar("T")
 
 _VERSION_RE = re.compile(r";\d*$")
 _BAD_CHAR_RE = re.compile(r"[^A-Z0-9_]")
+_CONFORMANT_ID_RE = re.compile(r"(?:[A-Z0-9_]{1,8}\x00){0,7}[A-Z0-9_]{1,8}")
+# Components that need no further checks (no separator, padding, '..', ':' or control chars),
+# joined with NUL: one regex match per File ID.
+_SIMPLE_ID_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.;~+\-]*\x00)*[A-Za-z0-9_][A-Za-z0-9_.;~+\-]*")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -97,6 +101,8 @@ def split_file_id(file_id: Sequence[str] | str | None) -> FileIdResult:
     """
     if file_id is None:
         return FileIdResult((), "bad-file-id", "the record has no Referenced File ID")
+    if isinstance(file_id, tuple) and _SIMPLE_ID_RE.fullmatch("\x00".join(file_id)):
+        return FileIdResult(file_id)  # the common case, fast
     raw = file_id if isinstance(file_id, str) else "\\".join(file_id)
     raw = raw.strip(" \x00")
     if not raw:
@@ -121,6 +127,8 @@ def split_file_id(file_id: Sequence[str] | str | None) -> FileIdResult:
 
 def file_id_violations(file_id: Sequence[str] | str) -> list[str]:
     """What makes a (resolvable) File ID non-conformant to PS3.10 §8.2/§8.5 (STANDARDS §1)."""
+    if not isinstance(file_id, str) and _CONFORMANT_ID_RE.fullmatch("\x00".join(file_id)):
+        return []  # the common case, fast
     comps = [p.strip(" \x00") for p in re.split(r"[\\/]",
                                                 file_id if isinstance(file_id, str)
                                                 else "\\".join(file_id))]
@@ -156,20 +164,26 @@ class DirListing:
 
     rel: str
     entries: dict[str, Entry]
-    by_key: dict[str, list[str]] = field(default_factory=dict)
-    by_stem: dict[str, list[str]] = field(default_factory=dict)  # "im1" for "IM1.dcm"
+    _by_key: dict[str, list[str]] | None = None  # name_key → real names
+    _by_stem: dict[str, list[str]] | None = None  # "im1" → ["IM1.dcm"]
 
     @classmethod
     def build(cls, rel: str, entries: Iterable[Entry]) -> DirListing:
-        ents = {e.name: e for e in entries}
-        by_key: dict[str, list[str]] = {}
-        by_stem: dict[str, list[str]] = {}
-        for name in sorted(ents):
-            k = name_key(name)
-            by_key.setdefault(k, []).append(name)
-            if k.endswith(".dcm") and len(k) > 4:
-                by_stem.setdefault(k[:-4], []).append(name)
-        return cls(rel, ents, by_key, by_stem)
+        return cls(rel, {e.name: e for e in entries})
+
+    def _maps(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """The lowercase maps, built on the first lookup that the exact name does not answer."""
+        if self._by_key is None:
+            by_key: dict[str, list[str]] = {}
+            by_stem: dict[str, list[str]] = {}
+            for name in sorted(self.entries):
+                k = name_key(name)
+                by_key.setdefault(k, []).append(name)
+                if k.endswith(".dcm") and len(k) > 4:
+                    by_stem.setdefault(k[:-4], []).append(name)
+            self._by_key, self._by_stem = by_key, by_stem
+        assert self._by_stem is not None
+        return self._by_key, self._by_stem
 
     def find(self, component: str, want_dir: bool) -> Entry | None:
         """The entry a File ID component names, or None.
@@ -181,15 +195,16 @@ class DirListing:
         e = self.entries.get(component)
         if e is not None and e.is_dir == want_dir:
             return e
+        by_key, by_stem = self._maps()
         key = name_key(component)
         keys = [key] + ([key[:-4]] if key.endswith(".dcm") and len(key) > 4 else [])
         for k in keys:
-            for name in self.by_key.get(k, ()):
+            for name in by_key.get(k, ()):
                 e = self.entries[name]
                 if e.is_dir == want_dir:
                     return e
         if not want_dir:
-            for name in self.by_stem.get(key, ()):
+            for name in by_stem.get(key, ()):
                 e = self.entries[name]
                 if not e.is_dir:
                     return e
@@ -236,8 +251,9 @@ class Resolved:
     reason: str = ""
 
 
-def join(base: str, *parts: str) -> str:
-    return "/".join(p for p in (base, *parts) if p)
+def join(base: str, name: str) -> str:
+    """``base/name`` (root-relative; ``base`` may be ``""`` for the root)."""
+    return f"{base}/{name}" if base else name
 
 
 class Resolver:
@@ -247,29 +263,57 @@ class Resolver:
         self.fs = fs
         self.listings = listings
         self._real_ok: dict[str, str | None] = {}
+        self._folders: dict[tuple[str, tuple[str, ...]], str | Resolved] = {}
 
-    def resolve(self, base: str, file_id: Sequence[str] | str | None) -> Resolved:
+    def resolve(self, base: str, file_id: Sequence[str] | str | None | FileIdResult) -> Resolved:
         """Find the file a File ID names, relative to folder ``base`` (root-relative)."""
-        fid = split_file_id(file_id)
+        fid = file_id if isinstance(file_id, FileIdResult) else split_file_id(file_id)
         if not fid.ok:
             return Resolved(None, None, fid.refused, fid.reason)
+        comps = fid.components
+        folder = self._folder(base, comps[:-1])
+        if isinstance(folder, Resolved):
+            return folder
+        listing = self.listings.get(folder)
+        if listing is None:
+            return Resolved(None, None, "missing-file",
+                            f"folder {folder or '(root)'} cannot be listed")
+        entry = listing.find(comps[-1], want_dir=False)
+        if entry is None:
+            return Resolved(None, None, "missing-file", "referenced file does not exist")
+        path = join(folder, entry.name)
+        if entry.is_link:
+            bad = self.outside_reason(path)
+            if bad is not None:
+                return Resolved(None, None, "outside-root", bad)
+        return Resolved(path, entry)
+
+    def _folder(self, base: str, comps: tuple[str, ...]) -> str | Resolved:
+        """The real folder the inner components name (cached: thousands of files share one)."""
+        key = (base, comps)
+        got = self._folders.get(key)
+        if got is not None:
+            return got
         cur = base
-        entry: Entry | None = None
-        n = len(fid.components)
-        for i, comp in enumerate(fid.components):
+        result: str | Resolved | None = None
+        for comp in comps:
             listing = self.listings.get(cur)
             if listing is None:
-                return Resolved(None, None, "missing-file",
-                                f"folder {cur or '(root)'} cannot be listed")
-            entry = listing.find(comp, want_dir=i < n - 1)
+                result = Resolved(None, None, "missing-file",
+                                  f"folder {cur or '(root)'} cannot be listed")
+                break
+            entry = listing.find(comp, want_dir=True)
             if entry is None:
-                return Resolved(None, None, "missing-file", "referenced file does not exist")
+                result = Resolved(None, None, "missing-file", "referenced file does not exist")
+                break
             cur = join(cur, entry.name)
             if entry.is_link:  # check before listing or trusting anything behind it
                 bad = self.outside_reason(cur)
                 if bad is not None:
-                    return Resolved(None, None, "outside-root", bad)
-        return Resolved(cur, entry)
+                    result = Resolved(None, None, "outside-root", bad)
+                    break
+        self._folders[key] = result if result is not None else cur
+        return self._folders[key]
 
     def outside_reason(self, rel: str) -> str | None:
         """None when ``rel`` (after following symlinks) stays inside the root, else why not."""

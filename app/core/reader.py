@@ -1,0 +1,439 @@
+"""``open_medium``: whatever the user points at (folder, mount point, DICOMDIR file, .iso image)
+becomes a :class:`app.core.model.Medium`, with every problem found listed, never a crash.
+
+Steps (DESIGN.md "Data flow"; STANDARDS.md §7):
+
+1. Find the DICOMDIR(s): by name in any case (``DICOMDIR``, ``DICOMDIR.``, ``DICOMDIR;1``) at the
+   root and one or two levels down, one per folder; if there is none, by SOP Class (a renamed
+   DICOMDIR, found by :func:`app.core.dicomdir.is_dicomdir` on the first KBs of each file).
+2. Parse each (:func:`app.core.dicomdir.parse_dicomdir`), resolve each Referenced File ID against
+   the directory listings relative to that DICOMDIR's folder (:mod:`app.core.paths`), merge the
+   file-sets (patients by ID + name, studies and series by UID) and drop duplicate instances.
+3. A DICOMDIR that cannot be parsed or references nothing that exists is not used; with none
+   usable the whole medium is scanned, header only (:mod:`app.core.scan`).
+4. DICOM files that no active record references are read (header only) and listed under their
+   own patient/study/series with ``referenced=False``, so no image on the medium is lost.
+
+``ls`` opens no referenced file: existence and size come from the directory listings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from app.core.errors import DicomdirUnreadable, UnreadableMedium, UnsafePath
+from app.core.fs import MediumFS, open_fs
+from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
+from app.core.model import Instance, Medium, Problem, Series
+from app.core.paths import (
+    FileIdResult,
+    Listings,
+    Resolved,
+    Resolver,
+    describe_os_error,
+    file_id_text,
+    file_id_violations,
+    join,
+    retry_once,
+    split_file_id,
+)
+from app.core.scan import (
+    FileRef,
+    HeaderResult,
+    TreeBuilder,
+    instance_from_header,
+    is_dicomdir_name,
+    read_headers,
+    walk_files,
+)
+
+DICOMDIR_HEAD = 4096  # bytes read to recognise a renamed DICOMDIR by its SOP Class
+MAX_DICOMDIR_SIZE = 1 << 30  # 1 GiB: far above any real DICOMDIR (20,000 records ≈ 10 MB)
+DISCOVERY_DEPTH = 2  # the root, and one or two levels down
+
+
+def open_medium(path: str | os.PathLike[str], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> Medium:
+    """Read the medium at ``path``: a folder or mount point, a DICOMDIR file, or an .iso image.
+
+    Parameters
+    ----------
+    path
+        What the user opened. For a DICOMDIR file the medium root is its folder; for an .iso the
+        root is the image itself (read directly, never mounted).
+    progress, cancel
+        The job protocol of :mod:`app.core.jobs` (phases ``dicomdir``, ``resolve``, ``scan``).
+
+    Returns
+    -------
+    Medium
+        The tree, the problems found, and ``fs`` to open any listed instance.
+
+    Raises
+    ------
+    UnreadableMedium
+        Nothing readable: the path does not exist, cannot be read, or holds no DICOM data.
+    app.core.jobs.Cancelled
+        The token was cancelled.
+    """
+    fs, start = open_fs(path)
+    return read_medium(fs, start, progress=progress, cancel=cancel)
+
+
+def read_medium(fs: MediumFS, start: str = "", *, progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> Medium:
+    """:func:`open_medium` on an already opened :class:`app.core.fs.MediumFS`.
+
+    ``start`` is ``""`` for the whole medium, or the root-relative name of the file the user
+    picked (a DICOMDIR, possibly renamed). Tests use this to inject faulty filesystems.
+    """
+    return _Reader(fs, progress, cancel).run(start)
+
+
+@dataclass
+class _FileSet:
+    rel: str  # the DICOMDIR, root-relative
+    parse: object  # app.core.dicomdir.DicomdirParse
+    resolved: list[tuple[Instance, FileIdResult, Resolved]] = field(default_factory=list)
+    existing: int = 0
+    records: int = 0
+
+
+class _Reader:
+    def __init__(self, fs: MediumFS, progress: ProgressCallback | None,
+                 cancel: CancelToken | None) -> None:
+        self.fs = fs
+        self.cancel = cancel
+        self.progress = Throttle(progress) if progress is not None else None
+        self.problems: list[Problem] = []
+        self.listings = Listings(fs, on_error=self._listing_error)
+        self.resolver = Resolver(fs, self.listings)
+        self.builder = TreeBuilder()
+        self.seen: dict[str, Instance] = {}
+        self.referenced_paths: set[str] = set()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _report(self, phase: str, done: int = 0, total: int = 0, message: str = "",
+                force: bool = False) -> None:
+        if self.progress is not None:
+            self.progress(Progress(phase, done, total, message=message), force=force)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+
+    def _listing_error(self, rel: str, exc: BaseException) -> None:
+        where = rel or "(root)"
+        if isinstance(exc, UnsafePath):
+            self.problems.append(Problem("warning", "outside-root", rel or None,
+                                         f"folder {where} leads outside the medium; not read"))
+        else:
+            self.problems.append(Problem("error", "read-error", rel or None,
+                                         f"cannot list folder {where} (tried twice): "
+                                         f"{describe_os_error(exc)}"))
+
+    # -- main ---------------------------------------------------------------------------------
+    def run(self, start: str) -> Medium:
+        self._check_cancel()
+        if self.listings.get("") is None:
+            raise UnreadableMedium(f"{self.fs.label}: the medium cannot be listed"
+                                   + (f" ({self.problems[0].message})" if self.problems else ""))
+        self._report("dicomdir", message="looking for DICOMDIR", force=True)
+        names = self._find_dicomdirs(start)
+        filesets = [fs for fs in (self._parse(rel) for rel in names) if fs is not None]
+        for fset in filesets:
+            self._resolve(fset)
+        usable = [f for f in filesets if f.existing > 0]
+        for fset in filesets:
+            if fset.existing == 0:
+                what = (f"references {fset.records} file(s), none of which exists"
+                        if fset.records else "references no file")
+                self.problems.append(Problem("warning", "no-dicomdir", fset.rel,
+                                             f"{fset.rel} {what}; not used"))
+        if usable:
+            for fset in usable:
+                self._merge(fset)
+            self._unreferenced(usable)
+            return self._medium("dicomdir", [f.rel for f in usable])
+        found = self._scan(had_dicomdir=bool(names))
+        if found:
+            return self._medium("scan", [])
+        with_records = [f for f in filesets if f.records]
+        if with_records:  # nothing on the medium but the DICOMDIR: show what it promised
+            self.problems = [p for p in self.problems if p.code != "no-dicomdir"]
+            for fset in with_records:
+                self._merge(fset)
+            return self._medium("dicomdir", [f.rel for f in with_records])
+        raise UnreadableMedium(f"{self.fs.label}: no DICOM data found"
+                               + ("" if not self.problems else f" ({self.problems[-1]})"))
+
+    def _medium(self, source: str, dicomdirs: list[str]) -> Medium:
+        self.builder.prune()
+        self._report("done", message="medium read", force=True)
+        return Medium(root=self.fs.label, source=source,  # type: ignore[arg-type]
+                      dicomdirs=dicomdirs, patients=self.builder.patients,
+                      problems=self.problems, fs=self.fs)
+
+    # -- 1. finding DICOMDIRs -----------------------------------------------------------------
+    def _find_dicomdirs(self, start: str) -> list[str]:
+        """DICOMDIRs to use, root first (one per folder), as root-relative paths."""
+        from app.core.dicomdir import is_dicomdir
+
+        given_folder: str | None = None
+        chosen: list[str] = []
+        if start:
+            name = start.rsplit("/", 1)[-1]
+            head = self._head(start, DICOMDIR_HEAD)
+            if is_dicomdir_name(name) or (head is not None and is_dicomdir(head)):
+                chosen.append(start)
+                given_folder = start.rsplit("/", 1)[0] if "/" in start else ""
+            elif head is None or not _looks_dicom(head):
+                raise UnreadableMedium(f"{self.fs.label}/{start}: not a DICOMDIR, a DICOM file, "
+                                       "a folder or an .iso image")
+            # a plain DICOM file: open its folder as the medium
+        folders = self._folders_to_depth(DISCOVERY_DEPTH)
+        for folder in folders:
+            if folder == given_folder:
+                continue
+            listing = self.listings.get(folder)
+            if listing is None:
+                continue
+            names = sorted((n for n, e in listing.entries.items()
+                            if not e.is_dir and is_dicomdir_name(n)),
+                           key=lambda n: (n != "DICOMDIR", n))
+            if names:
+                chosen.append(join(folder, names[0]))
+        if chosen:
+            return chosen
+        for folder in folders:  # none by name: a renamed DICOMDIR, by its SOP Class
+            listing = self.listings.get(folder)
+            if listing is None:
+                continue
+            for n in sorted(listing.entries):
+                e = listing.entries[n]
+                if e.is_dir or e.size < 132:
+                    continue
+                head = self._head(join(folder, n), DICOMDIR_HEAD)
+                if head is not None and is_dicomdir(head):
+                    chosen.append(join(folder, n))
+                    break
+        return chosen
+
+    def _folders_to_depth(self, depth: int) -> list[str]:
+        out = [""]
+        level = [""]
+        for _ in range(depth):
+            nxt: list[str] = []
+            for folder in level:
+                listing = self.listings.get(folder)
+                if listing is None:
+                    continue
+                for n in sorted(listing.entries):
+                    e = listing.entries[n]
+                    if e.is_dir and not (e.is_link and self.resolver.outside_reason(join(folder, n))):
+                        nxt.append(join(folder, n))
+            out.extend(nxt)
+            level = nxt
+        return out
+
+    def _head(self, rel: str, n: int) -> bytes | None:
+        def attempt() -> bytes:
+            with self.fs.open(rel) as fp:
+                return fp.read(n)
+
+        try:
+            return retry_once(attempt)
+        except (OSError, UnsafePath):
+            return None
+
+    # -- 2. parsing and resolving -------------------------------------------------------------
+    def _parse(self, rel: str) -> _FileSet | None:
+        from app.core.dicomdir import parse_dicomdir
+
+        self._check_cancel()
+        self._report("dicomdir", message=f"reading {rel}", force=True)
+
+        def attempt() -> bytes:
+            if self.fs.size(rel) > MAX_DICOMDIR_SIZE:
+                raise DicomdirUnreadable(f"{rel}: larger than {MAX_DICOMDIR_SIZE >> 20} MB")
+            with self.fs.open(rel) as fp:
+                return fp.read()
+
+        try:
+            data = retry_once(attempt)
+        except DicomdirUnreadable as exc:
+            self.problems.append(Problem("warning", "dicomdir-unreadable", rel, str(exc)))
+            return None
+        except (OSError, UnsafePath) as exc:
+            self.problems.append(Problem("error", "read-error", rel,
+                                         f"cannot read {rel} (tried twice): "
+                                         f"{describe_os_error(exc)}"))
+            return None
+        try:
+            parse = parse_dicomdir(data, rel)
+        except DicomdirUnreadable as exc:
+            self.problems.append(Problem("warning", "dicomdir-unreadable", rel,
+                                         f"{rel} cannot be read: {exc}"))
+            return None
+        except Exception as exc:  # noqa: BLE001 - hostile bytes must never crash the reader
+            self.problems.append(Problem("warning", "dicomdir-unreadable", rel,
+                                         f"{rel} cannot be read ({type(exc).__name__}: {exc})"))
+            return None
+        self.problems.extend(parse.problems)
+        return _FileSet(rel, parse)
+
+    def _resolve(self, fset: _FileSet) -> None:
+        base = fset.rel.rsplit("/", 1)[0] if "/" in fset.rel else ""
+        parse = fset.parse
+        leaves = [inst for p in parse.patients for inst in p.instances()]  # type: ignore[attr-defined]
+        others = list(getattr(parse, "other_records", []) or [])
+        other_ids = {id(o) for o in others}
+        total = len(leaves) + len(others)
+        for i, inst in enumerate(leaves + others):
+            if i % 512 == 0:
+                self._check_cancel()
+                self._report("resolve", i, total, f"resolving {fset.rel}")
+            if inst.file_id is None and id(inst) in other_ids:
+                continue  # a root record without a file (e.g. a PRIVATE record)
+            fid = split_file_id(inst.file_id)
+            res = self.resolver.resolve(base, fid)
+            if inst.file_id is not None:
+                fset.records += 1
+            if res.path is not None:
+                fset.existing += 1
+                self.referenced_paths.add(res.path)
+            if id(inst) not in other_ids:
+                fset.resolved.append((inst, fid, res))
+
+    def _merge(self, fset: _FileSet) -> None:
+        """Add a usable file-set's records to the tree, with their problems."""
+        base = fset.rel.rsplit("/", 1)[0] if "/" in fset.rel else ""
+        where = {id(inst): (fid, res) for inst, fid, res in fset.resolved}
+        for series, inst in self.builder.add_tree(fset.parse.patients):  # type: ignore[attr-defined]
+            got = where.get(id(inst))
+            fid, res = got if got is not None else (split_file_id(inst.file_id), Resolved(None))
+            inst.dicomdir = inst.dicomdir or fset.rel
+            inst.referenced = True
+            self._apply_resolution(inst, fid, res, base, fset.rel)
+            self._add_instance(series, inst)
+
+    def _apply_resolution(self, inst: Instance, fid: FileIdResult, res: Resolved, base: str,
+                          dicomdir: str) -> None:
+        text = file_id_text(inst.file_id)
+        inst.path = res.path
+        if res.path is not None:
+            assert res.entry is not None
+            inst.size = res.entry.size
+            if res.entry.size == 0:
+                self.problems.append(Problem("error", "empty-file", res.path,
+                                             "referenced file is empty (0 bytes)"))
+            bad = file_id_violations(inst.file_id or ())
+            if bad:
+                self.problems.append(Problem(
+                    "warning", "bad-file-id", res.path,
+                    f"File ID '{text}' is not conformant (PS3.10 §8.2): {'; '.join(bad)}"))
+            return
+        if res.problem in ("outside-root", "bad-file-id"):
+            shown = text.replace("\\", "/") if text else None
+            self.problems.append(Problem("error", res.problem, shown,
+                                         f"File ID '{text}' in {dicomdir}: {res.reason}; "
+                                         "not opened"))
+        else:
+            shown = (join(base, "/".join(fid.components)) if fid.components else text) or None
+            self.problems.append(Problem("error", "missing-file", shown,
+                                         f"{res.reason or 'referenced file does not exist'} "
+                                         f"(File ID '{text}' in {dicomdir})"))
+
+    def _add_instance(self, series: Series, inst: Instance) -> None:
+        uid = inst.sop_instance_uid
+        if uid:
+            first = self.seen.get(uid)
+            if first is not None:
+                if first.path is None and inst.path is not None:
+                    first.path, first.size = inst.path, inst.size  # the copy that exists wins
+                self._duplicate(first, inst)
+                return
+            self.seen[uid] = inst
+        series.instances.append(inst)
+
+    def _duplicate(self, first: Instance, other: Instance) -> None:
+        if other.path is not None and other.path == first.path or other.path is None:
+            where = other.dicomdir or "the medium"
+            self.problems.append(Problem("info", "duplicate-instance", other.path or first.path,
+                                         f"SOP Instance {other.sop_instance_uid} is listed again "
+                                         f"by {where}; listed once"))
+        else:
+            self.problems.append(Problem("warning", "duplicate-instance", other.path,
+                                         f"same SOP Instance UID {other.sop_instance_uid} as "
+                                         f"{first.path or '(missing file)'}; listed once"))
+
+    # -- 3./4. scanning -----------------------------------------------------------------------
+    def _candidates(self, skip: set[str]) -> list[FileRef]:
+        files = walk_files(self.listings, "", problems=self.problems, cancel=self.cancel)
+        return [f for f in files if f.path not in skip
+                and not is_dicomdir_name(f.path.rsplit("/", 1)[-1])]
+
+    def _read(self, refs: list[FileRef], phase: str) -> list[HeaderResult]:
+        total = len(refs)
+
+        def on_file(i: int, ref: FileRef) -> None:
+            self._report(phase, i, total, ref.path)
+
+        return read_headers(self.fs, refs, on_file=on_file, cancel=self.cancel)
+
+    def _scan(self, had_dicomdir: bool) -> bool:
+        """Header-only scan of the whole medium. True when any DICOM instance was found."""
+        self._report("scan", message="scanning every file", force=True)
+        results = self._read(self._candidates(set()), "scan")
+        found = 0
+        for r in results:
+            if r.problem is not None:
+                self.problems.append(r.problem)
+            if r.info is None or r.info.is_dicomdir:
+                continue
+            inst = instance_from_header(r.info, r.ref, referenced=False)
+            self._add_instance(self.builder.place(r.info.values), inst)
+            found += 1
+        if found:
+            why = ("no usable DICOMDIR" if had_dicomdir else "no DICOMDIR found")
+            self.problems.append(Problem(
+                "info" if had_dicomdir else "warning", "no-dicomdir", None,
+                f"{why}: listed {found} file(s) by reading their headers"))
+        return found > 0
+
+    def _unreferenced(self, usable: list[_FileSet]) -> None:
+        skip = set(self.referenced_paths) | {f.rel for f in usable}
+        refs = self._candidates(skip)
+        if not refs:
+            return
+        self._report("scan", 0, len(refs), "reading files no record references", force=True)
+        for r in self._read(refs, "scan"):
+            if r.problem is not None:
+                self.problems.append(r.problem)
+            if r.info is None or r.info.is_dicomdir:
+                continue
+            inst = instance_from_header(r.info, r.ref, referenced=False)
+            uid = inst.sop_instance_uid
+            first = self.seen.get(uid) if uid else None
+            if first is not None and first.path is None:
+                first.path, first.size = inst.path, inst.size
+                self.problems.append(Problem(
+                    "warning", "unreferenced-file", inst.path,
+                    f"the record of SOP Instance {uid} names a file that cannot be used; "
+                    "this file has that SOP Instance UID and is listed in its place"))
+                continue
+            if first is not None:
+                self._duplicate(first, inst)
+                continue
+            self.problems.append(Problem("warning", "unreferenced-file", inst.path,
+                                         "DICOM file not referenced by any DICOMDIR record; "
+                                         "listed from its header"))
+            self._add_instance(self.builder.place(r.info.values), inst)
+
+
+def _looks_dicom(head: bytes) -> bool:
+    from app.core.scan import plausible_head
+
+    return plausible_head(head)
+

@@ -1,0 +1,352 @@
+"""Header-only scanning of a medium, and the patient/study/series merge used by every source.
+
+- :func:`walk_files` lists every file below a folder through the cached listings, iteratively
+  (no recursion), never following symlinks (those inside the root lead to what the walk reaches
+  anyway; those outside are reported), with a depth cap for absurd trees.
+- :func:`read_headers` reads each candidate's header with :func:`app.core.header.read_header`,
+  after a cheap pre-filter (size, then the first 132 bytes: ``DICM`` at 128 or a plausible
+  dataset start), retrying an I/O error once and reporting ``read-error`` after that.
+- :class:`TreeBuilder` merges patients by Patient ID (+ name), studies by Study Instance UID and
+  series by Series Instance UID (STANDARDS.md §2 "Hierarchy", §7 "Finding DICOMDIRs").
+
+Pixel data is never read (DESIGN.md "Data flow").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from app.core.errors import NotDicom, TruncatedFile, UnsafePath
+from app.core.fs import Entry, MediumFS
+from app.core.jobs import CancelToken
+from app.core.model import Instance, Patient, Problem, Series, Study
+from app.core.paths import Listings, describe_os_error, join, name_key, retry_once
+
+MAX_DEPTH = 32  # PS3.10 allows 8 levels; anything this deep is a loop or garbage
+MIN_DICOM_SIZE = 16  # smaller than any dataset holding a single UID
+HEAD_SIZE = 132
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+# A header with none of these is not a usable DICOM instance (e.g. "DICM" followed by junk).
+_IDENTIFIERS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
+                "PatientID")
+
+# First two bytes of a dataset without preamble: group 0002 or 0008, little or big endian.
+_RAW_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file found on the medium: its root-relative path and its listing entry."""
+
+    path: str
+    entry: Entry
+
+
+def is_dicomdir_name(name: str) -> bool:
+    """``DICOMDIR`` in any case, also ``DICOMDIR.``, ``DICOMDIR;1``, ``dicomdir.;1``."""
+    return name_key(name) == "dicomdir"
+
+
+def walk_files(listings: Listings, start: str, *, problems: list[Problem],
+               cancel: CancelToken | None = None) -> list[FileRef]:
+    """Every regular file below ``start`` (root-relative), sorted by path.
+
+    Symlinks are never followed here: one that leads outside the root is reported
+    (``outside-root`` warning) and skipped; one that stays inside points at a file or folder
+    the walk reaches anyway by its real path, so skipping it also ends symlink loops.
+    Folders deeper than :data:`MAX_DEPTH` are reported and not read.
+    """
+    realpath: Callable[[str], str] | None = getattr(listings.fs, "realpath", None)
+    out: list[FileRef] = []
+    stack: list[tuple[str, int]] = [(start, 0)]
+    while stack:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        rel, depth = stack.pop()
+        listing = listings.get(rel)
+        if listing is None:
+            continue
+        subdirs: list[tuple[str, int]] = []
+        for name in sorted(listing.entries):
+            e = listing.entries[name]
+            path = join(rel, name)
+            if e.is_link:
+                if realpath is not None and _outside(realpath, path):
+                    problems.append(Problem("warning", "outside-root", path,
+                                            "symlink leads outside the medium; not followed"))
+                continue
+            if not e.is_dir:
+                out.append(FileRef(path, e))
+            elif depth + 1 > MAX_DEPTH:
+                problems.append(Problem("warning", "read-error", path,
+                                        f"folder nested deeper than {MAX_DEPTH} levels; not read"))
+            else:
+                subdirs.append((path, depth + 1))
+        stack.extend(reversed(subdirs))
+    out.sort(key=lambda f: f.path)
+    return out
+
+
+def _outside(realpath: Callable[[str], str], path: str) -> bool:
+    try:
+        realpath(path)
+    except UnsafePath:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Header reads
+
+
+@dataclass
+class HeaderInfo:
+    """What the reader keeps of a file's header."""
+
+    values: dict[str, str | None]
+    transfer_syntax: str | None
+    is_dicomdir: bool
+    has_pixels: bool = False
+
+
+def plausible_head(head: bytes) -> bool:
+    """Cheap DICOM pre-filter on the first 132 bytes (PS3.10 §7.1; preamble-less datasets too)."""
+    if len(head) >= HEAD_SIZE and head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and head[:2] in _RAW_STARTS
+
+
+def header_info(header: Any) -> HeaderInfo:
+    """Normalise an ``app.core.header.Header`` into :class:`HeaderInfo`."""
+    values: dict[str, str | None] = dict(getattr(header, "values", {}) or {})
+    meta: dict[str, Any] = dict(getattr(header, "meta", {}) or {})
+    if not values.get("SOPInstanceUID"):
+        values["SOPInstanceUID"] = _str(meta.get("MediaStorageSOPInstanceUID"))
+    if not values.get("SOPClassUID"):
+        values["SOPClassUID"] = _str(meta.get("MediaStorageSOPClassUID"))
+    is_dd = bool(getattr(header, "is_dicomdir", False)) or DICOMDIR_SOP_CLASS in (
+        _str(meta.get("MediaStorageSOPClassUID")), values.get("SOPClassUID"))
+    return HeaderInfo(values, _str(getattr(header, "transfer_syntax", None)), is_dd,
+                      bool(getattr(header, "has_pixels", False)))
+
+
+def _str(v: object) -> str | None:
+    if v is None:
+        return None
+    s = str(v).strip(" \x00")
+    return s or None
+
+
+@dataclass
+class HeaderResult:
+    ref: FileRef
+    info: HeaderInfo | None = None
+    problem: Problem | None = None  # set when the file looked like DICOM but failed
+
+
+def read_one(fs: MediumFS, ref: FileRef, *, prefilter: bool = True) -> HeaderResult:
+    """Read one file's header (retrying an I/O error once). Non-DICOM → no info, no problem."""
+    if prefilter and ref.entry.size < MIN_DICOM_SIZE:
+        return HeaderResult(ref)
+    from app.core.header import read_header
+
+    def attempt() -> HeaderResult:
+        with fs.open(ref.path) as fp:
+            head = fp.read(HEAD_SIZE)
+            has_dicm = len(head) >= HEAD_SIZE and head[128:132] == b"DICM"
+            if prefilter and not plausible_head(head):
+                return HeaderResult(ref)
+            fp.seek(0)
+            try:
+                info = header_info(read_header(fp, ref.path))
+                if not info.is_dicomdir and not any(info.values.get(k) for k in _IDENTIFIERS):
+                    raise NotDicom("no SOP, study, series or patient identifier in its header")
+                return HeaderResult(ref, info)
+            except NotDicom as exc:
+                if has_dicm or not prefilter:
+                    return HeaderResult(ref, None, Problem(
+                        "error" if not prefilter else "warning", "not-dicom", ref.path,
+                        f"not a readable DICOM file: {_unprefixed(exc, ref.path)}"))
+                return HeaderResult(ref)
+            except TruncatedFile as exc:
+                return HeaderResult(ref, None, Problem("error", "truncated-file", ref.path,
+                                                       _unprefixed(exc, ref.path)))
+
+    try:
+        return retry_once(attempt)
+    except UnsafePath as exc:
+        return HeaderResult(ref, None, Problem("error", "outside-root", ref.path, str(exc)))
+    except FileNotFoundError:
+        return HeaderResult(ref, None, Problem("error", "missing-file", ref.path,
+                                               "file vanished while the medium was read"))
+    except OSError as exc:
+        return HeaderResult(ref, None, Problem(
+            "error", "read-error", ref.path,
+            f"cannot read the file (tried twice): {describe_os_error(exc)}"))
+
+
+def _unprefixed(exc: BaseException, path: str) -> str:
+    """The exception's message without a leading ``path: `` (the problem names the path)."""
+    msg = str(exc)
+    return msg[len(path) + 2:] if msg.startswith(f"{path}: ") else msg
+
+
+def read_headers(fs: MediumFS, refs: list[FileRef], *, prefilter: bool = True,
+                 on_file: Callable[[int, FileRef], None] | None = None,
+                 cancel: CancelToken | None = None) -> list[HeaderResult]:
+    """Read the headers of ``refs`` in order (see :func:`read_one`)."""
+    out: list[HeaderResult] = []
+    for i, ref in enumerate(refs):
+        if cancel is not None and i % 16 == 0:
+            cancel.raise_if_cancelled()
+        out.append(read_one(fs, ref, prefilter=prefilter))
+        if on_file is not None:
+            on_file(i + 1, ref)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The tree
+
+
+def instance_from_header(info: HeaderInfo, ref: FileRef, *, referenced: bool) -> Instance:
+    """An Instance for a file known only by its header."""
+    from app.core.records import record_type_for
+
+    v = info.values
+    attrs = {k: str(v[k]) for k in _INSTANCE_ATTRS if v.get(k) not in (None, "")}
+    return Instance(
+        sop_instance_uid=v.get("SOPInstanceUID"), sop_class_uid=v.get("SOPClassUID"),
+        record_type=record_type_for(v.get("SOPClassUID")),
+        instance_number=v.get("InstanceNumber"), path=ref.path, referenced=referenced,
+        transfer_syntax_uid=info.transfer_syntax, size=ref.entry.size, attrs=attrs)
+
+
+_INSTANCE_ATTRS = ("Rows", "Columns", "NumberOfFrames", "ImageType", "ContentDate",
+                   "ContentTime", "AcquisitionDate", "AcquisitionTime", "SeriesDate",
+                   "SeriesTime", "SpecificCharacterSet", "PhotometricInterpretation",
+                   "BitsAllocated", "BitsStored", "MIMETypeOfEncapsulatedDocument",
+                   "RepresentativeFrameNumber", "LossyImageCompression")
+
+
+def patient_from_values(v: dict[str, str | None]) -> Patient:
+    return Patient(v.get("PatientID"), v.get("PatientName"), v.get("PatientBirthDate"),
+                   v.get("PatientSex"))
+
+
+def study_from_values(v: dict[str, str | None]) -> Study:
+    return Study(v.get("StudyInstanceUID"), v.get("StudyDate"), v.get("StudyTime"),
+                 v.get("StudyID"), v.get("AccessionNumber"), v.get("StudyDescription"))
+
+
+def series_from_values(v: dict[str, str | None]) -> Series:
+    return Series(v.get("SeriesInstanceUID"), v.get("Modality"), v.get("SeriesNumber"),
+                  v.get("SeriesDescription"))
+
+
+def patient_key(p: Patient) -> tuple[str, str]:
+    """Patients merge by Patient ID plus name (distinct names stay distinct patients)."""
+    return (p.patient_id or "", (p.patient_name or "").strip().upper())
+
+
+@dataclass
+class TreeBuilder:
+    """Merges patients, studies and series from several sources, keeping first-seen order.
+
+    A level without a UID merges only with the very same object (records without a Study or
+    Series Instance UID are not guessed together), except for ``loose=True`` sources (scanned
+    files), where the missing UID groups them under one entry per parent.
+    """
+
+    patients: list[Patient] = field(default_factory=list)
+    _pat: dict[tuple[str, str], Patient] = field(default_factory=dict)
+    _study: dict[tuple[int, object], Study] = field(default_factory=dict)
+    _series: dict[tuple[int, object], Series] = field(default_factory=dict)
+
+    @classmethod
+    def from_patients(cls, patients: list[Patient]) -> TreeBuilder:
+        """A builder that merges into an existing tree (its objects are reused, not copied)."""
+        b = cls()
+        for p in patients:
+            b._pat.setdefault(patient_key(p), p)
+            b.patients.append(p)
+            for st in p.studies:
+                b._study.setdefault((id(p), st.study_uid or ("obj", id(st))), st)
+                for se in st.series:
+                    b._series.setdefault((id(st), se.series_uid or ("obj", id(se))), se)
+        return b
+
+    def patient(self, p: Patient) -> Patient:
+        key = patient_key(p)
+        got = self._pat.get(key)
+        if got is None:
+            got = replace(p, studies=[], attrs=dict(p.attrs))
+            self._pat[key] = got
+            self.patients.append(got)
+        else:
+            _fill(got, p, skip=("studies",))
+        return got
+
+    def study(self, pat: Patient, st: Study, *, loose: bool = False) -> Study:
+        key = (id(pat), st.study_uid if st.study_uid or loose else ("obj", id(st)))
+        got = self._study.get(key)
+        if got is None:
+            got = replace(st, series=[], attrs=dict(st.attrs))
+            self._study[key] = got
+            pat.studies.append(got)
+        else:
+            _fill(got, st, skip=("series",))
+        return got
+
+    def series(self, st: Study, se: Series, *, loose: bool = False) -> Series:
+        key = (id(st), se.series_uid if se.series_uid or loose else ("obj", id(se)))
+        got = self._series.get(key)
+        if got is None:
+            got = replace(se, instances=[], attrs=dict(se.attrs))
+            self._series[key] = got
+            st.series.append(got)
+        else:
+            _fill(got, se, skip=("instances",))
+        return got
+
+    def place(self, values: dict[str, str | None]) -> Series:
+        """The series (created when new) a file with these header values belongs to."""
+        pat = self.patient(patient_from_values(values))
+        st = self.study(pat, study_from_values(values), loose=True)
+        return self.series(st, series_from_values(values), loose=True)
+
+    def add_tree(self, patients: Iterable[Patient]) -> Iterable[tuple[Series, Instance]]:
+        """Merge a parsed tree; yields (target series, instance) for the caller to place."""
+        for p in patients:
+            tp = self.patient(p)
+            for st in p.studies:
+                tst = self.study(tp, st)
+                for se in st.series:
+                    tse = self.series(tst, se)
+                    for inst in se.instances:
+                        yield tse, inst
+
+    def prune(self) -> None:
+        """Drop series, studies and patients left without instances."""
+        for p in self.patients:
+            for st in p.studies:
+                st.series = [se for se in st.series if se.instances]
+            p.studies = [st for st in p.studies if st.series]
+        self.patients = [p for p in self.patients if p.studies]
+
+
+def _fill(target: Any, source: Any, skip: tuple[str, ...]) -> None:
+    """Fill the target's empty fields from the source (first source wins where both have one)."""
+    for f in fields(target):
+        if f.name in skip:
+            continue
+        if f.name == "attrs":
+            for k, v in source.attrs.items():
+                target.attrs.setdefault(k, v)
+        elif getattr(target, f.name) is None and getattr(source, f.name) is not None:
+            setattr(target, f.name, getattr(source, f.name))

@@ -1,0 +1,98 @@
+"""open_medium / check_medium on .iso images read directly (pycdlib; no mounting)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.core.check import check_medium
+from app.core.fs import IsoFS
+from app.core.reader import open_medium, read_medium
+from tests.conftest import require_tool
+from tests.defect_media import FaultFS, conformant, expected_tree, leaves, make_iso, payloads
+
+
+def test_iso_level1_pycdlib(tmp_path: Path) -> None:
+    b = conformant(tmp_path / "staging")
+    iso = make_iso(b.root, tmp_path / "disc.iso")
+    m = open_medium(iso)
+    d = m.to_dict()
+    assert d["root"] == str(iso.resolve())
+    assert d["source"] == "dicomdir" and d["dicomdirs"] == ["DICOMDIR"]
+    assert d["patients"] == expected_tree(b.roots)
+    assert d["problems"] == []
+    assert isinstance(m.fs, IsoFS) and m.fs.namespace == "iso9660"
+    for inst in m.instances():
+        with m.fs.open(inst.path) as fp:  # type: ignore[arg-type]
+            assert fp.read(132)[128:] == b"DICM"
+    assert check_medium(m) == []
+
+
+@pytest.mark.parametrize("ext", [{"joliet": True}, {"rock_ridge": True},
+                                 {"joliet": True, "rock_ridge": True}, {"udf": True}])
+def test_iso_with_extensions_uses_primary_names(tmp_path: Path, ext: dict[str, bool]) -> None:
+    b = conformant(tmp_path / "staging", patients=1)
+    payloads(b.root)
+    iso = make_iso(b.root, tmp_path / "disc.iso", **ext)
+    m = open_medium(iso)
+    assert m.fs.namespace == "iso9660"  # type: ignore[union-attr]
+    assert m.to_dict()["patients"] == expected_tree(b.roots)
+    assert m.problems == []
+
+
+def test_iso_without_dicomdir_is_scanned(tmp_path: Path) -> None:
+    b = conformant(tmp_path / "staging", patients=1)
+    (b.root / "DICOMDIR").unlink()
+    m = open_medium(make_iso(b.root, tmp_path / "disc.iso"))
+    assert m.source == "scan"
+    assert [i.path for i in m.instances()] == sorted(
+        "/".join(r.file_id) for r in leaves(b.roots))  # type: ignore[arg-type]
+
+
+def test_iso_scratched_sector(tmp_path: Path) -> None:
+    b = conformant(tmp_path / "staging", patients=1)
+    iso = make_iso(b.root, tmp_path / "disc.iso")
+    bad = "/".join(leaves(b.roots)[0].file_id)  # type: ignore[arg-type]
+    fs = FaultFS(IsoFS(iso), bad_files={bad})
+    m = read_medium(fs)
+    assert m.problems == []  # ls does not read it
+    probs = check_medium(m)
+    assert [(p.code, p.path) for p in probs] == [("read-error", bad)]
+    assert fs.attempts[bad] == 2
+
+
+def test_iso_not_an_image(tmp_path: Path) -> None:
+    from app.core.errors import UnreadableMedium
+
+    fake = tmp_path / "fake.iso"
+    fake.write_bytes(b"\x00" * 32769 + b"CD001" + b"\x00" * 3000)
+    with pytest.raises(UnreadableMedium):
+        open_medium(fake)
+
+
+def test_iso_xorriso_strict_level1(tmp_path: Path) -> None:
+    xorriso = require_tool("xorriso")
+    b = conformant(tmp_path / "staging")
+    iso = tmp_path / "xorriso.iso"
+    subprocess.run([xorriso, "-abort_on", "WARNING", "-outdev", f"stdio:{iso}", "-volid",
+                    "TESTFS", "-rockridge", "off", "-joliet", "off", "-compliance",
+                    "strict:iso_9660_level=1", "-map", str(b.root), "/", "-commit"],
+                   check=True, capture_output=True)
+    m = open_medium(iso)
+    assert m.source == "dicomdir"
+    assert m.to_dict()["patients"] == expected_tree(b.roots)
+    assert m.problems == []
+    assert check_medium(m) == []
+
+
+def test_iso_xorriso_with_rock_ridge_and_joliet(tmp_path: Path) -> None:
+    xorriso = require_tool("xorriso")
+    b = conformant(tmp_path / "staging", patients=1)
+    iso = tmp_path / "xorriso.iso"
+    subprocess.run([xorriso, "-outdev", f"stdio:{iso}", "-volid", "TESTFS", "-joliet", "on",
+                    "-map", str(b.root), "/", "-commit"], check=True, capture_output=True)
+    m = open_medium(iso)
+    assert m.to_dict()["patients"] == expected_tree(b.roots)
+    assert m.problems == []
