@@ -89,10 +89,12 @@ def test_thread_delivers_events_and_stops_promptly() -> None:
 
     slow = MediaWatcher(lambda e: None, interval=30, backend=ScriptedBackend([ROOT]))
     slow.start()
+    thread = slow._thread
+    assert thread is not None and thread.is_alive()
     t0 = time.monotonic()
     slow.stop()
     assert time.monotonic() - t0 < 1.0  # no waiting out the 30 s interval
-    assert not any(t.name == "media-watcher" for t in threading.enumerate())
+    assert not thread.is_alive()
 
 
 def test_no_busy_loop_and_callback_errors_are_contained() -> None:
