@@ -126,7 +126,7 @@ class ImageCanvas(QWidget):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(0, 0, 0))
         if self.image is not None:
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 8.0)
             p.drawImage(self.image_rect(), self.image)
         paint_overlay(p, self.rect(), self.corners)
         p.end()

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QTreeWidgetItem,
     QTreeWidgetItemIterator,
     QVBoxLayout,
+    QWidget,
     QWizardPage,
 )
 
@@ -324,6 +325,9 @@ class DestinationPage(QWizardPage):
             grid.addWidget(self.radios[kind], r, 0)
             grid.addWidget(field, r, 1)
             grid.addWidget(button, r, 2)
+        order = [w for kind, field, button in rows for w in (self.radios[kind], field, button)]
+        for a, b in zip(order, order[1:] + [self.force], strict=True):
+            QWidget.setTabOrder(a, b)  # row by row: choice, its field, its button
         grid.addWidget(self.force, len(rows), 1, 1, 2)
         grid.addWidget(self.note, len(rows) + 1, 0, 1, 3)
         grid.setColumnStretch(1, 1)

@@ -1,0 +1,372 @@
+"""The export wizard, offscreen, end to end: selection preset, options remembered, summary from
+the real plan, writing to a folder and to an ISO image that our reader and dciodvfy accept,
+missing study date asked for, spanning offered, Cancel leaving the destination clean, no thread
+left running."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QWizard
+from pytestqt.qtbot import QtBot
+
+from app.core.jobs import Progress
+from app.core.model import Medium
+from app.core.reader import open_medium
+from app.gui import export_wizard
+from app.gui.export_wizard import (
+    PAGE_DESTINATION,
+    PAGE_OPTIONS,
+    PAGE_PROGRESS,
+    PAGE_RESULT,
+    PAGE_SELECTION,
+    PAGE_SUMMARY,
+    ExportWizard,
+)
+from app.gui.tasks import TaskRunner
+from tests.conftest import require_tool
+from tests.media import make_dataset, uid, write_fileset, write_instance
+
+pytestmark = pytest.mark.gui
+TIMEOUT = 60000
+
+
+# ----------------------------------------------------------------------------- media
+
+
+def study(patient: dict[str, str], n: int, rows: int = 16, **overrides: object) -> list:
+    st, se = uid(), uid()
+    out = []
+    for i in range(n):
+        px = (np.arange(rows * rows, dtype=np.uint16).reshape(rows, rows) * (i + 3)) % 4096
+        out.append(make_dataset(rows, rows, pixels=px, StudyInstanceUID=st,
+                                SeriesInstanceUID=se, InstanceNumber=str(i + 1),
+                                **patient, **overrides))
+    return out
+
+
+ANNA = {"PatientName": "Berg^Anna", "PatientID": "P-100", "PatientBirthDate": "19800314"}
+OTTO = {"PatientName": "Kraus^Otto", "PatientID": "P-200", "PatientBirthDate": "19551102"}
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Medium:
+    datasets = study(ANNA, 3, StudyDate="20240105") + study(OTTO, 2, StudyDate="20231120")
+    write_fileset(tmp_path / "src", datasets)
+    return open_medium(tmp_path / "src")
+
+
+@pytest.fixture
+def runner() -> Iterator[TaskRunner]:
+    r = TaskRunner()
+    yield r
+    assert r.shutdown(10000)
+    assert r.busy_threads() == 0  # no thread left running
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def make_wizard(qtbot: QtBot, media: list[Medium], selected: set[str] | None,
+                runner: TaskRunner, settings: QSettings) -> ExportWizard:
+    wiz = ExportWizard(media, selected, runner, settings=settings)
+    wiz.state.report = str(Path(settings.fileName()).with_name("export-report.json"))
+    qtbot.addWidget(wiz)
+    wiz.show()
+    return wiz
+
+
+def next_page(qtbot: QtBot, wiz: ExportWizard, expected: int) -> None:
+    wiz.next()
+    assert wiz.currentId() == expected
+
+
+def fill_options(wiz: ExportWizard, media: str = "cd", fileset_id: str = "TESTDISC") -> None:
+    page = wiz.options_page
+    page.media_box.setCurrentIndex(page.media_box.findData(media))
+    page.fileset_id.setText(fileset_id)
+    page.institution.setText("St. Test Radiology")
+    page.contact.setText("+1 555 0100")
+
+
+def to_summary(qtbot: QtBot, wiz: ExportWizard, kind: str, value: str,
+               media: str = "cd") -> None:
+    assert wiz.currentId() == PAGE_SELECTION
+    next_page(qtbot, wiz, PAGE_OPTIONS)
+    fill_options(wiz, media)
+    next_page(qtbot, wiz, PAGE_DESTINATION)
+    page = wiz.destination_page
+    page.radios[kind].setChecked(True)
+    (page.folder if kind == "folder" else page.iso).setText(value)
+    qtbot.waitUntil(lambda: page._pending == 0, timeout=TIMEOUT)  # USB/burner lists arrived
+    next_page(qtbot, wiz, PAGE_SUMMARY)
+    qtbot.waitUntil(lambda: not wiz.summary_page.busy(), timeout=TIMEOUT)
+
+
+def write_and_wait(qtbot: QtBot, wiz: ExportWizard) -> None:
+    assert wiz.summary_page.isComplete(), wiz.summary_page.error.text()
+    wiz.next()
+    assert wiz.currentId() in (PAGE_PROGRESS, PAGE_RESULT)
+    qtbot.waitUntil(lambda: wiz.currentId() == PAGE_RESULT, timeout=TIMEOUT)
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    tool = require_tool("dciodvfy")
+    res = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_selection_preset_from_the_current_selection(qtbot: QtBot, source: Medium,
+                                                     runner: TaskRunner,
+                                                     settings: QSettings) -> None:
+    otto = next(p for p in source.patients if p.patient_id == "P-200")
+    series_uid = otto.studies[0].series[0].series_uid
+    wiz = make_wizard(qtbot, [source], {series_uid}, runner, settings)
+    page = wiz.selection_page
+    expected = {i.sop_instance_uid for i in otto.instances()}
+    assert page.selected_uids() == expected
+    assert page.count_label.text() == "2 objects checked"
+    page.none_button.click()
+    assert not page.isComplete()
+    assert not wiz.button(QWizard.WizardButton.NextButton).isEnabled()
+    page.all_button.click()
+    assert len(page.selected_uids()) == 5
+    next_page(qtbot, wiz, PAGE_OPTIONS)
+    assert wiz.state.select is None  # everything checked = no restriction
+
+
+def test_several_media_contribute(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                  settings: QSettings, tmp_path: Path) -> None:
+    write_fileset(tmp_path / "src2", study({"PatientName": "Lund^Eva", "PatientID": "P-300",
+                                            "PatientBirthDate": "19900101"}, 1))
+    other = open_medium(tmp_path / "src2")
+    wiz = make_wizard(qtbot, [source, other], None, runner, settings)
+    assert wiz.selection_page.tree.topLevelItemCount() == 2  # one branch per medium
+    assert len(wiz.selection_page.selected_uids()) == 6
+
+
+def test_end_to_end_to_a_folder(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                settings: QSettings, tmp_path: Path) -> None:
+    anna = next(p for p in source.patients if p.patient_id == "P-100")
+    wiz = make_wizard(qtbot, [source], {anna.studies[0].study_uid}, runner, settings)
+    dest = tmp_path / "out"
+    to_summary(qtbot, wiz, "folder", str(dest))
+    # Nothing written before the last page.
+    assert not dest.exists() or not any(dest.iterdir())
+    html = wiz.summary_page.view.toHtml()
+    text = wiz.summary_page.view.toPlainText()
+    assert "Anna Berg" in text and "P-100" in text and "1980-03-14" in text
+    assert "2024-01-05" in text
+    assert "Kraus" not in text  # only the selected patient
+    assert "TESTDISC" in text and "STD-GEN-CD" in text
+    assert "font-size:x-large" in html.replace(" ", "")  or "x-large" in html
+    assert wiz.summary_page.capacity.isVisible()
+    assert wiz.button(QWizard.WizardButton.CommitButton).text().replace("&", "") == "Write"
+    opened: list[str] = []
+    wiz.open_medium_requested.connect(opened.append)
+    write_and_wait(qtbot, wiz)
+    assert wiz.outcome == "ok", wiz.result_page.details.toPlainText()
+    assert "verified" in wiz.result_page.status.text()
+    assert wiz.report.verification.checked and wiz.report.verification.ok
+    wiz.result_page.open_button.click()
+    assert opened == [str(dest)]
+    medium = open_medium(opened[0])
+    assert [p.patient_id for p in medium.patients] == ["P-100"]
+    assert len(list(medium.instances())) == 3
+    assert not [p for p in medium.problems if p.severity == "error"]
+    assert dciodvfy_errors(dest / "DICOMDIR") == []
+    readme = (dest / "README.TXT").read_text(encoding="latin-1")
+    assert "St. Test Radiology" in readme and "Anna" not in readme
+    # Institution and contact are remembered.
+    assert settings.value("export/institution") == "St. Test Radiology"
+    assert settings.value("export/contact") == "+1 555 0100"
+
+
+def test_end_to_end_to_an_iso_image(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                    settings: QSettings, tmp_path: Path) -> None:
+    wiz = make_wizard(qtbot, [source], None, runner, settings)
+    iso = tmp_path / "disc.iso"
+    to_summary(qtbot, wiz, "iso", str(iso))
+    assert not iso.exists()
+    assert wiz.button(QWizard.WizardButton.CommitButton).text().replace("&", "") == \
+        "Create image"
+    opened: list[str] = []
+    wiz.open_medium_requested.connect(opened.append)
+    write_and_wait(qtbot, wiz)
+    assert wiz.outcome == "ok", wiz.result_page.details.toPlainText()
+    assert iso.is_file()
+    wiz.result_page.open_button.click()
+    assert opened == [str(iso)]
+    medium = open_medium(iso)
+    assert sorted(p.patient_id for p in medium.patients) == ["P-100", "P-200"]
+    assert len(list(medium.instances())) == 5
+    assert medium.fs is not None
+    dicomdir = tmp_path / "DICOMDIR.from-iso"
+    with medium.fs.open(medium.dicomdirs[0]) as fp:
+        dicomdir.write_bytes(fp.read())
+    assert dciodvfy_errors(dicomdir) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".discbridge")] == []
+
+
+def test_missing_study_date_is_asked_for(qtbot: QtBot, runner: TaskRunner, settings: QSettings,
+                                         tmp_path: Path) -> None:
+    datasets = study(ANNA, 2, StudyDate=None, StudyTime=None, SeriesDate=None,
+                     AcquisitionDate=None, ContentDate=None)
+    for n, ds in enumerate(datasets):  # no DICOMDIR: pydicom's FileSet refuses such files
+        write_instance(tmp_path / "src" / f"IM{n}", ds)
+    medium = open_medium(tmp_path / "src")
+    wiz = make_wizard(qtbot, [medium], None, runner, settings)
+    to_summary(qtbot, wiz, "folder", str(tmp_path / "out"))
+    page = wiz.summary_page
+    assert not page.isComplete()
+    assert page.error.isVisible() and "date" in page.error.text().lower()
+    assert page.date_edit.isVisible() and not page.span_box.isVisible()
+    page.date_edit.setDate(page.date_edit.date().fromString("2023-06-30", "yyyy-MM-dd"))
+    page.retry.click()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
+    assert page.isComplete(), page.error.text()
+    assert wiz.state.study_date == "20230630"
+    assert "2023-06-30" in page.view.toPlainText()
+    assert "StudyDate" in page.view.toPlainText()  # listed as a fix in the exported copies
+
+
+def test_too_big_offers_spanning(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                 settings: QSettings, tmp_path: Path) -> None:
+    wiz = make_wizard(qtbot, [source], None, runner, settings)
+    to_summary(qtbot, wiz, "folder", str(tmp_path / "out"))
+    page = wiz.summary_page
+    assert page.isComplete() and len(wiz.plan.volumes) == 1
+    # A "disc" one byte too small for everything: back to the destination and on again.
+    wiz.capacity_override = wiz.plan.total_bytes - 1
+    wiz.back()
+    next_page(qtbot, wiz, PAGE_SUMMARY)
+    qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
+    assert not page.isComplete()
+    assert "needs about" in page.error.text()  # the core's reason, shown as is
+    assert page.span_box.isVisible()
+    page.span_box.setChecked(True)
+    page.retry.click()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
+    assert page.isComplete(), page.error.text()
+    assert len(wiz.plan.volumes) == 2
+    assert "2 discs" in page.view.toPlainText()
+
+
+def test_cancel_mid_export_leaves_the_destination_clean(qtbot: QtBot, runner: TaskRunner,
+                                                         settings: QSettings, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    write_fileset(tmp_path / "src", study(ANNA, 40, rows=64))
+    medium = open_medium(tmp_path / "src")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("the user's own file")
+    # Hold the real export at its first written bytes until the user has pressed Cancel, so the
+    # cancel lands mid-write however fast the machine is.
+    real = export_wizard.execute_and_report
+    reached, gate = threading.Event(), threading.Event()
+
+    def held(plan: Any, progress: Any = None, cancel: Any = None) -> Any:
+        def report(p: Progress) -> None:
+            progress(p)
+            if p.phase == "write" and p.done_bytes > 0 and not reached.is_set():
+                reached.set()
+                gate.wait(30)
+        return real(plan, report, cancel)
+
+    monkeypatch.setattr(export_wizard, "execute_and_report", held)
+    wiz = make_wizard(qtbot, [medium], None, runner, settings)
+    try:
+        to_summary(qtbot, wiz, "folder", str(dest))
+        assert wiz.summary_page.isComplete(), wiz.summary_page.error.text()
+        wiz.next()
+        assert wiz.currentId() == PAGE_PROGRESS
+        qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+        assert any(p.name.startswith(".") for p in dest.iterdir())  # staging exists mid-write
+        wiz.reject()  # the wizard's Cancel button
+        assert wiz.isVisible()  # Cancel stops the export, it does not close the wizard
+        assert not wiz.button(QWizard.WizardButton.CancelButton).isEnabled()
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: wiz.currentId() == PAGE_RESULT, timeout=TIMEOUT)
+    assert wiz.outcome == "cancelled"
+    assert "Cancelled" in wiz.result_page.status.text()
+    assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]  # as it was
+    assert (dest / "keep.txt").read_text() == "the user's own file"
+
+
+def test_cancel_is_disabled_once_a_burn_writes(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                               settings: QSettings) -> None:
+    wiz = make_wizard(qtbot, [source], None, runner, settings)
+    cancel = wiz.button(QWizard.WizardButton.CancelButton)
+    page = wiz.progress_page
+    page._progress(Progress("burn", 0, 1, 10, 100, "writing the disc", cancellable=True))
+    assert cancel.isEnabled()
+    page._progress(Progress("burn", 0, 1, 50, 100, "writing the disc", cancellable=False))
+    assert not cancel.isEnabled()
+    assert page.phase.text() == "Burning the disc"
+    assert page.counts.text() == "0 of 1 files · 50 bytes of 100 bytes"
+
+
+def test_options_are_remembered(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                settings: QSettings) -> None:
+    settings.setValue("export/institution", "Remembered Hospital")
+    settings.setValue("export/media", "dvd")
+    wiz = make_wizard(qtbot, [source], None, runner, settings)
+    page = wiz.options_page
+    assert page.institution.text() == "Remembered Hospital"
+    assert page.media_box.currentData() == "dvd"
+    assert page.profile_box.itemText(0) == "Standard for this medium (STD-GEN-DVD-JPEG)"
+    page.fileset_id.setText("")
+    from PySide6.QtCore import Qt
+
+    qtbot.keyClicks(page.fileset_id, "disc_1")
+    assert page.fileset_id.text() == "DISC_1"  # upper-cased as typed
+    qtbot.keyClicks(page.fileset_id, " -x")
+    assert page.fileset_id.text().startswith("DISC_1")  # invalid characters refused
+    # Keyboard navigation: every field is reachable by Tab.
+    for w in (page.media_box, page.profile_box, page.icons, page.fileset_id,
+              page.institution, page.contact):
+        assert w.focusPolicy() & Qt.FocusPolicy.TabFocus
+
+
+def test_keyboard_only_reaches_the_summary(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                           settings: QSettings, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    wiz = make_wizard(qtbot, [source], None, runner, settings)
+    wiz.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is wiz, timeout=5000)
+
+    def key(k: Qt.Key, mod: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> None:
+        target = QApplication.focusWidget() or wiz
+        qtbot.keyClick(target, k, mod)
+
+    key(Qt.Key.Key_Return)  # Next is the default button
+    assert wiz.currentId() == PAGE_OPTIONS
+    key(Qt.Key.Key_Return)
+    assert wiz.currentId() == PAGE_DESTINATION
+    key(Qt.Key.Key_F, Qt.KeyboardModifier.AltModifier)  # "&Folder:" (an animated click)
+    qtbot.waitUntil(wiz.destination_page.radios["folder"].isChecked, timeout=2000)
+    key(Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is wiz.destination_page.folder
+    qtbot.keyClicks(wiz.destination_page.folder, str(tmp_path / "kbd"))
+    key(Qt.Key.Key_Return)
+    assert wiz.currentId() == PAGE_SUMMARY
+    qtbot.waitUntil(lambda: not wiz.summary_page.busy(), timeout=TIMEOUT)
+    assert wiz.summary_page.isComplete(), wiz.summary_page.error.text()
+    key(Qt.Key.Key_Escape)  # Cancel before writing closes the wizard; nothing was written
+    assert not wiz.isVisible()
+    assert not (tmp_path / "kbd").exists()
