@@ -116,6 +116,12 @@ def _lookup(ds: Dataset, keyword: str) -> DataElement | None:
             text = b"" if raw.value is None else raw.value
             return DataElement(tag, raw.VR, text.decode("ascii", "replace").strip(" \0"))
         return ds[tag]
+    if keyword == "VerificationDateTime":
+        # SR: the record carries the most recent verification (PS3.3 F.5, Type 1C when
+        # VERIFIED); the instance keeps it in the Verifying Observer Sequence items.
+        times = [str(item.VerificationDateTime) for item in
+                 ds.get("VerifyingObserverSequence") or () if item.get("VerificationDateTime")]
+        return DataElement(tag, "DT", max(times)) if times else None
     group = _FUNCTIONAL_GROUP_KEYS.get(keyword)
     if group is not None:
         shared = ds.get("SharedFunctionalGroupsSequence")

@@ -530,3 +530,38 @@ def test_fast_header_reader_on_our_corpus(tmp_path: Path) -> None:
         head = read_header(path)
         assert head[0x00291010].value == b"\x01" * size
         assert head.InstanceNumber == big.InstanceNumber and "PixelData" not in head
+
+
+def test_charsets_of_pydicom_samples_round_trip(tmp_path: Path) -> None:
+    """Every charset sample of pydicom (ISO 8859-x, GB18030, UTF-8, ISO 2022 with escapes)."""
+    from pydicom.data import get_charset_files
+
+    paths = sorted(p for p in get_charset_files("chr*.dcm") if "SQ" not in p)
+    if not paths:
+        pytest.skip("pydicom charset samples not installed")
+    entries, names, studies = [], {}, set()
+    for n, path in enumerate(paths, 1):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if "SOPInstanceUID" not in ds or ds.get("StudyInstanceUID") in studies:
+            continue  # some samples are variants of one study (same UIDs): keep the first
+        studies.add(ds.get("StudyInstanceUID"))
+        # File Meta as the exporter writes it (one sample's meta disagrees with its dataset).
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+        # Type 1 fills, as the exporter does in the exported copy.
+        ds.PatientID = f"CS{n:03d}"
+        for kw, value in (("StudyDate", "20200101"), ("StudyTime", "120000"), ("StudyID", "1"),
+                          ("SeriesNumber", "1"), ("InstanceNumber", "1"), ("Modality", "OT")):
+            if not ds.get(kw):
+                setattr(ds, kw, value)
+        names[ds.PatientID] = str(ds.PatientName)
+        entries.append(DirEntry((f"PA{n:03d}", "ST001", "SE001", "IM000001"), ds))
+    assert len(entries) >= 10
+    (tmp_path / "DICOMDIR").write_bytes(build_dicomdir(entries, fileset_id="CHARSETS"))
+    errors, text = dciodvfy_errors(tmp_path / "DICOMDIR")
+    assert not errors, text
+    for _, rec in walk_offsets(tmp_path / "DICOMDIR"):
+        if rec.DirectoryRecordType == "PATIENT":
+            assert str(rec.PatientName) == names[rec.PatientID], rec.PatientID

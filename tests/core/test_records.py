@@ -193,3 +193,16 @@ def test_sr_keeps_only_concept_modifiers() -> None:
     del ds.VerificationFlag
     with pytest.raises(ValueError, match="VerificationFlag"):
         leaf_keys(ds)
+
+
+def test_sr_verification_datetime_from_verifying_observers() -> None:
+    first, last = Dataset(), Dataset()
+    first.VerificationDateTime, first.VerifyingObserverName = "20240102120000", "Doe^J"
+    last.VerificationDateTime, last.VerifyingObserverName = "20240103090000", "Roe^R"
+    ds = make_dataset(SOPClassUID=BasicTextSRStorage, Modality="SR", CompletionFlag="COMPLETE",
+                      VerificationFlag="VERIFIED", ContentDate="20240102", ContentTime="1016")
+    ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "Diagnostic Imaging Report")])
+    ds.VerifyingObserverSequence = Sequence([first, last])
+    assert leaf_keys(ds).VerificationDateTime == "20240103090000"
+    del ds.VerifyingObserverSequence
+    assert "VerificationDateTime" not in leaf_keys(ds)
