@@ -153,9 +153,13 @@ class ElementReader:
         self.stop_position = pos
         self.truncated = truncated
 
-    def events(self, start: int = 0, end: int | None = None,
-               stop_tag: int = 0x100000000) -> Iterator[tuple[int, int, str, int, int, int]]:
-        """Yield events from ``start`` to ``end`` (see the class docstring)."""
+    def events(self, start: int = 0, end: int | None = None, stop_tag: int = 0x100000000,
+               flat: bool = False) -> Iterator[tuple[int, int, str, int, int, int]]:
+        """Yield events from ``start`` to ``end`` (see the class docstring).
+
+        ``flat``: top-level sequences of defined length are yielded as one ``EV_ELEM`` (VR
+        ``SQ``) and skipped without reading their items (header-only reads).
+        """
         buf = self.buf
         n = len(buf)
         if end is None or end > n:
@@ -262,6 +266,15 @@ class ElementReader:
             if not stack and tag >= stop_tag:
                 self.end_position = pos
                 return
+            if flat and not stack and vr == "SQ" and length != UNDEFINED:
+                nxt = voff + length
+                if nxt > end:
+                    self._stop("data ends inside a value", pos, True)
+                    self.end_position = pos
+                    return
+                yield (EV_ELEM, tag, vr, voff, length, pos)
+                pos = nxt
+                continue
             if vr == "SQ" or (length == UNDEFINED and vr in ("UN", "UT", "UC")) or (
                     vr == "UN" and not explicit and length != UNDEFINED and voff + 4 <= end
                     and hh2sh(buf, voff)[:2] == (0xFFFE, 0xE000)) or (
@@ -317,13 +330,19 @@ class ElementReader:
             pos = nxt
 
 
+_NUM_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q",
+                "UV": "Q", "AT": "HH"}
+_NUM_SIZES = {k: struct.calcsize(v) for k, v in _NUM_FORMATS.items()}
+
+
 def numeric_value(buf: bytes, vr: str, offset: int, length: int, little: bool) -> str | None:
     """Binary numbers (US, UL, SS, SL, FL, FD, SV, UV, AT) as a backslash-joined string."""
-    fmt = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q",
-           "UV": "Q", "AT": "HH"}.get(vr)
+    if length == 2 and vr == "US":
+        return str(int.from_bytes(buf[offset:offset + 2], "little" if little else "big"))
+    fmt = _NUM_FORMATS.get(vr)
     if fmt is None or length == 0 or length == UNDEFINED:
         return None
-    size = struct.calcsize(fmt)
+    size = _NUM_SIZES[vr]
     count = length // size
     if count == 0 or offset + length > len(buf):
         return None
@@ -398,8 +417,10 @@ def guess_encoding(buf: bytes, start: int, prefer: tuple[bool, bool] | None = No
         candidates.insert(0, prefer)
     best = candidates[0]
     best_score = -1.0
-    for cand in candidates:
+    for i, cand in enumerate(candidates):
         s = _score(buf, start, cand[0], cand[1])
+        if i == 0 and s >= 14:
+            return cand  # twelve plausible elements in a row: no need to try the others
         if s > best_score:
             best, best_score = cand, s
     return best
@@ -519,9 +540,13 @@ def find_layout(buf: bytes) -> Layout:
         layout.little, layout.explicit = declared or (True, True)
         return layout
     little, explicit = guess_encoding(buf, body, declared)
-    if prefix_at is None and not layout.meta and _score(buf, body, little, explicit) < 3:
-        # No prefix and no meta: require a plausible dataset start.
-        raise ParseError("no DICM prefix and no plausible dataset start")
+    if prefix_at is None and not layout.meta:
+        # No prefix and no meta: require a plausible dataset start (three sane elements,
+        # the first in group 0004 or 0008, as written by preamble-less writers).
+        first_group = (_LE_HHI if little else _BE_HHI).unpack_from(buf, body)[0] \
+            if body + 8 <= len(buf) else -1
+        if first_group not in (0x0004, 0x0008) or _score(buf, body, little, explicit) < 3:
+            raise ParseError("no DICM prefix and no plausible dataset start")
     layout.little, layout.explicit = little, explicit
     layout.ts_mismatch = declared is not None and declared != (little, explicit)
     return layout

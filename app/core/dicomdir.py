@@ -225,6 +225,8 @@ class _Builder:
                                   f"Character Set ({terms}); shown with replacement "
                                   "characters")
             text = text.strip(" \0") if vr not in ("ST", "LT", "UT") else text.rstrip(" \0")
+            if vr == "PN":
+                text = text.rstrip("=")  # empty trailing component groups carry nothing
         else:
             text = raw.decode("ascii", "replace").strip(" \0")
         return text or None
@@ -267,7 +269,9 @@ class _Builder:
                     if raw.isascii() and b"\x1b" not in raw:
                         text = raw.decode("ascii")
                         text = text.rstrip(" \0") if vr in _TRAILING_ONLY else text.strip(" \0")
-                        if length <= 64 and len(cache) < 100_000 and vr not in _TRAILING_ONLY:
+                        if vr == "PN":
+                            text = text.rstrip("=")
+                        elif length <= 64 and len(cache) < 100_000 and vr not in _TRAILING_ONLY:
                             cache[raw] = text
                     else:
                         text = self.value(v, dec, where)

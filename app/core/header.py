@@ -1,0 +1,349 @@
+"""Fast, tolerant, header-only reading of one DICOM file.
+
+``read_header(fp, name)`` reads the first 16 KiB (more only when an element before the pixel
+data needs it), finds the preamble/``DICM``/File Meta when present (STANDARDS.md §1), guesses the
+body's real encoding from the bytes (Explicit/Implicit VR, Little/Big Endian, whatever the meta
+claims), skips nested sequences of defined length without descending, and stops at Pixel Data.
+It decodes only the keys the tree and the checks need (``HEADER_KEYWORDS``), per the file's
+Specific Character Set. No pydicom Dataset is built: it is several times faster than
+``dcmread(stop_before_pixels=True)``.
+
+Raises :class:`~app.core.errors.NotDicom` for bytes that are not DICOM (no ``DICM`` and no
+plausible dataset start: HTML, EXE, JPEG, ...) and :class:`~app.core.errors.TruncatedFile` when
+the file ends inside its header.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
+from app.core.dcmbytes import (
+    EV_ELEM,
+    EV_ITEM,
+    EV_ITEM_END,
+    EV_SQ,
+    EV_SQ_END,
+    TS_DEFLATED,
+    UNDEFINED,
+    ElementReader,
+    Layout,
+    ParseError,
+    dicom_dictionary,
+    dictionary_vr,
+    find_layout,
+    numeric_value,
+)
+from app.core.errors import NotDicom, TruncatedFile
+
+__all__ = ["Header", "read_header", "HEADER_KEYWORDS", "META_KEYWORDS"]
+
+FIRST_CHUNK = 16 * 1024
+MAX_HEADER = 256 * 1024 * 1024
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+
+# Keys decoded from the dataset (top level only).
+HEADER_KEYWORDS: tuple[str, ...] = (
+    "SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID", "StudyDate",
+    "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime",
+    "AcquisitionTime", "ContentTime", "AccessionNumber", "Modality", "Manufacturer",
+    "InstitutionName", "ReferringPhysicianName", "StudyDescription", "SeriesDescription",
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "BodyPartExamined", "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "SeriesNumber",
+    "AcquisitionNumber", "InstanceNumber", "SamplesPerPixel", "PhotometricInterpretation",
+    "NumberOfFrames", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+    "PixelRepresentation", "PlanarConfiguration", "LossyImageCompression",
+    "LossyImageCompressionRatio", "LossyImageCompressionMethod",
+    "RepresentativeFrameNumber", "MIMETypeOfEncapsulatedDocument", "DocumentTitle",
+    "ContentLabel", "ContentDescription", "CompletionFlag", "VerificationFlag",
+    "PresentationCreationDate", "PresentationCreationTime", "DoseSummationType",
+    "StructureSetLabel", "RTPlanLabel", "DataPointRows", "DataPointColumns",
+    "FileSetID",
+)
+META_KEYWORDS: tuple[str, ...] = (
+    "FileMetaInformationGroupLength", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID",
+    "TransferSyntaxUID", "ImplementationClassUID", "ImplementationVersionName",
+    "SourceApplicationEntityTitle",
+)
+_NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
+_TRAILING_ONLY = frozenset({"ST", "LT", "UT"})
+_TAGS: dict[tuple[str, ...], dict[int, str]] = {}
+
+
+def _tags_for(keywords: tuple[str, ...]) -> dict[int, str]:
+    tags = _TAGS.get(keywords)
+    if tags is None:
+        by_kw = {e[4]: t for t, e in dicom_dictionary().items() if e[4]}
+        tags = {by_kw[k]: k for k in keywords if k in by_kw}
+        _TAGS[keywords] = tags
+    return tags
+
+
+@dataclass
+class Header:
+    """What a file's header says (values decoded; absent or empty → None / missing).
+
+    ``values`` by keyword (dataset, top level); ``meta`` by keyword (File Meta group);
+    ``transfer_syntax`` the encoding the bytes really use (the declared one when it matches;
+    for compressed pixel data, the declared one); ``declared_transfer_syntax`` what the meta
+    says; ``ts_mismatch`` they disagree; ``pixel_offset``/``pixel_length`` the Pixel Data value
+    (length None when encapsulated); ``truncated`` the file ends inside its Pixel Data;
+    ``charset_problem`` a message when text could not be decoded cleanly.
+    """
+
+    name: str
+    values: dict[str, str | None] = field(default_factory=dict)
+    meta: dict[str, str | None] = field(default_factory=dict)
+    transfer_syntax: str | None = None
+    declared_transfer_syntax: str | None = None
+    ts_mismatch: bool = False
+    has_preamble: bool = False
+    has_meta: bool = False
+    has_pixels: bool = False
+    is_dicomdir: bool = False
+    pixel_offset: int | None = None
+    pixel_length: int | None = None
+    truncated: bool = False
+    charset_problem: str | None = None
+
+    def get(self, keyword: str, default: str | None = None) -> str | None:
+        """A value by keyword, from the dataset or else the File Meta."""
+        v = self.values.get(keyword)
+        if v is None:
+            v = self.meta.get(keyword)
+        return default if v is None else v
+
+    @property
+    def sop_instance_uid(self) -> str | None:
+        return self.get("SOPInstanceUID") or self.meta.get("MediaStorageSOPInstanceUID")
+
+    @property
+    def sop_class_uid(self) -> str | None:
+        return self.get("SOPClassUID") or self.meta.get("MediaStorageSOPClassUID")
+
+
+def _decode(buf: bytes, vr: str, off: int, length: int, little: bool,
+            dec: CharsetDecoder) -> tuple[str | None, bool]:
+    if length == 0 or length == UNDEFINED:
+        return None, True
+    if vr in _NUMERIC_VRS:
+        return numeric_value(buf, vr, off, length, little), True
+    if vr in _BINARY_VRS:
+        return None, True
+    raw = buf[off:off + length]
+    clean = True
+    if raw.isascii() and b"\x1b" not in raw:
+        text = raw.decode("ascii")
+    elif vr in TEXT_VRS:
+        text, clean = dec.decode(raw, vr)
+    else:
+        text = raw.decode("latin-1")
+        clean = False
+    text = text.rstrip(" \0") if vr in _TRAILING_ONLY else text.strip(" \0")
+    if vr == "PN":
+        text = text.rstrip("=")  # empty trailing component groups carry nothing
+    return (text or None), clean
+
+
+def _read_more(fp: BinaryIO, buf: bytes, want: int) -> tuple[bytes, bool]:
+    """Grow ``buf`` to ``want`` bytes; returns (buf, at_eof)."""
+    need = want - len(buf)
+    chunks = [buf]
+    while need > 0:
+        chunk = fp.read(need)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        need -= len(chunk)
+    return b"".join(chunks), False
+
+
+def _file_size(fp: BinaryIO) -> int | None:
+    try:
+        return os.fstat(fp.fileno()).st_size
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+    try:
+        pos = fp.tell()
+        size = fp.seek(0, io.SEEK_END)
+        fp.seek(pos)
+        return size
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read_header(fp: BinaryIO, name: str, extra_keywords: Iterable[str] = ()) -> Header:
+    """Read the header of the DICOM file open in ``fp`` (from its current position).
+
+    Parameters
+    ----------
+    fp : BinaryIO
+        Binary stream positioned at the first byte of the file.
+    name : str
+        The file's path relative to the medium root, used in error messages.
+    extra_keywords : iterable of str
+        Further top-level keywords to decode besides ``HEADER_KEYWORDS``.
+
+    Raises
+    ------
+    NotDicom
+        The bytes are not DICOM (no ``DICM`` and no plausible dataset start).
+    TruncatedFile
+        The file ends inside its header.
+    """
+    keywords = HEADER_KEYWORDS + tuple(extra_keywords)
+    wanted = _tags_for(keywords)
+    buf, eof = _read_more(fp, b"", FIRST_CHUNK)
+    if not buf:
+        raise NotDicom(f"{name}: file is empty")
+    while True:
+        try:
+            layout = find_layout(buf)
+        except ParseError as exc:
+            if str(exc).startswith("deflated"):
+                return _read_deflated(fp, buf, eof, name, wanted)
+            if not eof and len(buf) < 1024 * 1024 and buf[128:132] == b"DICM":
+                buf, eof = _read_more(fp, buf, len(buf) * 16)
+                continue
+            raise NotDicom(f"{name}: not a DICOM file ({exc})") from None
+        if layout.meta_end_reason and not eof:
+            buf, eof = _read_more(fp, buf, len(buf) * 16)
+            continue
+        if eof and (layout.prefix_at is not None or layout.meta):
+            gl = layout.meta.get(0x00020000)
+            meta_end = (gl[1] + 4 + int.from_bytes(buf[gl[1]:gl[1] + 4], "little")
+                        if gl is not None and gl[2] == 4 else 0)
+            if layout.body >= len(buf) or len(buf) < meta_end:
+                raise TruncatedFile(f"{name}: file ends inside its File Meta Information")
+        header, complete = _parse(buf, layout, name, wanted, eof)
+        if complete or eof or len(buf) >= MAX_HEADER:
+            break
+        buf, eof = _read_more(fp, buf, min(len(buf) * 16, MAX_HEADER))
+    if header.has_pixels and header.pixel_length is not None and header.pixel_offset is not None:
+        end = header.pixel_offset + header.pixel_length
+        if end > len(buf):
+            size = len(buf) if eof else _file_size(fp)
+            header.truncated = size is not None and end > size
+    return header
+
+
+def _parse(buf: bytes, layout: Layout, name: str, wanted: dict[int, str], eof: bool
+           ) -> tuple[Header, bool]:
+    """Parse the header in ``buf``; complete=False when more bytes are needed."""
+    little = layout.little
+    header = Header(name=name, has_preamble=layout.has_preamble, has_meta=bool(layout.meta),
+                    declared_transfer_syntax=layout.declared_ts, ts_mismatch=layout.ts_mismatch)
+    ascii_dec = decoder_for(None)
+    meta_names = _tags_for(META_KEYWORDS)
+    for tag, (vr, off, length) in layout.meta.items():
+        kw = meta_names.get(tag)
+        if kw is not None:
+            header.meta[kw] = _decode(buf, vr, off, length, True, ascii_dec)[0]
+    # Compressed transfer syntaxes keep the declared UID: the bytes only tell us the dataset
+    # encoding (always Explicit VR LE for them).
+    declared = layout.declared_ts
+    real = layout.transfer_syntax
+    header.transfer_syntax = declared if (declared and not layout.ts_mismatch) else real
+    reader = ElementReader(buf, little, layout.explicit)
+    dec = ascii_dec
+    values = header.values
+    raw_values: list[tuple[str, str, int, int]] = []
+    depth = 0
+    for kind, tag, vr, off, length, _pos in reader.events(layout.body, stop_tag=0x7FE00008,
+                                                         flat=True):
+        if kind == EV_ELEM:
+            if depth:
+                continue
+            kw = wanted.get(tag)
+            if kw is not None:
+                if tag == 0x00080005 and length not in (0, UNDEFINED):
+                    dec = decoder_for(buf[off:off + length])
+                    if not dec.valid:
+                        header.charset_problem = (
+                            f"unknown Specific Character Set {'/'.join(dec.terms)!r}")
+                if vr == "UN":  # explicit UN for a known key: decode per the dictionary
+                    vr = dictionary_vr(tag)
+                raw_values.append((kw, vr, off, length))
+            elif tag >> 16 == 0x0004 and tag in (0x00041200, 0x00041130):
+                header.is_dicomdir = True
+        elif kind == EV_SQ:
+            depth += 1
+            if depth == 1 and tag == 0x00041220:
+                header.is_dicomdir = True
+                break
+        elif kind == EV_ITEM:
+            depth += 1
+        elif kind in (EV_ITEM_END, EV_SQ_END):
+            depth -= 1
+    if reader.truncated and not header.is_dicomdir:
+        if not eof:
+            return header, False
+        if reader.stop_position is not None and reader.stop_position <= layout.body + 8 and (
+                not layout.meta and layout.prefix_at is None):
+            raise NotDicom(f"{name}: not a DICOM file")
+        raise TruncatedFile(f"{name}: file ends inside its header ({reader.stop_reason} at "
+                            f"byte {reader.stop_position})")
+    for kw, vr, off, length in raw_values:
+        text, clean = _decode(buf, vr, off, length, little, dec)
+        values[kw] = text
+        if not clean and header.charset_problem is None:
+            header.charset_problem = f"{kw} could not be decoded with its character set"
+    # Pixel Data: the element where the reader stopped.
+    pos = reader.end_position
+    if not header.is_dicomdir and reader.stop_reason is None and pos + 8 <= len(buf):
+        tag = _tag_at(buf, pos, little)
+        if tag in _PIXEL_TAGS:
+            header.has_pixels = True
+            vlen, voff = _length_at(buf, pos, layout.little, layout.explicit)
+            header.pixel_offset = voff
+            header.pixel_length = None if vlen == UNDEFINED else vlen
+    if layout.meta.get(0x00020002) and header.meta.get("MediaStorageSOPClassUID") == \
+            DICOMDIR_SOP_CLASS:
+        header.is_dicomdir = True
+    return header, True
+
+
+def _tag_at(buf: bytes, pos: int, little: bool) -> int:
+    order = "little" if little else "big"
+    return (int.from_bytes(buf[pos:pos + 2], order) << 16) | int.from_bytes(buf[pos + 2:pos + 4],
+                                                                             order)
+
+
+def _length_at(buf: bytes, pos: int, little: bool, explicit: bool) -> tuple[int, int]:
+    order = "little" if little else "big"
+    if explicit and buf[pos + 4:pos + 6] in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV"):
+        if pos + 12 > len(buf):
+            return UNDEFINED, pos + 12
+        return int.from_bytes(buf[pos + 8:pos + 12], order), pos + 12
+    if explicit and buf[pos + 4:pos + 6].isalpha():
+        return int.from_bytes(buf[pos + 6:pos + 8], order), pos + 8
+    return int.from_bytes(buf[pos + 4:pos + 8], order), pos + 8
+
+
+def _read_deflated(fp: BinaryIO, buf: bytes, eof: bool, name: str, wanted: dict[int, str]
+                   ) -> Header:
+    """Deflated Explicit VR Little Endian: inflate the body (header part only) and parse it."""
+    from app.core.dcmbytes import parse_meta
+
+    start = 132 if buf[128:132] == b"DICM" else (4 if buf[:4] == b"DICM" else 0)
+    meta, body, _reason = parse_meta(buf, start)
+    if not eof:
+        buf, eof = _read_more(fp, buf, MAX_HEADER)
+    try:
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(buf[body:], 64 * 1024 * 1024)
+    except zlib.error as exc:
+        raise TruncatedFile(f"{name}: deflated dataset cannot be inflated ({exc})") from None
+    merged = buf[:body] + inflated
+    layout = Layout(prefix_at=128 if start == 132 else (0 if start == 4 else None), meta=meta,
+                    body=body, little=True, explicit=True, declared_ts=TS_DEFLATED)
+    header, _complete = _parse(merged, layout, name, wanted, True)
+    header.transfer_syntax = TS_DEFLATED
+    header.pixel_offset = None  # offsets refer to the inflated stream
+    return header

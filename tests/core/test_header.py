@@ -1,0 +1,280 @@
+"""read_header: header-only, tolerant reads; values checked against pydicom's full parse."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+from app.core.errors import NotDicom, TruncatedFile
+from app.core.header import HEADER_KEYWORDS, Header, read_header
+from tests import dicomdir_bytes as db
+from tests.media import dicomdirtests_root, make_dataset, pydicom_test_file
+
+
+class CountingReader(io.BytesIO):
+    """A stream that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, n: int | None = -1) -> bytes:  # type: ignore[override]
+        out = super().read(n)
+        self.bytes_read += len(out)
+        return out
+
+
+def header_of(data: bytes, name: str = "F") -> Header:
+    return read_header(io.BytesIO(data), name)
+
+
+def to_bytes(ds: Any, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, **kw)
+    return buf.getvalue()
+
+
+def pydicom_value(ds: Any, kw: str) -> str | None:
+    elem = ds.get(kw)
+    if elem is None or elem == "":
+        return None
+    if isinstance(elem, MultiValue | list):
+        return "\\".join(str(v) for v in elem) or None
+    return str(elem).strip() or None
+
+
+# -- agreement with pydicom ------------------------------------------------------------------
+
+PYDICOM_FILES = [
+    "CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+    "MR_small_expb.dcm", "ExplVR_BigEnd.dcm", "ExplVR_BigEndNoMeta.dcm",
+    "ExplVR_LitEndNoMeta.dcm", "no_meta_group_length.dcm",
+    "meta_missing_tsyntax.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+    "rtdose.dcm", "rtdose_rle.dcm", "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm",
+    "waveform_ecg.dcm", "UN_sequence.dcm", "nested_priv_SQ.dcm", "priv_SQ.dcm",
+    "image_dfl.dcm", "emri_small.dcm", "liver_1frame.dcm", "reportsi.dcm", "badVR.dcm",
+    "empty_charset_LEI.dcm",
+]
+CHARSET_FILES = ["chrArab.dcm", "chrFren.dcm", "chrFrenMulti.dcm", "chrGerm.dcm",
+                 "chrGreek.dcm", "chrH31.dcm", "chrH32.dcm", "chrHbrw.dcm", "chrI2.dcm",
+                 "chrJapMulti.dcm", "chrJapMultiExplicitIR6.dcm", "chrKoreanMulti.dcm",
+                 "chrRuss.dcm", "chrX1.dcm", "chrX2.dcm"]
+COMPARED = ["SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID", "PatientBirthDate",
+            "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID",
+            "AccessionNumber", "StudyDescription", "SeriesInstanceUID", "Modality",
+            "SeriesNumber", "SeriesDescription", "InstanceNumber", "Rows", "Columns",
+            "NumberOfFrames", "BitsAllocated", "PhotometricInterpretation", "ImageType",
+            "ContentDate", "ContentTime", "MIMETypeOfEncapsulatedDocument",
+            "SpecificCharacterSet", "InstitutionName", "ReferringPhysicianName"]
+
+
+def _path(name: str) -> Path | None:
+    from pydicom.data import get_charset_files, get_testdata_file
+
+    if name.startswith("chr"):
+        found = get_charset_files(name)
+        return Path(found[0]) if found else None
+    p = get_testdata_file(name, download=False)
+    return Path(str(p)) if p else None
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", PYDICOM_FILES + CHARSET_FILES)
+def test_values_agree_with_pydicom(name: str) -> None:
+    path = _path(name)
+    if path is None:
+        pytest.skip(f"{name} not shipped with this pydicom")
+    ds = dcmread(path, force=True)
+    with path.open("rb") as fp:
+        h = read_header(fp, name)
+    for kw in COMPARED:
+        want = pydicom_value(ds, kw)
+        got = h.values.get(kw)
+        if kw in ("PatientName", "ReferringPhysicianName") and want is not None:
+            want = str(ds[kw].value)  # decoded Person Name, groups joined with '='
+        assert got == want, (kw, got, want)
+    has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    assert h.has_pixels == has_pixels
+    assert h.charset_problem is None
+
+
+def test_meta_and_get() -> None:
+    path = pydicom_test_file("CT_small.dcm")
+    ds = dcmread(path)
+    h = read_header(path.open("rb"), "CT_small.dcm")
+    assert h.meta["MediaStorageSOPInstanceUID"] == ds.file_meta.MediaStorageSOPInstanceUID
+    assert h.meta["TransferSyntaxUID"] == ds.file_meta.TransferSyntaxUID
+    assert h.meta["ImplementationClassUID"] == ds.file_meta.ImplementationClassUID
+    assert h.get("TransferSyntaxUID") == ds.file_meta.TransferSyntaxUID
+    assert h.get("PatientID") == ds.PatientID
+    assert h.get("NoSuchKeyword", "x") == "x"
+    assert h.transfer_syntax == ds.file_meta.TransferSyntaxUID
+    assert h.has_preamble and h.has_meta and not h.ts_mismatch and not h.is_dicomdir
+
+
+# -- tolerated layouts -----------------------------------------------------------------------
+
+def _body(data: bytes) -> int:
+    """Offset of the dataset after the File Meta (group length + 12 bytes after DICM)."""
+    return 144 + struct.unpack_from("<I", data, 140)[0]
+
+
+def _variants() -> list[Any]:
+    ds = make_dataset(16, 16, PatientName="Müller^Hans", SpecificCharacterSet="ISO_IR 100")
+    full = to_bytes(ds, enforce_file_format=True)
+    no_meta = to_bytes(ds, implicit_vr=False, little_endian=True)  # no preamble, no meta
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    implicit = to_bytes(ds, enforce_file_format=True)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    big = to_bytes(ds, enforce_file_format=True)
+    # The meta lies: it says Explicit VR LE, the body is Implicit VR LE (and vice versa).
+    lying = full[:_body(full)] + implicit[_body(implicit):]
+    lying2 = implicit[:_body(implicit)] + big[_body(big):]
+    meta_no_preamble = full[128:]        # DICM + meta, no preamble
+    meta_no_prefix = full[132:]          # meta without DICM
+    return [
+        pytest.param(full, ds, None, id="standard"),
+        pytest.param(no_meta, ds, None, id="no-preamble-no-meta"),
+        pytest.param(implicit, ds, None, id="implicit"),
+        pytest.param(big, ds, None, id="big-endian"),
+        pytest.param(lying, ds, ImplicitVRLittleEndian, id="ts-lies-implicit-body"),
+        pytest.param(lying2, ds, ExplicitVRBigEndian, id="ts-lies-big-endian-body"),
+        pytest.param(meta_no_preamble, ds, None, id="dicm-at-0"),
+        pytest.param(meta_no_prefix, ds, None, id="meta-no-dicm"),
+    ]
+
+
+@pytest.mark.parametrize(("data", "ds", "real_ts"), _variants())
+def test_layouts(data: bytes, ds: Any, real_ts: str | None) -> None:
+    h = header_of(data)
+    assert h.values["PatientName"] == "Müller^Hans"
+    assert h.values["SOPInstanceUID"] == ds.SOPInstanceUID
+    assert h.values["Rows"] == "16" and h.values["BitsAllocated"] == "16"
+    assert h.values["ImageType"] == "ORIGINAL\\PRIMARY\\AXIAL"
+    assert h.has_pixels
+    assert h.pixel_length == 16 * 16 * 2
+    assert h.pixel_offset is not None and h.pixel_offset + h.pixel_length == len(data)
+    assert h.ts_mismatch == (real_ts is not None)
+    if real_ts is not None:
+        assert h.transfer_syntax == real_ts
+        assert h.declared_transfer_syntax != real_ts
+
+
+def test_reads_only_the_start_of_a_big_file() -> None:
+    ds = make_dataset(512, 512)
+    data = to_bytes(ds, enforce_file_format=True)
+    fp = CountingReader(data)
+    h = read_header(fp, "CT")
+    assert h.has_pixels and h.values["Rows"] == "512"
+    assert fp.bytes_read <= 16 * 1024
+    assert len(data) > 500_000
+    assert not h.truncated
+
+
+def test_large_element_before_pixels_reads_more() -> None:
+    ds = make_dataset(8, 8)
+    ds.add_new(0x00091010, "LO", "PRIVATE")  # creator-less private, tolerated
+    ds.add_new(0x00091011, "OB", b"\1" * 300_000)
+    data = to_bytes(ds, enforce_file_format=True)
+    fp = CountingReader(data)
+    h = read_header(fp, "F")
+    assert h.has_pixels and h.values["Rows"] == "8"
+    assert fp.bytes_read >= 300_000
+
+
+def test_no_pixels() -> None:
+    ds = make_dataset(8, 8, PixelData=None)
+    h = header_of(to_bytes(ds, enforce_file_format=True))
+    assert not h.has_pixels and h.pixel_offset is None
+    assert h.values["SOPInstanceUID"] == ds.SOPInstanceUID
+
+
+def test_pixel_data_cut_short_is_flagged_not_raised() -> None:
+    data = to_bytes(make_dataset(64, 64), enforce_file_format=True)
+    h = header_of(data[:-100])
+    assert h.has_pixels and h.truncated
+
+
+def test_dicomdir_is_recognised() -> None:
+    for data in (db.encode(db.simple_tree()), db.encode(db.simple_tree(), meta=False),
+                 (dicomdirtests_root() / "DICOMDIR").read_bytes()):
+        h = header_of(data)
+        assert h.is_dicomdir and not h.has_pixels
+
+
+def test_charset_problem_reported() -> None:
+    ds = make_dataset(8, 8, SpecificCharacterSet="ISO_IR 192")
+    data = to_bytes(ds, enforce_file_format=True)
+    data = data.replace(b"Test^Patient", b"Test^\xff\xfetient")
+    h = header_of(data)
+    assert h.values["PatientName"] == "Test^\ufffd\ufffdtient"
+    assert h.charset_problem is not None and "PatientName" in h.charset_problem
+
+
+def test_extra_keywords() -> None:
+    ds = make_dataset(8, 8)
+    h = read_header(io.BytesIO(to_bytes(ds, enforce_file_format=True)), "F",
+                    extra_keywords=("WindowCenter", "RescaleIntercept", "PixelSpacing"))
+    assert float(h.values["WindowCenter"] or "nan") == 40
+    assert float(h.values["RescaleIntercept"] or "nan") == -1024
+    assert [float(v) for v in (h.values["PixelSpacing"] or "").split("\\")] == [1, 1]
+    assert "WindowCenter" not in HEADER_KEYWORDS
+
+
+# -- refused ---------------------------------------------------------------------------------
+
+NOT_DICOM = [
+    pytest.param(b"", id="empty"),
+    pytest.param(b"<!DOCTYPE html><html><head><title>Viewer</title></head></html>\n" * 50,
+                 id="html"),
+    pytest.param(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + bytes(4000),
+                 id="exe"),
+    pytest.param(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00" + bytes(range(256)) * 10,
+                 id="jpeg"),
+    pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(3000), id="png"),
+    pytest.param(b"[autorun]\r\nopen=viewer.exe\r\n", id="autorun"),
+    pytest.param(bytes(128) + b"NOPE" + bytes(500), id="preamble-no-dicm"),
+    pytest.param(b"PK\x03\x04" + bytes(range(256)) * 4, id="zip"),
+]
+
+
+@pytest.mark.parametrize("data", NOT_DICOM)
+def test_not_dicom(data: bytes) -> None:
+    with pytest.raises(NotDicom, match="^NAME: "):
+        header_of(data, "NAME")
+
+
+def test_truncated_header() -> None:
+    data = to_bytes(make_dataset(8, 8), enforce_file_format=True)
+    pixel_tag = data.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    raised = 0
+    for cut in range(140, pixel_tag - 1, 5):
+        try:
+            header_of(data[:cut], "CUT")
+        except TruncatedFile as exc:
+            assert str(exc).startswith("CUT: ")
+            raised += 1
+    # Every cut inside the dataset (not on an element boundary) is a TruncatedFile.
+    assert raised >= (pixel_tag - 140) // 5 * 0.8
+
+
+def test_pydicom_truncated_sample() -> None:
+    path = pydicom_test_file("rtplan_truncated.dcm")
+    with pytest.raises(TruncatedFile):
+        read_header(path.open("rb"), "rtplan_truncated.dcm")
+
+
+def test_deflated() -> None:
+    path = pydicom_test_file("image_dfl.dcm")
+    ds = dcmread(path)
+    h = read_header(path.open("rb"), "image_dfl.dcm")
+    assert h.transfer_syntax == "1.2.840.10008.1.2.1.99"
+    assert h.values["SOPInstanceUID"] == ds.SOPInstanceUID
+    assert h.has_pixels
