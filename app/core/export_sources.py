@@ -225,11 +225,8 @@ def read_source(medium: Medium, inst: Instance,
         raise ExportError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - hostile bytes
         raise ExportError(f"{label}: not a readable DICOM file ({exc})") from exc
-    src = SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
-                     _ts_of(ds, meta))
-    if not src.get("SOPInstanceUID"):
-        raise ExportError(f"{label}: no SOP Instance UID; it cannot be exported")
-    return src
+    return SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
+                      _ts_of(ds, meta))
 
 
 def read_sources(media: list[Medium], select: set[str] | None, *,
@@ -260,6 +257,11 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
             cancel.raise_if_cancelled()
         src = read_source(medium, inst, dir_cache.setdefault(id(medium), {}))
         uid = src.get("SOPInstanceUID") or ""
+        if not uid:
+            problems.append(Problem("warning", "missing-key", inst.path,
+                                    f"{src.label}: no SOP Instance UID; not an exportable "
+                                    "instance, left out"))
+            continue
         if select is not None and uid not in select:
             continue
         if uid in seen:

@@ -18,8 +18,6 @@ from tests.conftest import require_tool
 from tests.export_helpers import listing, medium_of
 from tests.media import make_dataset, uid, write_instance
 
-VERIFY = "E1B_TMP_NOVERIFY" not in os.environ  # TEMP until the reader lands
-
 
 def _source(tmp_path: Path, studies: int = 1, per: int = 3) -> Path:
     src = tmp_path / "src"
@@ -48,8 +46,7 @@ def test_iso_without_dest_uses_a_removed_temp_folder(tmp_path: Path) -> None:
     src = _source(tmp_path)
     iso = tmp_path / "out" / "disc.iso"
     iso.parent.mkdir()
-    opts = ExportOptions(sources=[src], iso=iso, media="cd", fileset_id="MYDISC",
-                         verify=VERIFY)
+    opts = ExportOptions(sources=[src], iso=iso, media="cd", fileset_id="MYDISC")
     report = execute(plan_export(opts, [medium_of(src)]))
     assert report.ok, report.summary_lines()
     assert listing(tmp_path / "out") == ["disc.iso"]  # the staging folder is gone
@@ -64,8 +61,7 @@ def test_iso_without_dest_uses_a_removed_temp_folder(tmp_path: Path) -> None:
 def test_iso_with_staging_dest_and_spanning(tmp_path: Path) -> None:
     src = _source(tmp_path, studies=3, per=4)
     iso = tmp_path / "disc.iso"
-    opts = ExportOptions(sources=[src], dest=tmp_path / "stage", iso=iso, span=True,
-                         verify=VERIFY)
+    opts = ExportOptions(sources=[src], dest=tmp_path / "stage", iso=iso, span=True)
     report = execute(plan_export(opts, [medium_of(src)], capacity=70_000))
     assert report.ok, report.summary_lines()
     assert len(report.volumes) >= 2
@@ -80,7 +76,7 @@ def test_burn_to_xorriso_pseudo_drive(tmp_path: Path) -> None:
     require_tool("xorriso")
     src = _source(tmp_path)
     disc = tmp_path / "disc.img"
-    opts = ExportOptions(sources=[src], burn=f"stdio:{disc}", media="cd", verify=VERIFY)
+    opts = ExportOptions(sources=[src], burn=f"stdio:{disc}", media="cd")
     report = execute(plan_export(opts, [medium_of(src)]))
     assert report.ok, report.summary_lines()
     assert disc.is_file() and disc.stat().st_size > 0

@@ -31,8 +31,6 @@ SAMPLES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtdose.dcm", "waveform
 
 
 def export(sources: list[Path], dest: Path, **kw):
-    import os
-    kw.setdefault("verify", "E1B_TMP_NOVERIFY" not in os.environ)  # TEMP until reader lands
     opts = ExportOptions(sources=sources, dest=dest, **kw)
     plan = plan_export(opts, [medium_of(s) for s in sources], capacity=CAP)
     report = execute(plan)

@@ -24,7 +24,6 @@ from tests.export_helpers import dciodvfy_errors, listing, medium_of, tree_hashe
 from tests.media import make_dataset, uid, write_instance
 
 CAP = 700_000_000
-VERIFY = "E1B_TMP_NOVERIFY" not in os.environ  # TEMP until the reader lands
 
 
 def _source(tmp_path: Path, n: int = 12, size: int = 32, **kw) -> Path:
@@ -37,7 +36,6 @@ def _source(tmp_path: Path, n: int = 12, size: int = 32, **kw) -> Path:
 
 
 def _plan(src: Path, dest: Path, capacity: int = CAP, **kw):
-    kw.setdefault("verify", VERIFY)
     opts = ExportOptions(sources=[src], dest=dest, **kw)
     return plan_export(opts, [medium_of(src)], capacity=capacity)
 
