@@ -127,6 +127,7 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
         raise ExportError(f"{dest}: holds a medium already ({', '.join(existing[:5])}); "
                           "nothing was written. Use --force to replace it.")
     t_start = time.monotonic()
+    _emit(progress, Progress("stage", message=f"preparing {dest}"))
     try:
         staging = make_staging(dest)
     except OSError as exc:

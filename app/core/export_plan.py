@@ -223,25 +223,26 @@ def _round(size: int, block: int) -> int:
 
 
 def _capacity(options: ExportOptions, override: int | None) -> tuple[int, str, list[str]]:
-    media = options.effective_media
-    warnings: list[str] = []
-    if override is not None:
-        return override, f"{override / MB:.1f} MB (override)", warnings
+    """Bytes per volume, how that was found, and warnings (a USB stick that is not FAT)."""
     from app.core import capacity as cap  # E2's module
 
-    if media in ("cd", "dvd", "dvd-dl", "bd"):
-        size = int(cap.CAPACITY[media])
-        return size, f"{media.upper()} {size / MB:,.0f} MB", warnings
+    media = options.effective_media
+    warnings: list[str] = []
     where = options.dest if options.dest is not None else (
         options.iso.parent if options.iso is not None else Path.cwd())
     probe = Path(where)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    free = int(cap.free_space(probe))
     if media == "usb" and options.dest is not None:
         warning = cap.usb_filesystem_warning(probe)
         if warning:
             warnings.append(warning)
+    if override is not None:
+        return override, f"{override / MB:,.3f} MB (set by the caller)", warnings
+    if media in ("cd", "dvd", "dvd-dl", "bd"):
+        size = int(cap.CAPACITY[media])
+        return size, f"{media.upper()} {size / MB:,.0f} MB", warnings
+    free = int(cap.free_space(probe))
     return free, f"free space {free / MB:,.0f} MB at {probe}", warnings
 
 

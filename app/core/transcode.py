@@ -222,6 +222,7 @@ class FileResult:
     header: Dataset | None  # the written dataset without Pixel Data, file_meta included
     icon: Dataset | None
     notes: list[str] = field(default_factory=list)
+    worker_pid: int = field(default_factory=os.getpid)  # which process did the work
 
 
 def load_dataset(source: str | bytes) -> Dataset:

@@ -59,3 +59,18 @@ def test_export_errors_exit_1_and_leave_dest_alone(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "PatientID 'X1' -> 'X1_2'" in proc.stdout
     assert sum(1 for p in listing(dest) if "/IM" in p) == 2
+
+
+def test_default_report_location_is_printed(tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "src"
+    write_instance(src / "a.dcm", make_dataset())
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    proc = subprocess.run([sys.executable, "-m", "app", "export", str(src), "--to",
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    reports = list((tmp_path / "xdg" / "discbridge" / "reports").glob("export-*.json"))
+    assert len(reports) == 1 and f"report: {reports[0]}" in proc.stdout
+    assert json.loads(reports[0].read_text())["ok"] is True

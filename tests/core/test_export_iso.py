@@ -84,3 +84,21 @@ def test_burn_to_xorriso_pseudo_drive(tmp_path: Path) -> None:
     assert volid == report.fileset_id and "/DICOMDIR.;1" in names
     assert report.verification.burn
     assert sorted(os.listdir(tmp_path)) == ["disc.img", "src"]
+
+
+def test_export_from_an_iso_source(tmp_path: Path) -> None:
+    """Sources inside an .iso have no local path: bytes are streamed (and rewritten when fixed)."""
+    src = _source(tmp_path, per=2)
+    iso = tmp_path / "first.iso"
+    execute(plan_export(ExportOptions(sources=[src], iso=iso, fileset_id="FIRST"),
+                        [medium_of(src)]))
+    from app.core.reader import open_medium
+
+    medium = open_medium(iso)
+    assert medium.fs is not None and medium.fs.local_path("DICOMDIR") is None
+    report = execute(plan_export(ExportOptions(sources=[iso], dest=tmp_path / "again"),
+                                 [medium]))
+    assert report.ok and report.volumes[0].files == 2
+    for p in (tmp_path / "again").rglob("IM*"):
+        assert p.read_bytes() == (src / "s0i0.dcm").read_bytes() or \
+            p.read_bytes() == (src / "s0i1.dcm").read_bytes()

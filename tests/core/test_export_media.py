@@ -20,6 +20,7 @@ from pydicom.fileset import FileSet
 from app import IMPLEMENTATION_CLASS_UID
 from app.core.export import execute, plan_export
 from app.core.export_options import ExportOptions
+from app.core.jobs import CancelToken
 from tests.conftest import require_tool
 from tests.corpus import write_compressed, write_corpus
 from tests.export_helpers import dciodvfy_errors, medium_of, tree_hashes
@@ -191,3 +192,27 @@ def test_jpeg_profile_keeps_jpeg_and_records_match(tmp_path: Path) -> None:
         assert inst.ReferencedTransferSyntaxUIDInFile == ds.file_meta.TransferSyntaxUID
     kept = {f.target_ts for f in plan.files}
     assert kept == {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1"}
+
+
+def test_transcoding_runs_in_worker_processes(tmp_path: Path) -> None:
+    import os
+
+    from app.core import export_worker
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(export_worker.IN_PROCESS_MAX + 2):  # enough to start the pool
+        ds = make_dataset(32, 32, InstanceNumber=str(n + 1))
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"  # Implicit VR: must be rewritten
+        write_instance(src / f"i{n}.dcm", ds)
+    opts = ExportOptions(sources=[src], dest=tmp_path / "out")
+    plan = plan_export(opts, [medium_of(src)], capacity=CAP)
+    assert {f.action for f in plan.files} == {"transcode"}
+    results = export_worker.run_file_jobs(
+        plan, plan.files, [], lambda f: str(tmp_path / f"w_{f.sop_uid}"), True, CancelToken(),
+        lambda f, r: None)
+    pids = {r.worker_pid for r in results.values()}
+    assert os.getpid() not in pids and len(results) == len(plan.files)
+    for f in plan.files:
+        ds = pydicom.dcmread(tmp_path / f"w_{f.sop_uid}")
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"

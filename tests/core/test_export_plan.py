@@ -198,3 +198,15 @@ def test_fileset_id_validation() -> None:
 def test_unknown_profile_is_an_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown application profile"):
         _plan(tmp_path, [make_dataset()], profile="STD-NOPE")
+
+
+def test_usb_destination_warns_when_not_fat(tmp_path: Path) -> None:
+    from app.core.capacity import filesystem_type
+
+    plan = _plan(tmp_path, [make_dataset()], media="usb")
+    fs = (filesystem_type(tmp_path) or "").lower()
+    if fs in ("vfat", "msdos", "fat32"):
+        assert plan.warnings == []
+    else:
+        assert any("FAT16 or FAT32" in w for w in plan.warnings)
+    assert plan.profile.name == "STD-GEN-USB-JPEG"
