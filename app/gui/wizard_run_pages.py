@@ -51,6 +51,9 @@ def summary_html(plan: Any, destination: str) -> str:
     """The summary page's text: the patients first and large, then size, changes, label."""
     out: list[str] = ["<table width='100%' cellpadding='8' bgcolor='#eaf2fb' "
                       "style='font-size:large'><tr><td>"]
+    if len(plan.patients) > 1:
+        many = tr("This export holds %1 different patients.").replace("%1", str(len(plan.patients)))
+        out.append(f"<p style='color:#8a5a00'><b>{_e(many)}</b></p>")
     for p in plan.patients:
         name = format_name(p.name) or tr("(no name)")
         born = format_date(p.birth_date) or tr("unknown")
@@ -65,7 +68,7 @@ def summary_html(plan: Any, destination: str) -> str:
         out.append("</ul>")
     out.append("</td></tr></table><p></p>")
     rows = [
-        (tr("Size"), tr("%1 of %2").replace("%1", human_size(plan.total_bytes))
+        (tr("Size"), tr("%1 (the medium holds %2)").replace("%1", human_size(plan.total_bytes))
          .replace("%2", plan.capacity_note)),
         (tr("Files"), str(len(plan.files))),
         (tr("Profile"), plan.profile.name),
@@ -110,6 +113,29 @@ def summary_html(plan: Any, destination: str) -> str:
     return "".join(out)
 
 
+def failure_text(exc: BaseException | None, message: str) -> str:
+    """Why the plan failed, in the GUI's words for the failures the user can fix here (the core's
+    messages mention command-line flags)."""
+    if exc is not None and hasattr(exc, "studies"):
+        studies = list(getattr(exc, "studies", []) or [])
+        who = "; ".join(f"{format_name(n) or tr('(no name)')} (e.g. {f})" for _u, n, f in studies[:5])
+        return tr("%1 study has no date in any of its files (Study, Series, Acquisition or "
+                  "Content Date): %2").replace("%1", str(len(studies))).replace("%2", who)
+    if exc is not None and hasattr(exc, "needed") and getattr(exc, "needed", 0):
+        return tr("Too big: the export needs about %1 but the medium holds %2.").replace(
+            "%1", human_size(int(exc.needed))).replace(
+            "%2", human_size(int(getattr(exc, "capacity", 0))))
+    if exc is not None and hasattr(exc, "clashes"):
+        parts = []
+        for pid, who in list(getattr(exc, "clashes", []) or [])[:3]:
+            names = ", ".join(f"{format_name(n) or tr('(no name)')} ({tr('born')} "
+                              f"{format_date(b) or '?'})" for n, b, _f in who)
+            parts.append(tr("Patient ID %1 is used by different patients: %2")
+                         .replace("%1", str(pid)).replace("%2", names))
+        return "\n".join(parts)
+    return tr("This export cannot be written yet: %1").replace("%1", message)
+
+
 # ----------------------------------------------------------------------------- summary
 
 
@@ -136,15 +162,22 @@ class SummaryPage(QWizardPage):
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # Fixes offered for the failures a user can resolve here.
         self.fix = QWidget(self)
-        self.date_edit = QDateEdit(QDate.currentDate(), self.fix)
+        self.date_edit = QDateEdit(self.fix)
+        self.date_edit.setMinimumDate(QDate(1900, 1, 1))
+        self.date_edit.setMaximumDate(QDate.currentDate())
+        self.date_edit.setSpecialValueText(tr("enter the date"))  # shown at the minimum date
+        self.date_edit.setDate(self.date_edit.minimumDate())
         self.date_edit.setCalendarPopup(True)
         self.date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.date_edit.dateChanged.connect(self._fix_changed)
         self.date_edit.setAccessibleName(tr("Study date"))
         self.date_label = QLabel(tr("Study &date to record:"), self.fix)
         self.date_label.setBuddy(self.date_edit)
         self.span_box = QCheckBox(tr("&Split over several discs"), self.fix)
         self.separate_box = QCheckBox(tr("&Keep the patients apart (new ID for the second)"),
                                       self.fix)
+        self.span_box.toggled.connect(self._fix_changed)
+        self.separate_box.toggled.connect(self._fix_changed)
         self.retry = QPushButton(tr("&Check again"), self.fix)
         self.retry.clicked.connect(self._retry)
         fl = QHBoxLayout(self.fix)
@@ -241,26 +274,38 @@ class SummaryPage(QWizardPage):
             return
         exc = task.error
         self._exc = exc
-        self.error.setText(tr("This export cannot be written yet: %1").replace("%1", message))
-        self.error.show()
         missing_date = hasattr(exc, "studies")
-        too_big = hasattr(exc, "needed") and self.wiz.state.dest_kind != "burn"
+        too_big = hasattr(exc, "needed") and self.wiz.state.dest_kind != "burn" \
+            and not self.wiz.state.span
         clash = hasattr(exc, "clashes")
+        self.error.setText(failure_text(exc, message))
+        self.error.show()
         self.date_label.setVisible(missing_date)
         self.date_edit.setVisible(missing_date)
+        self.date_edit.setDate(self.date_edit.minimumDate())  # no date from the clock
         self.span_box.setVisible(too_big)
+        self.span_box.setChecked(False)
         self.separate_box.setVisible(clash)
+        self.separate_box.setChecked(False)
         self.fix.setVisible(missing_date or too_big or clash)
+        self._fix_changed()
         hint = tr("Go Back to change the selection, the options or the destination.")
         if missing_date:
-            hint = tr("No date was found for a study in any of its files. Enter the date the "
-                      "study was done (from the request or the report) and check again.")
+            hint = tr("Enter the date the study was done (from the request or the report) and "
+                      "check again. It is written into the exported copies only; the original "
+                      "files are not changed.")
         elif too_big:
             hint = tr("Choose a larger medium (Back), or split the export over several discs.")
         elif clash:
-            hint = tr("Different patients share one Patient ID. Check the selection (Back), or "
-                      "keep them apart: the second patient gets a new ID on the medium.")
+            hint = tr("Check the selection (Back), or keep them apart: the second patient gets "
+                      "a new ID on the medium, the original is kept in Other Patient IDs.")
         self.view.setPlainText(hint)
+
+    def _fix_changed(self, *_: Any) -> None:
+        ok = ((self.date_edit.isVisible() and self.date_edit.date() != self.date_edit.minimumDate())
+              or (self.span_box.isVisible() and self.span_box.isChecked())
+              or (self.separate_box.isVisible() and self.separate_box.isChecked()))
+        self.retry.setEnabled(ok)
 
     def _retry(self) -> None:
         st = self.wiz.state

@@ -200,6 +200,7 @@ def test_end_to_end_to_an_iso_image(qtbot: QtBot, source: Medium, runner: TaskRu
     iso = tmp_path / "disc.iso"
     to_summary(qtbot, wiz, "iso", str(iso))
     assert not iso.exists()
+    assert "This export holds 2 different patients." in wiz.summary_page.view.toPlainText()
     assert wiz.button(QWizard.WizardButton.CommitButton).text().replace("&", "") == \
         "Create image"
     opened: list[str] = []
@@ -211,6 +212,7 @@ def test_end_to_end_to_an_iso_image(qtbot: QtBot, source: Medium, runner: TaskRu
     assert opened == [str(iso)]
     medium = open_medium(iso)
     assert sorted(p.patient_id for p in medium.patients) == ["P-100", "P-200"]
+    assert wiz.plan is not None and len(wiz.plan.patients) == 2
     assert len(list(medium.instances())) == 5
     assert medium.fs is not None
     dicomdir = tmp_path / "DICOMDIR.from-iso"
@@ -231,8 +233,11 @@ def test_missing_study_date_is_asked_for(qtbot: QtBot, runner: TaskRunner, setti
     to_summary(qtbot, wiz, "folder", str(tmp_path / "out"))
     page = wiz.summary_page
     assert not page.isComplete()
-    assert page.error.isVisible() and "date" in page.error.text().lower()
+    assert page.error.text().startswith("1 study has no date in any of its files")
+    assert "Anna Berg" in page.error.text()
     assert page.date_edit.isVisible() and not page.span_box.isVisible()
+    assert page.date_edit.text() == "enter the date"  # never a date from the clock
+    assert not page.retry.isEnabled()
     page.date_edit.setDate(page.date_edit.date().fromString("2023-06-30", "yyyy-MM-dd"))
     page.retry.click()
     qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
@@ -254,7 +259,8 @@ def test_too_big_offers_spanning(qtbot: QtBot, source: Medium, runner: TaskRunne
     next_page(qtbot, wiz, PAGE_SUMMARY)
     qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
     assert not page.isComplete()
-    assert "needs about" in page.error.text()  # the core's reason, shown as is
+    assert page.error.text().startswith("Too big: the export needs about")
+    assert not page.retry.isEnabled()
     assert page.span_box.isVisible()
     page.span_box.setChecked(True)
     page.retry.click()
@@ -370,3 +376,27 @@ def test_keyboard_only_reaches_the_summary(qtbot: QtBot, source: Medium, runner:
     key(Qt.Key.Key_Escape)  # Cancel before writing closes the wizard; nothing was written
     assert not wiz.isVisible()
     assert not (tmp_path / "kbd").exists()
+
+
+def test_patient_id_clash_can_be_kept_apart(qtbot: QtBot, runner: TaskRunner,
+                                            settings: QSettings, tmp_path: Path) -> None:
+    twin = {"PatientName": "Other^Person", "PatientID": "P-100", "PatientBirthDate": "19991231"}
+    for n, ds in enumerate(study(ANNA, 1) + study(twin, 1)):
+        write_instance(tmp_path / "src" / f"IM{n}", ds)
+    medium = open_medium(tmp_path / "src")
+    wiz = make_wizard(qtbot, [medium], None, runner, settings)
+    to_summary(qtbot, wiz, "folder", str(tmp_path / "out"))
+    page = wiz.summary_page
+    assert not page.isComplete()
+    text = page.error.text()
+    assert text.startswith("Patient ID P-100 is used by different patients:")
+    assert "Anna Berg (born 1980-03-14)" in text and "Person Other (born 1999-12-31)" in text
+    assert page.separate_box.isVisible() and not page.date_edit.isVisible()
+    page.separate_box.setChecked(True)
+    page.retry.click()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
+    assert page.isComplete(), page.error.text()
+    assert wiz.state.on_id_clash == "separate"
+    ids = sorted(p.patient_id for p in wiz.plan.patients)
+    assert len(ids) == 2 and "P-100" in ids
+    assert "PatientID" in page.view.toPlainText()  # the new ID is listed as a change
