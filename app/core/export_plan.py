@@ -383,12 +383,51 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
         for key, sm in series.items():
             fix_numbers({key: sm}, "InstanceNumber", "Instance Number")
     out: list[PlannedFile] = []
+    unfit: list[tuple[str, str]] = []
     for it, n in zip(items, targets, strict=True):
         s = sources[n]
-        target = targets[n]
-        out.append(_planned(s, it, target, record_type_for(s.get("SOPClassUID"))))
+        record_type = record_type_for(s.get("SOPClassUID"))
+        missing = _missing_leaf_keys(s, it.fixes, record_type, profile)
+        if missing:
+            unfit.append((s.label, f"{record_type} record needs {', '.join(missing)} (Type 1), "
+                          "which the instance lacks and which cannot be made up"))
+            continue
+        out.append(_planned(s, it, targets[n], record_type))
+    if unfit:
+        shown = "; ".join(f"{f}: {r}" for f, r in unfit[:20])
+        more = f" (and {len(unfit) - 20} more)" if len(unfit) > 20 else ""
+        raise RefusedInstances(f"{len(unfit)} instance(s) cannot be listed in a DICOMDIR: "
+                               f"{shown}{more}. Nothing was written.", unfit)
     del created
     return out
+
+
+# Keys the record writer finds elsewhere when absent at the top level (records.py).
+_FOUND_ELSEWHERE = frozenset({"ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                              "VerificationDateTime"})
+
+
+def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
+                       profile: Profile) -> list[str]:
+    """Type 1 keys of the leaf record that neither the instance nor our fixes provide."""
+    from pydicom.datadict import tag_for_keyword
+
+    from app.core.records import required_keys
+
+    try:
+        keys = required_keys(record_type, profile)
+    except ValueError:
+        return []
+    missing = []
+    for keyword, typ in keys:
+        if typ != "1" or keyword in fixes or keyword in _FOUND_ELSEWHERE:
+            continue
+        tag = tag_for_keyword(keyword)
+        elem = s.header.get_item(tag) if tag is not None else None
+        if elem is None or elem.value in (None, b"", "") or (
+                isinstance(elem.value, bytes) and not elem.value.strip(b" \0")):
+            missing.append(keyword)
+    return missing
 
 
 def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedFile:

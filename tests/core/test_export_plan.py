@@ -210,3 +210,17 @@ def test_usb_destination_warns_when_not_fat(tmp_path: Path) -> None:
     else:
         assert any("FAT16 or FAT32" in w for w in plan.warnings)
     assert plan.profile.name == "STD-GEN-USB-JPEG"
+
+
+def test_leaf_record_keys_that_cannot_be_made_up_are_refused(tmp_path: Path) -> None:
+    sr = make_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11", Modality="SR",
+                      CompletionFlag="COMPLETE", VerificationFlag="UNVERIFIED",
+                      ContentDate="20240101", ContentTime="120000")
+    for kw in ("Rows", "Columns", "PixelData", "BitsAllocated", "BitsStored", "HighBit",
+               "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        delattr(sr, kw)
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
+    # No Concept Name Code Sequence: an SR DOCUMENT record needs it (Type 1).
+    with pytest.raises(RefusedInstances, match=r"f000\.dcm: SR DOCUMENT record needs "
+                                               r"ConceptNameCodeSequence"):
+        _plan(tmp_path, [sr])
