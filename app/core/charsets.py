@@ -102,10 +102,12 @@ def _codec_for_term(term: str) -> tuple[str, bool]:
             codec = py_encoding.get(fixed)
     if codec is not None:
         return codec, False
-    try:
-        codecs.lookup(term)  # already a Python codec name
+    try:  # already a Python text codec name (what some writers put there)?
+        info = codecs.lookup(term)
+        if not getattr(info, "_is_text_encoding", True) or b"Az".decode(term) != "Az":
+            return _DEFAULT, False
         return term, False
-    except LookupError:
+    except (LookupError, ValueError, TypeError, UnicodeError):
         return _DEFAULT, False
 
 
@@ -198,7 +200,9 @@ class CharsetDecoder:
                 return frag.decode(first, "replace"), False
         seq_len = 4 if frag.startswith((b"\x1b$(", b"\x1b$)")) else 3
         tables = _pydicom_tables()
-        handled_encodings = tables["handled"]
+        # Python's codecs strip these escape sequences themselves; GB2312 (iso_ir_58) does
+        # not, although pydicom lists it (its escape is stripped here like the others).
+        handled_encodings = tuple(e for e in tables["handled"] if e != "iso_ir_58")
         encoding = tables["codes"].get(frag[:seq_len], "")
         if not encoding or (encoding not in self.encodings and encoding != _DEFAULT):
             # Unknown escape sequence, or one the charset does not declare.

@@ -276,7 +276,7 @@ class ElementReader:
                 pos = nxt
                 continue
             if vr == "SQ" or (length == UNDEFINED and vr in ("UN", "UT", "UC")) or (
-                    vr == "UN" and not explicit and length != UNDEFINED and voff + 4 <= end
+                    vr == "UN" and not explicit and length != UNDEFINED and voff + 8 <= end
                     and hh2sh(buf, voff)[:2] == (0xFFFE, 0xE000)) or (
                     vr == "UN" and explicit and length != UNDEFINED
                     and impl_vr(tag) == "SQ"):
