@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QFont, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QScrollBar,
     QSpinBox,
     QStackedWidget,
+    QStyle,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -109,21 +110,26 @@ class ViewerWidget(QWidget):
     # ----- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         self.toolbar = QToolBar(tr("Viewer"), self)
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toolbar.setIconSize(QSize(16, 16))
         self.preset_box = QComboBox(self)
         self.preset_box.setToolTip(tr("Window/level preset (0 = from the file, 1–4 = presets); "
                                       "right-drag to adjust"))
         self.preset_box.setAccessibleName(tr("Window preset"))
+        self.preset_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_box.setMinimumContentsLength(14)
         self.preset_box.activated.connect(self._preset_chosen)
-        self.toolbar.addWidget(QLabel(tr("Window:"), self))
         self.toolbar.addWidget(self.preset_box)
         self.toolbar.addSeparator()
         self.act_invert = self._action(tr("Invert"), "I", self.toggle_invert, checkable=True)
-        self.act_fit = self._action(tr("Fit"), "F", self.fit)
-        self.act_zoom_in = self._action(tr("Zoom +"), "+", lambda: self.zoom_by(1.25))
-        self.act_zoom_out = self._action(tr("Zoom −"), "-", lambda: self.zoom_by(0.8))
+        self.act_fit = self._action(tr("Fit"), "F", self.fit, tip=tr("Fit to window"))
+        self.act_zoom_in = self._action("+", "+", lambda: self.zoom_by(1.25), tip=tr("Zoom in"))
+        self.act_zoom_out = self._action("−", "-", lambda: self.zoom_by(0.8), tip=tr("Zoom out"))
         self.toolbar.addSeparator()
-        self.act_play = self._action(tr("Play"), "Space", self.toggle_play, checkable=True)
+        self.act_play = self._action(tr("Play"), "Space", self.toggle_play, checkable=True,
+                                     tip=tr("Play / pause (cine)"))
+        self.act_play.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
         self.fps_box = QSpinBox(self)
         self.fps_box.setRange(1, 60)
         self.fps_box.setValue(DEFAULT_FPS)
@@ -180,10 +186,12 @@ class ViewerWidget(QWidget):
         lay.addLayout(row, 1)
         self.setFocusProxy(self.canvas)
 
-    def _action(self, text: str, key: str, slot: Any, checkable: bool = False) -> QAction:
+    def _action(self, text: str, key: str, slot: Any, checkable: bool = False,
+                tip: str = "") -> QAction:
         act = QAction(text, self)
         act.setCheckable(checkable)
-        act.setToolTip(f"{text} ({QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText)})")
+        shortcut = QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText)
+        act.setToolTip(f"{tip or text} ({shortcut})")
         act.triggered.connect(lambda *_: slot())
         self.toolbar.addAction(act)
         return act
@@ -310,6 +318,7 @@ class ViewerWidget(QWidget):
             self.state.playing = True
             self.act_play.setChecked(True)
             self.act_play.setText(tr("Pause"))
+            self.act_play.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause))
             self._update_overlay()
         else:
             self.act_play.setChecked(False)
@@ -536,7 +545,7 @@ class ViewerWidget(QWidget):
     # ----- interaction ------------------------------------------------------------------------
     def _fill_presets(self, modality: str) -> None:
         self.preset_box.clear()
-        self.preset_box.addItem(tr("Default (from the file)"), "Default")
+        self.preset_box.addItem(tr("Default window"), "Default")
         for name, c, w in window_presets(modality):
             self.preset_box.addItem(tr("%1 (W %2 L %3)").replace("%1", tr(name))
                                     .replace("%2", f"{w:g}").replace("%3", f"{c:g}"), name)
@@ -594,6 +603,7 @@ class ViewerWidget(QWidget):
         if hasattr(self, "act_play"):
             self.act_play.setChecked(False)
             self.act_play.setText(tr("Play"))
+            self.act_play.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
 
     def _cine_tick(self) -> None:
         if self.state.loading:

@@ -21,7 +21,7 @@ from PySide6.QtCore import QCoreApplication
 
 from app.core import imaging
 from app.core.encapsulated import ExtractedDocument, extract_document, is_encapsulated_document
-from app.core.errors import DiscBridgeError
+from app.core.errors import DiscBridgeError, RenderError
 from app.core.model import Instance, Medium
 from app.core.sr_text import is_structured_report, sr_to_text
 from app.gui.viewer_overlay import ImageInfo
@@ -176,7 +176,12 @@ def load_object(medium: Medium, inst: Instance, frame: int, fallback: dict[str, 
             n = imaging.n_frames_of(ds)
             if n > 1 and datasets is not None:
                 datasets.put(uid, ds)
-            fr = imaging.load_frame(ds, max(0, min(frame, n - 1)))
+            try:
+                fr = imaging.load_frame(ds, max(0, min(frame, n - 1)))
+            except RenderError as exc:  # it names "dataset <UID>": name the file instead
+                head, sep, rest = str(exc).partition(": ")
+                text = f"{name}: {rest}" if sep and name not in head else str(exc)
+                return Loaded("error", info, text=text)
             fr.name = name
             return Loaded("image", info, frame=fr, n_frames=max(1, fr.n_frames), fps=_fps(ds))
         if is_structured_report(ds):
