@@ -17,7 +17,6 @@ from pydicom import Dataset, dcmread
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
-from pydicom.errors import InvalidDicomError
 
 FIRST = 8192  # enough for most headers; cold reads cost per page
 CHUNK = 65536
@@ -130,6 +129,8 @@ def read_header_checked(path: Path, name: str) -> Dataset | None:
         return read_header(path)
     except NotPart10:
         return None
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError,
-            struct.error) as exc:
-        raise ValueError(f"{name}: unreadable DICOM header ({exc})") from exc
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot be read ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on hostile bytes
+        raise ValueError(f"{name}: unreadable DICOM header ({type(exc).__name__}: {exc})"
+                         ) from exc

@@ -43,10 +43,11 @@ from app import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.core import records
 from app.core.dicom_encode import CharsetError, encode_dataset, encode_element
 from app.core.dicomdir_headers import read_header_checked
-from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
+from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
 from app.core.layout import is_valid_component
 from app.core.profiles import EXPLICIT_VR_LE, Profile
 from app.core.record_keys import ICON_RECORD_TYPES, ROOT_RECORD_TYPES
+from app.core.records import RecordError
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _FILESET_ID = re.compile(r"^[A-Z0-9_ ]{0,16}$")
@@ -112,16 +113,16 @@ def _check_icon(icon: Dataset, where: str, profile: Profile | None, required: bo
         photometric = str(icon.PhotometricInterpretation).strip()
         data = icon.PixelData
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: icon item is incomplete ({exc})") from exc
+        raise RecordError(f"{where}: icon item is incomplete ({exc})") from exc
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR") \
             or bits not in (1, 8):
-        raise ValueError(f"{where}: icon must be 1 sample of 1 or 8 bits, MONOCHROME1/2 or "
+        raise RecordError(f"{where}: icon must be 1 sample of 1 or 8 bits, MONOCHROME1/2 or "
                          f"PALETTE COLOR (got {spp} × {bits} bits {photometric})")
     if len(data) < rows * cols * bits // 8:
-        raise ValueError(f"{where}: icon Pixel Data is shorter than {rows}×{cols}")
+        raise RecordError(f"{where}: icon Pixel Data is shorter than {rows}×{cols}")
     if required and profile is not None and profile.icon_size \
             and (rows, cols) != (profile.icon_size, profile.icon_size):
-        raise ValueError(f"{where}: {profile.name} needs {profile.icon_size}×"
+        raise RecordError(f"{where}: {profile.name} needs {profile.icon_size}×"
                          f"{profile.icon_size} icons (got {rows}×{cols})")
 
 
@@ -151,28 +152,54 @@ def build_dicomdir(entries: Sequence[DirEntry], *, fileset_id: str,
     """
     fileset_id = fileset_id or ""
     if not _FILESET_ID.match(fileset_id):
-        raise ValueError(f"File-set ID {fileset_id!r}: at most 16 of A-Z 0-9 _ and space")
+        raise RecordError(f"File-set ID {fileset_id!r}: at most 16 of A-Z 0-9 _ and space")
     if descriptor_file_id is not None and not (
             1 <= len(descriptor_file_id) <= 8
             and all(is_valid_component(c) for c in descriptor_file_id)):
-        raise ValueError(f"File-set Descriptor File ID {descriptor_file_id!r} is not a valid "
+        raise RecordError(f"File-set Descriptor File ID {descriptor_file_id!r} is not a valid "
                          "File ID (README.TXT cannot be named: use README)")
     fileset_uid = fileset_uid or generate_uid()
     report = Throttle(progress) if progress is not None else None
-    total = len(entries)
-    series_icons = series_icons or {}
+    at = _Where()
+    try:
+        patients, root_leaves = _group(entries, at)
+        roots = _tree(patients, root_leaves, len(entries), profile, series_icons or {}, report,
+                      cancel, at)
+    except (RecordError, Cancelled):
+        raise
+    except Exception as exc:  # noqa: BLE001 - hostile values pydicom cannot convert
+        raise RecordError(f"{at.where}: a value cannot be read ({type(exc).__name__}: {exc})"
+                         ) from exc
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    data = _assemble(roots, fileset_id, fileset_uid, descriptor_file_id)
+    if report is not None:
+        report(Progress("dicomdir", len(entries), len(entries), done_bytes=len(data),
+                        total_bytes=len(data), message="DICOMDIR encoded"), force=True)
+    return data
 
-    # Group: patient → study → series → entries (first-appearance order).
-    patients: dict[str, dict[str, dict[str, list[DirEntry]]]] = {}
+
+class _Where:
+    """The file being recorded, for error messages."""
+
+    where = "(no file)"
+
+
+_Groups = dict[str, dict[str, dict[str, list[DirEntry]]]]
+
+
+def _group(entries: Sequence[DirEntry], at: _Where) -> tuple[_Groups, list[DirEntry]]:
+    """Patient → study → series → entries (first-appearance order), and root-level entries."""
+    patients: _Groups = {}
     patient_names: dict[str, tuple[str, str]] = {}
     study_owner: dict[str, str] = {}
     series_owner: dict[str, str] = {}
     root_leaves: list[DirEntry] = []
     for entry in entries:
-        where = "/".join(entry.file_id)
+        where = at.where = "/".join(entry.file_id)
         if not (1 <= len(entry.file_id) <= 8
                 and all(is_valid_component(c) for c in entry.file_id)):
-            raise ValueError(f"{where}: not a valid File ID (1-8 components of 1-8 A-Z 0-9 _)")
+            raise RecordError(f"{where}: not a valid File ID (1-8 components of 1-8 A-Z 0-9 _)")
         ds = entry.dataset
         if records.record_type_for(records.fast_text(ds, "SOPClassUID")) in ROOT_RECORD_TYPES:
             root_leaves.append(entry)
@@ -180,39 +207,45 @@ def build_dicomdir(entries: Sequence[DirEntry], *, fileset_id: str,
         pid = records.fast_text(ds, "PatientID")
         name = records.fast_text(ds, "PatientName")
         if pid in patient_names and patient_names[pid][0] != name:
-            raise ValueError(f"{where}: Patient ID {pid!r} is used by {patient_names[pid][0]!r} "
+            raise RecordError(f"{where}: Patient ID {pid!r} is used by {patient_names[pid][0]!r} "
                              f"({patient_names[pid][1]}) and {name!r}: one PATIENT record per "
                              "Patient ID; resolve the clash before writing")
         patient_names.setdefault(pid, (name, where))
         study_uid = records.fast_text(ds, "StudyInstanceUID")
         series_uid = records.fast_text(ds, "SeriesInstanceUID")
         if study_owner.setdefault(study_uid, pid) != pid:
-            raise ValueError(f"{where}: Study Instance UID {study_uid} belongs to two patients")
+            raise RecordError(f"{where}: Study Instance UID {study_uid} belongs to two patients")
         if series_owner.setdefault(series_uid, study_uid) != study_uid:
-            raise ValueError(f"{where}: Series Instance UID {series_uid} belongs to two studies")
+            raise RecordError(f"{where}: Series Instance UID {series_uid} belongs to two studies")
         patients.setdefault(pid, {}).setdefault(study_uid, {}).setdefault(
             series_uid, []).append(entry)
+    return patients, root_leaves
 
+
+def _tree(patients: _Groups, root_leaves: list[DirEntry], total: int, profile: Profile | None,
+          series_icons: Mapping[str, Dataset], report: Throttle | None,
+          cancel: CancelToken | None, at: _Where) -> list[_Node]:
+    """The encoded records as a tree (PATIENT roots, then root-level leaves)."""
     roots: list[_Node] = []
     done = 0
     for studies in patients.values():
         all_ds = [e.dataset for st in studies.values() for se in st.values() for e in se]
-        first = all_ds[0]
-        src = "/".join(next(iter(next(iter(studies.values())).values()))[0].file_id)
-        pkeys = records.patient_keys(first, profile, source=src, charset=_group_charset(all_ds))
+        at.where = "/".join(next(iter(next(iter(studies.values())).values()))[0].file_id)
+        pkeys = records.patient_keys(all_ds[0], profile, source=at.where,
+                                     charset=_group_charset(all_ds))
         pnode = _Node(_encode_record("PATIENT", pkeys))
         roots.append(pnode)
         for series_map in studies.values():
             st_ds = [e.dataset for se in series_map.values() for e in se]
             st_first = next(iter(series_map.values()))[0]
-            skeys = records.study_keys(st_first.dataset, profile,
-                                       source="/".join(st_first.file_id),
+            at.where = "/".join(st_first.file_id)
+            skeys = records.study_keys(st_first.dataset, profile, source=at.where,
                                        charset=_group_charset(st_ds))
             snode = _Node(_encode_record("STUDY", skeys))
             pnode.children.append(snode)
             for series_uid, leaves in series_map.items():
-                sekeys = records.series_keys(leaves[0].dataset, profile,
-                                             source="/".join(leaves[0].file_id),
+                at.where = "/".join(leaves[0].file_id)
+                sekeys = records.series_keys(leaves[0].dataset, profile, source=at.where,
                                              charset=_group_charset([e.dataset for e in leaves]))
                 icon = series_icons.get(series_uid)
                 if icon is not None:
@@ -221,6 +254,7 @@ def build_dicomdir(entries: Sequence[DirEntry], *, fileset_id: str,
                 senode = _Node(_encode_record("SERIES", sekeys))
                 snode.children.append(senode)
                 for entry in leaves:
+                    at.where = "/".join(entry.file_id)
                     senode.children.append(_leaf(entry, profile))
                     done += 1
                     if done % 64 == 0:
@@ -230,16 +264,9 @@ def build_dicomdir(entries: Sequence[DirEntry], *, fileset_id: str,
                             report(Progress("dicomdir", done, total,
                                             message="writing DICOMDIR records"))
     for entry in root_leaves:
+        at.where = "/".join(entry.file_id)
         roots.append(_leaf(entry, profile))
-        done += 1
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-
-    data = _assemble(roots, fileset_id, fileset_uid, descriptor_file_id)
-    if report is not None:
-        report(Progress("dicomdir", total, total, done_bytes=len(data), total_bytes=len(data),
-                        message="DICOMDIR encoded"), force=True)
-    return data
+    return roots
 
 
 def _leaf(entry: DirEntry, profile: Profile | None) -> _Node:
@@ -250,12 +277,12 @@ def _leaf(entry: DirEntry, profile: Profile | None) -> _Node:
     sop_inst = records.fast_text(meta, "MediaStorageSOPInstanceUID") if meta is not None else ""
     tsuid = records.fast_text(meta, "TransferSyntaxUID") if meta is not None else ""
     if not (sop_class and sop_inst and tsuid):
-        raise ValueError(f"{where}: File Meta lacks Media Storage SOP Class/Instance UID or "
+        raise RecordError(f"{where}: File Meta lacks Media Storage SOP Class/Instance UID or "
                          "Transfer Syntax UID")
     for keyword, meta_value in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_inst)):
         own = records.fast_text(ds, keyword)
         if own and own != meta_value:
-            raise ValueError(f"{where}: File Meta {meta_value} differs from {keyword} {own}")
+            raise RecordError(f"{where}: File Meta {meta_value} differs from {keyword} {own}")
     rtype = records.record_type_for(sop_class)
     keys = records.leaf_keys(ds, rtype, profile, source=where)
     icon_required = bool(profile and profile.icon_required and rtype == "IMAGE")
@@ -264,7 +291,7 @@ def _leaf(entry: DirEntry, profile: Profile | None) -> _Node:
         keys.IconImageSequence = DicomSequence([entry.icon])
     elif icon_required:
         assert profile is not None
-        raise ValueError(f"{where}: {profile.name} requires a {profile.icon_size}×"
+        raise RecordError(f"{where}: {profile.name} requires a {profile.icon_size}×"
                          f"{profile.icon_size} icon on every IMAGE record")
     refs = (_cs(0x00041500, "\\".join(entry.file_id)) + _ui(0x00041510, sop_class)
             + _ui(0x00041511, sop_inst) + _ui(0x00041512, tsuid))
@@ -301,7 +328,7 @@ def _assemble(roots: list[_Node], fileset_id: str, fileset_uid: str,
         node.offset = pos
         pos += 8 + _RECORD_HEAD + len(node.rest)
     if pos > 0xFFFFFFFF:
-        raise ValueError("DICOMDIR would exceed 4 GiB: offsets cannot address it")
+        raise RecordError("DICOMDIR would exceed 4 GiB: offsets cannot address it")
 
     nxt: dict[int, int] = {}
     for siblings in [roots] + [n.children for n in order]:

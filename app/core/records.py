@@ -39,6 +39,10 @@ _FUNCTIONAL_GROUP_KEYS = {
 _PROFILE_LEVEL = {"PATIENT": "PATIENT", "STUDY": "STUDY", "SERIES": "SERIES", "IMAGE": "IMAGE"}
 
 
+class RecordError(ValueError):
+    """A record cannot be made from an instance; the message names the file (and the key)."""
+
+
 def record_type_for(sop_class_uid: str | None) -> str:
     """The Directory Record Type for an instance of ``sop_class_uid`` (default ``IMAGE``)."""
     if not sop_class_uid:
@@ -177,7 +181,7 @@ def build_record(ds: Dataset, keys: list[tuple[str, str]], *, source: str | None
             if typ == "1":
                 tag = tag_for_keyword(keyword)
                 where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else ""
-                raise ValueError(f"{_source_name(ds, source)}: Type 1 key {keyword} {where} "
+                raise RecordError(f"{_source_name(ds, source)}: Type 1 key {keyword} {where} "
                                  "is missing or empty; it must be filled before the "
                                  "DICOMDIR is written")
             if typ != "2":

@@ -60,3 +60,34 @@ def test_fast_header_reader_on_our_corpus(tmp_path: Path) -> None:
         assert head[0x00291010].value == b"\x01" * size
         assert head.InstanceNumber == big.InstanceNumber and "PixelData" not in head
 
+
+
+def test_hostile_header_bytes_give_value_errors_naming_the_file(tmp_path: Path) -> None:
+    """Random damage to a header: either a DICOMDIR or a ValueError naming the file."""
+    import random
+    import warnings
+
+    from app.core.dicomdir_write import build_dicomdir, read_entries_for_folder
+    from app.core.profiles import get_profile
+
+    path = write_instance(tmp_path / "PA001" / "ST001" / "SE001" / "IM000001",
+                          make_dataset(SpecificCharacterSet="ISO_IR 192", PatientName="Zoë"))
+    good = path.read_bytes()
+    rng = random.Random(7)
+    outcomes = {"ok": 0, "refused": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for n in range(300):
+            damaged = bytearray(good)
+            for _ in range(rng.randint(1, 6)):
+                damaged[rng.randrange(132, 1200)] = rng.randrange(256)
+            path.write_bytes(bytes(damaged))
+            try:
+                entries = read_entries_for_folder(tmp_path)
+                build_dicomdir(entries, fileset_id="FUZZ",
+                               profile=get_profile("STD-GEN-DVD-JPEG") if n % 2 else None)
+                outcomes["ok"] += 1
+            except ValueError as exc:
+                assert "PA001/ST001/SE001/IM000001" in str(exc), exc
+                outcomes["refused"] += 1
+    assert outcomes["ok"] and outcomes["refused"]
