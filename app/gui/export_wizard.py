@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QWidget, QWizard
 from app.core.export_options import ExportOptions
 from app.core.jobs import CancelToken, ProgressCallback
 from app.core.model import Medium
+from app.gui.settings import Settings
 from app.gui.tasks import TaskRunner
 
 PAGE_SELECTION, PAGE_OPTIONS, PAGE_DESTINATION, PAGE_SUMMARY, PAGE_PROGRESS, PAGE_RESULT = range(6)
@@ -89,36 +90,22 @@ class WizardState:
 
 
 class WizardSettings:
-    """The remembered export choices: GUI1's :class:`app.gui.settings.Settings` when present,
-    else the same QSettings keys ("export/institution", "export/contact", "export/media",
-    "export/profile", "export/burner")."""
+    """The remembered export choices, through GUI1's :class:`app.gui.settings.Settings`
+    (institution, contact, default media and profile, burner), by attribute name."""
 
-    KEYS = {"institution": "export/institution", "contact": "export/contact",
-            "default_media": "export/media", "default_profile": "export/profile",
-            "burner": "export/burner"}
+    NAMES = ("institution", "contact", "default_media", "default_profile", "burner")
 
     def __init__(self, qsettings: QSettings | None = None) -> None:
-        self._impl: Any = None
-        try:
-            from app.gui.settings import Settings
-
-            self._impl = Settings(qsettings) if qsettings is not None else Settings()
-        except ImportError:
-            self._q = qsettings or QSettings("DiscBridge", "DiscBridge")
+        self._impl = Settings(qsettings)
 
     def get(self, name: str, default: str = "") -> str:
-        if self._impl is not None:
-            value = getattr(self._impl, name, default)
-        else:
-            value = self._q.value(self.KEYS[name], default)
+        value = getattr(self._impl, name) if name in self.NAMES else default
         return value if isinstance(value, str) and value else default
 
     def set(self, name: str, value: str) -> None:
-        if self._impl is not None:
-            setattr(self._impl, name, value)
-        else:
-            self._q.setValue(self.KEYS[name], value)
-            self._q.sync()
+        if name not in self.NAMES:
+            raise KeyError(name)
+        setattr(self._impl, name, value)
 
 
 def execute_and_report(plan: Any, progress: ProgressCallback | None = None,
