@@ -14,8 +14,6 @@ Values shown come from the file's header; the medium's record fills only what th
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, QUrl, Signal
@@ -36,15 +34,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import imaging
-from app.core.encapsulated import ExtractedDocument
-from app.core.model import Instance, Medium, Series
-from app.gui.tasks import Task, TaskRunner
+from app.core.model import Medium, Series
+from app.gui.tasks import TaskRunner
 from app.gui.viewer_canvas import ImageCanvas
-from app.gui.viewer_loader import DatasetCache, Loaded, load_object, window_presets
+from app.gui.viewer_feed import FrameFeed, SeriesRef, record_values
+from app.gui.viewer_loader import Loaded, window_presets
 from app.gui.viewer_overlay import ImageInfo, ViewState, corner_texts
 
-FRAME_CACHE_BYTES = 384 * 2**20
-PREFETCH = (1, -1, 2, -2)  # neighbour offsets decoded ahead, in this order
 DEFAULT_FPS = 10
 
 
@@ -53,14 +49,6 @@ def tr(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- widget (GUI)
-
-
-@dataclass
-class _Series:
-    medium: Medium
-    series: Series
-    instances: list[Instance]
-    fallback: dict[str, str] = field(default_factory=dict)
 
 
 class ViewerWidget(QWidget):
@@ -88,19 +76,14 @@ class ViewerWidget(QWidget):
         super().__init__(parent)
         self._own_runner = runner is None
         self.runner = runner or TaskRunner(self)
-        self._cur: _Series | None = None
-        self._gen = 0
-        self._cache: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
-        self._cache_bytes = 0
-        self._datasets = DatasetCache()
-        self._in_flight: set[tuple[str, int]] = set()
-        self._wanted: tuple[str, int] | None = None
+        self._cur: SeriesRef | None = None
+        self.feed = FrameFeed(self.runner, self)
+        self.feed.ready.connect(self._ready)
         self.state = ViewState()
         self.loaded: Loaded | None = None  # what is on screen
         self.displayed_pixels: Any = None  # the last uint8 array given to the canvas
         self._user_window: tuple[float, float] | None = None
         self._opened_docs: set[str] = set()
-        self._documents: list[ExtractedDocument] = []
         self._cine = QTimer(self)
         self._cine.timeout.connect(self._cine_tick)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -200,11 +183,9 @@ class ViewerWidget(QWidget):
     def set_series(self, medium: Medium, series: Series) -> None:
         """Show ``series`` of ``medium``, starting at its first image."""
         self._stop_cine()
-        self._gen += 1
-        self._in_flight.clear()
-        self._datasets.clear()
         instances = imaging.sort_instances(series.instances)
-        self._cur = _Series(medium, series, instances, self._fallback(medium, series))
+        self._cur = SeriesRef(medium, series, instances, record_values(medium, series))
+        self.feed.reset(self._cur)
         self._user_window = None
         self.state = ViewState(count=len(instances), zoom=self.canvas.zoom,
                                invert=self.act_invert.isChecked())
@@ -226,7 +207,7 @@ class ViewerWidget(QWidget):
     def clear(self) -> None:
         """Show nothing (no series selected)."""
         self._stop_cine()
-        self._gen += 1
+        self.feed.reset(None)
         self._cur = None
         self.loaded = None
         self.state = ViewState()
@@ -238,15 +219,7 @@ class ViewerWidget(QWidget):
     def shutdown(self) -> None:
         """Stop cine, drop caches, delete extracted documents; stop the runner if we own it."""
         self.clear()
-        self._cache.clear()
-        self._cache_bytes = 0
-        self._datasets.clear()
-        for doc in self._documents:
-            try:
-                doc.path.unlink(missing_ok=True)
-            except OSError:
-                pass  # still open in the system viewer (Windows): the OS cleans its temp folder
-        self._documents.clear()
+        self.feed.drop_all()
         if self._own_runner:
             self.runner.shutdown()
 
@@ -358,91 +331,22 @@ class ViewerWidget(QWidget):
         event.accept()
 
     # ----- loading ------------------------------------------------------------------------------
-    @staticmethod
-    def _fallback(medium: Medium, series: Series) -> dict[str, str]:
-        for p in medium.patients:
-            for st in p.studies:
-                if any(s is series for s in st.series):
-                    vals = {"patient_name": p.patient_name, "patient_id": p.patient_id,
-                            "birth_date": p.birth_date, "study_date": st.study_date,
-                            "study_description": st.description,
-                            "series_number": series.series_number,
-                            "series_description": series.description,
-                            "modality": series.modality}
-                    return {k: v for k, v in vals.items() if v}
-        return {k: v for k, v in {"series_number": series.series_number,
-                                  "series_description": series.description,
-                                  "modality": series.modality}.items() if v}
-
-    def _key(self, index: int, frame: int) -> tuple[str, int]:
-        assert self._cur is not None
-        inst = self._cur.instances[index]
-        return (inst.sop_instance_uid or inst.path or f"#{index}", frame)
-
     def _request(self, index: int, frame: int) -> None:
-        assert self._cur is not None
         self.state.index, self.state.frame = index, frame
         if self.scrollbar.value() != index:
             self.scrollbar.blockSignals(True)
             self.scrollbar.setValue(index)
             self.scrollbar.blockSignals(False)
-        key = self._key(index, frame)
-        self._wanted = key
-        hit = self._cache.get(key)
+        hit = self.feed.request(index, frame)
         if hit is not None:
-            self._cache.move_to_end(key)
-            self._show(hit)
-            self._prefetch()
+            self._ready(hit)
             return
         self.state.loading = True
         self._update_overlay()
-        self._start(index, frame, key, priority=10, slot="viewer-current")
 
-    def _start(self, index: int, frame: int, key: tuple[str, int], priority: int,
-               slot: str) -> Task | None:
-        assert self._cur is not None
-        if key in self._in_flight:
-            return None
-        self._in_flight.add(key)
-        cur, gen = self._cur, self._gen
-        task = self.runner.start(load_object, (cur.medium, cur.instances[index], frame,
-                                               cur.fallback, self._datasets),
-                                 with_progress=False, key=f"{slot}-{id(self)}",
-                                 priority=priority, name="viewer-decode")
-        task.finished.connect(lambda res, k=key, g=gen: self._loaded(k, g, res))
-        task.failed.connect(lambda msg, k=key, g=gen: self._loaded(
-            k, g, Loaded("error", ImageInfo(), text=msg)))
-        task.cancelled.connect(lambda k=key: self._in_flight.discard(k))
-        return task
-
-    def _loaded(self, key: tuple[str, int], gen: int, res: Loaded) -> None:
-        self._in_flight.discard(key)
-        if gen != self._gen:
-            return
-        if res.document is not None:
-            self._documents.append(res.document)
-        if res.kind != "error":  # a read error may be transient (a scratched disc): retry later
-            self._cache[key] = res
-            self._cache_bytes += res.nbytes
-        while self._cache_bytes > FRAME_CACHE_BYTES and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= old.nbytes
-        if key == self._wanted:
-            self._show(res)
-            self._prefetch()
-
-    def _prefetch(self) -> None:
-        if not self._cur:
-            return
-        i, f = self.state.index, self.state.frame
-        wanted: list[tuple[int, int]] = []
-        if self.state.frames > 1:
-            wanted += [(i, (f + d) % self.state.frames) for d in (1, 2, 3)]
-        wanted += [(i + d, 0) for d in PREFETCH if 0 <= i + d < self.count]
-        for n, (idx, fr) in enumerate(wanted):
-            key = self._key(idx, fr)
-            if key not in self._cache:
-                self._start(idx, fr, key, priority=0, slot=f"viewer-prefetch{n}")
+    def _ready(self, res: Loaded) -> None:
+        self._show(res)
+        self.feed.prefetch(self.state.index, self.state.frame, self.state.frames)
 
     # ----- showing ------------------------------------------------------------------------------
     def _show(self, res: Loaded) -> None:
@@ -472,7 +376,7 @@ class ViewerWidget(QWidget):
                                    .replace("%4", str(self.state.index + 1))
                                    .replace("%5", str(self.count)))
             self.stack.setCurrentWidget(self.doc_page)
-            key = self._wanted[0] if self._wanted else ""
+            key = self.feed.wanted[0] if self.feed.wanted else ""
             if key not in self._opened_docs:
                 self._opened_docs.add(key)
                 self._open_current_document()

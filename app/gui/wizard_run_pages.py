@@ -7,7 +7,6 @@ pool; the result page shows the verification and offers to open what was written
 
 from __future__ import annotations
 
-import html
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.jobs import Progress
-from app.core.sr_text import format_date, format_name
 from app.gui.export_wizard import tr
 from app.gui.tasks import Task
 from app.gui.wizard_pages import human_size
+from app.gui.wizard_summary import esc, failure_text, summary_html
 
 if TYPE_CHECKING:
     from app.gui.export_wizard import ExportWizard
@@ -41,99 +40,6 @@ PHASES = {"plan": "Reading the selected files", "stage": "Preparing", "write": "
           "dicomdir": "Writing the DICOMDIR", "flush": "Flushing to the device",
           "verify": "Verifying (reading back)", "install": "Moving into place",
           "iso": "Building the ISO image", "burn": "Burning the disc"}
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text or ""))
-
-
-def summary_html(plan: Any, destination: str) -> str:
-    """The summary page's text: the patients first and large, then size, changes, label."""
-    out: list[str] = ["<table width='100%' cellpadding='8' bgcolor='#eaf2fb' "
-                      "style='font-size:large'><tr><td>"]
-    if len(plan.patients) > 1:
-        many = tr("This export holds %1 different patients.").replace("%1", str(len(plan.patients)))
-        out.append(f"<p style='color:#8a5a00'><b>{_e(many)}</b></p>")
-    for p in plan.patients:
-        name = format_name(p.name) or tr("(no name)")
-        born = format_date(p.birth_date) or tr("unknown")
-        out.append(f'<p style="margin:0"><span style="font-size:x-large"><b>{_e(name)}</b></span>'
-                   f"&nbsp;&nbsp;{_e(tr('ID'))} <b>{_e(p.patient_id)}</b>"
-                   f"&nbsp;&nbsp;{_e(tr('born'))} <b>{_e(born)}</b></p><ul style='margin-top:2px'>")
-        for s in p.studies:
-            date = format_date(s.date) or tr("no date")
-            out.append(f"<li><b>{_e(date)}</b> {_e(s.description or '')} "
-                       f"<span style='color:gray'>({len(s.files)} {_e(tr('files'))}, "
-                       f"{_e(human_size(s.bytes))})</span></li>")
-        out.append("</ul>")
-    out.append("</td></tr></table><p></p>")
-    rows = [
-        (tr("Size"), tr("%1 (the medium holds %2)").replace("%1", human_size(plan.total_bytes))
-         .replace("%2", plan.capacity_note)),
-        (tr("Files"), str(len(plan.files))),
-        (tr("Profile"), plan.profile.name),
-        (tr("Disc label (File-set ID)"), f"<b>{_e(plan.disc_label)}</b>"),
-        (tr("Destination"), destination),
-    ]
-    if len(plan.volumes) > 1:
-        vols = ", ".join(f"{v.name} ({human_size(v.est_bytes)}, {len(v.studies())} "
-                         f"{tr('studies')})" for v in plan.volumes)
-        rows.append((tr("Volumes"), tr("%1 discs: %2").replace("%1", str(len(plan.volumes)))
-                     .replace("%2", vols)))
-    out.append("<table cellspacing='2'>")
-    for k, v in rows:
-        cell = v if v.startswith("<b>") else _e(v)
-        out.append(f"<tr><td style='color:gray;padding-right:12px'>{_e(k)}</td><td>{cell}</td></tr>")
-    out.append("</table>")
-    if plan.changes:
-        groups: dict[tuple[str, str, str, str], int] = {}
-        for c in plan.changes:
-            key = (c.attribute, c.old or "", c.new, c.reason)
-            groups[key] = groups.get(key, 0) + 1
-        out.append(f"<p><b>{_e(tr('Filled in the exported copies (originals kept)'))}</b></p><ul>")
-        for (attr, old, new, reason), n in groups.items():
-            out.append(f"<li>{_e(attr)}: {_e(old or tr('(empty)'))} → <b>{_e(new)}</b> "
-                       f"— {_e(reason)} ({n} {_e(tr('files'))})</li>")
-        out.append("</ul>")
-    if plan.transcodings:
-        tgroups: dict[tuple[str, str, str], int] = {}
-        for t in plan.transcodings:
-            key = (t.from_ts, t.to_ts, t.note)
-            tgroups[key] = tgroups.get(key, 0) + 1
-        out.append(f"<p><b>{_e(tr('Re-encoded for this profile'))}</b></p><ul>")
-        for (a, b, note), n in tgroups.items():
-            extra = f" ({_e(note)})" if note else ""
-            out.append(f"<li>{_e(a)} → {_e(b)}{extra}: {n} {_e(tr('files'))}</li>")
-        out.append("</ul>")
-    notes = list(plan.warnings) + [str(p) for p in plan.problems]
-    if notes:
-        out.append(f"<p><b>{_e(tr('Notes'))}</b></p><ul>")
-        out.extend(f"<li>{_e(n)}</li>" for n in notes)
-        out.append("</ul>")
-    return "".join(out)
-
-
-def failure_text(exc: BaseException | None, message: str) -> str:
-    """Why the plan failed, in the GUI's words for the failures the user can fix here (the core's
-    messages mention command-line flags)."""
-    if exc is not None and hasattr(exc, "studies"):
-        studies = list(getattr(exc, "studies", []) or [])
-        who = "; ".join(f"{format_name(n) or tr('(no name)')} (e.g. {f})" for _u, n, f in studies[:5])
-        return tr("%1 study has no date in any of its files (Study, Series, Acquisition or "
-                  "Content Date): %2").replace("%1", str(len(studies))).replace("%2", who)
-    if exc is not None and hasattr(exc, "needed") and getattr(exc, "needed", 0):
-        return tr("Too big: the export needs about %1 but the medium holds %2.").replace(
-            "%1", human_size(int(exc.needed))).replace(
-            "%2", human_size(int(getattr(exc, "capacity", 0))))
-    if exc is not None and hasattr(exc, "clashes"):
-        parts = []
-        for pid, who in list(getattr(exc, "clashes", []) or [])[:3]:
-            names = ", ".join(f"{format_name(n) or tr('(no name)')} ({tr('born')} "
-                              f"{format_date(b) or '?'})" for n, b, _f in who)
-            parts.append(tr("Patient ID %1 is used by different patients: %2")
-                         .replace("%1", str(pid)).replace("%2", names))
-        return "\n".join(parts)
-    return tr("This export cannot be written yet: %1").replace("%1", message)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -442,7 +348,7 @@ class ProgressPage(QWizardPage):
     def _show_steps(self, done: bool = False) -> None:
         lines = []
         for i, step in enumerate(self._steps):
-            label = _e(tr(PHASES[step]))
+            label = esc(tr(PHASES[step]))
             if done or i < self._step:
                 lines.append(f"✓ {label}")
             elif i == self._step:

@@ -153,12 +153,12 @@ def test_neighbours_are_prefetched(qtbot: QtBot, viewer: ViewerWidget, tmp_path:
     show(qtbot, viewer, medium, series)
     uids = [i.sop_instance_uid for i in sorted(series.instances,
                                                  key=lambda i: int(i.instance_number or 0))]
-    qtbot.waitUntil(lambda: (uids[1], 0) in viewer._cache and (uids[2], 0) in viewer._cache,
+    qtbot.waitUntil(lambda: (uids[1], 0) in viewer.feed.cache and (uids[2], 0) in viewer.feed.cache,
                     timeout=TIMEOUT)
     # A cached neighbour is shown synchronously, without a worker round trip.
     qtbot.keyClick(viewer.canvas, Qt.Key.Key_Down)
     assert viewer.state.index == 1 and not viewer.state.loading
-    assert viewer.loaded is viewer._cache[(uids[1], 0)]
+    assert viewer.loaded is viewer.feed.cache[(uids[1], 0)]
 
 
 def test_right_drag_changes_window_and_pixels(qtbot: QtBot, viewer: ViewerWidget,
