@@ -400,3 +400,44 @@ def test_patient_id_clash_can_be_kept_apart(qtbot: QtBot, runner: TaskRunner,
     ids = sorted(p.patient_id for p in wiz.plan.patients)
     assert len(ids) == 2 and "P-100" in ids
     assert "PatientID" in page.view.toPlainText()  # the new ID is listed as a change
+
+
+def test_usb_volume_and_burners_are_offered(qtbot: QtBot, source: Medium, runner: TaskRunner,
+                                            settings: QSettings, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core import burn, media
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    volumes = [
+        media.Volume(str(stick), "PATIENTS", "/dev/sdz1", "usb", 8 * 10**9, 16 * 10**9, False,
+                     "vfat"),
+        media.Volume("/", "", "/dev/sda1", "fixed", 10**9, 10**10, False, "ext4"),
+        media.Volume("/media/ro", "RO", "/dev/sdy1", "usb", 0, 10**9, True, "vfat"),
+    ]
+    burners = [burn.Burner("/dev/sr9", "Test Writer", "ACME", "blank", "DVD+R", 4_700_000_000,
+                           True),
+               burn.Burner("/dev/sr8", "Old Reader", "ACME", "closed", "CD-ROM", 0, False)]
+    # The core backends are asked on the runner; here they answer as a machine with a stick
+    # and a burner would (the backends themselves are tested on fake trees and recordings).
+    monkeypatch.setattr(media, "list_volumes", lambda *a, **k: volumes)
+    monkeypatch.setattr(burn, "list_burners", lambda *a, **k: burners)
+    wiz = make_wizard(qtbot, [source], None, runner, settings)
+    next_page(qtbot, wiz, PAGE_OPTIONS)
+    fill_options(wiz, media="usb")
+    next_page(qtbot, wiz, PAGE_DESTINATION)
+    page = wiz.destination_page
+    qtbot.waitUntil(lambda: page._pending == 0, timeout=TIMEOUT)
+    assert page.kind() == "usb"  # the media type chose the USB row
+    assert page.usb_box.count() == 1  # only writable USB volumes
+    assert "PATIENTS" in page.usb_box.itemText(0) and "8.0 GB free" in page.usb_box.itemText(0)
+    assert [page.burn_box.itemData(i) for i in range(page.burn_box.count())] == ["/dev/sr9", ""]
+    assert "Test Writer" in page.burn_box.itemText(0)
+    next_page(qtbot, wiz, PAGE_SUMMARY)
+    qtbot.waitUntil(lambda: not wiz.summary_page.busy(), timeout=TIMEOUT)
+    assert wiz.state.usb == str(stick)
+    assert "STD-GEN-USB-JPEG" in wiz.summary_page.view.toPlainText()
+    write_and_wait(qtbot, wiz)
+    assert wiz.outcome == "ok", wiz.result_page.details.toPlainText()
+    assert (stick / "DICOMDIR").is_file()  # DICOMDIR at the root of the stick (PS3.12)
+    assert len(list(open_medium(stick).instances())) == 5
