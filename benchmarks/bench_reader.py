@@ -83,7 +83,7 @@ def make_ls_medium(root: Path) -> None:
                 images = []
                 for i in range(1, 251):
                     n += 1
-                    sop = f"1.2.826.0.1.3680043.8.498.9.{n:08d}"
+                    sop = f"1.2.826.0.1.3680043.8.498.9.9{n:08d}"
                     fid = (f"PA{p:02d}", f"ST{s:02d}", f"SE{e:02d}", f"IM{i:04d}")
                     images.append(db.image(fid, sop_uid=sop.ljust(57, "0")[:57],
                                            number=str(i)))
@@ -104,7 +104,7 @@ def make_scan_medium(root: Path, n_files: int = 4000) -> None:
         shutil.rmtree(root)
     template, placeholder = _template(512, 512)
     for k in range(n_files):
-        sop = f"1.2.826.0.1.3680043.8.498.8.{k:08d}"
+        sop = f"1.2.826.0.1.3680043.8.498.8.9{k:08d}"
         _write(root / f"SERIES{k % 4}" / f"IM{k:06d}.dcm", template, placeholder, sop)
     marker.touch()
 

@@ -101,6 +101,8 @@ def check_medium(medium: Medium, profile: str | None = None,
             continue
         for p in _compare(pat, st, se, inst, res.info):
             add(p)
+        if res.info.charset_problem:
+            add(Problem("warning", "bad-charset", inst.path, res.info.charset_problem))
         if _file_wins(inst, res.info, pat, st, se):
             moves.append((inst, se, res.info.values))
     if moves:

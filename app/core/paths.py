@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -219,26 +220,95 @@ class Listings:
 
     A directory that cannot be listed (EIO after one retry, permission denied, unsafe) is
     reported once through ``on_error(rel, exc)`` and then treated as empty.
+
+    :meth:`prefetch` lists a whole tree on a background thread (directory listing is system
+    calls, which run while the main thread parses the DICOMDIR); its results, errors included,
+    are handed out by :meth:`get` in the caller's order, so problems stay deterministic.
     """
 
     def __init__(self, fs: MediumFS, on_error: ErrorSink | None = None) -> None:
         self.fs = fs
         self.on_error = on_error
         self._cache: dict[str, DirListing | None] = {}
+        self._raw: dict[str, list[Entry] | BaseException] = {}
+        self._pending: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.listdir_calls = 0
+
+    def _list(self, rel: str) -> list[Entry] | BaseException:
+        self.listdir_calls += 1
+        try:
+            return retry_once(lambda: self.fs.listdir(rel))
+        except (OSError, UnsafePath) as exc:
+            return exc
+
+    def _fetch(self, rel: str) -> list[Entry] | BaseException:
+        """The raw listing of ``rel``: listed exactly once, whichever thread asks first."""
+        while True:
+            with self._lock:
+                cached = self._cache.get(rel, False)
+                if cached is not False:
+                    return list(cached.entries.values()) if cached else []
+                if rel in self._raw:
+                    return self._raw[rel]
+                ev = self._pending.get(rel)
+                owner = ev is None
+                if owner:
+                    ev = self._pending[rel] = threading.Event()
+            assert ev is not None
+            if owner:
+                raw = self._list(rel)
+                with self._lock:
+                    self._raw[rel] = raw
+                    del self._pending[rel]
+                ev.set()
+                return raw
+            ev.wait()
 
     def get(self, rel: str) -> DirListing | None:
         if rel in self._cache:
             return self._cache[rel]
-        self.listdir_calls += 1
-        try:
-            listing: DirListing | None = DirListing.build(rel, retry_once(lambda: self.fs.listdir(rel)))
-        except (OSError, UnsafePath) as exc:
-            listing = None
-            if self.on_error is not None and not isinstance(exc, FileNotFoundError):
-                self.on_error(rel, exc)
-        self._cache[rel] = listing
+        raw = self._fetch(rel)
+        with self._lock:
+            if rel in self._cache:
+                return self._cache[rel]
+            listing = None if isinstance(raw, BaseException) else DirListing.build(rel, raw)
+            self._cache[rel] = listing
+            self._raw.pop(rel, None)
+        if isinstance(raw, BaseException) and self.on_error is not None \
+                and not isinstance(raw, FileNotFoundError):
+            self.on_error(rel, raw)
         return listing
+
+    def prefetch(self, start: str = "", max_depth: int = 32) -> None:
+        """Start listing every folder below ``start`` in the background (symlinks not followed)."""
+        if self._thread is not None:
+            return
+
+        def work() -> None:
+            stack = [(start, 0)]
+            while stack and not self._stop.is_set():
+                rel, depth = stack.pop()
+                raw = self._fetch(rel)
+                if depth < max_depth and not isinstance(raw, BaseException):
+                    stack.extend((join(rel, e.name), depth + 1) for e in raw
+                                 if e.is_dir and not e.is_link)
+
+        self._thread = threading.Thread(target=work, name="medium-listing", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and join the prefetch thread (no thread is left running)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+
+    def wait(self) -> None:
+        """Wait for the prefetch to finish."""
+        if self._thread is not None:
+            self._thread.join()
 
 
 @dataclass(frozen=True)

@@ -135,12 +135,29 @@ class _Reader:
 
     # -- main ---------------------------------------------------------------------------------
     def run(self, start: str) -> Medium:
+        try:
+            return self._run(start)
+        finally:
+            self.listings.stop()
+
+    def _run(self, start: str) -> Medium:
         self._check_cancel()
         if self.listings.get("") is None:
             raise UnreadableMedium(f"{self.fs.label}: the medium cannot be listed"
                                    + (f" ({self.problems[0].message})" if self.problems else ""))
         self._report("dicomdir", message="looking for DICOMDIR", force=True)
         names = self._find_dicomdirs(start)
+        # List the rest of the tree on a second thread while the DICOMDIR is parsed: the
+        # listings are needed to resolve File IDs and to find unreferenced files.
+        self.listings.prefetch("")
+        scanned: list[HeaderResult] | None = None
+        if not names:
+            # None by name: read every header once; a renamed DICOMDIR (one or two levels
+            # down at most) is recognised by its SOP Class among them, and the same results
+            # serve the unreferenced-file pass or the scan, so no file is read twice.
+            self._report("scan", message="scanning every file", force=True)
+            scanned = self._read(self._candidates(set()), "scan")
+            names = _renamed_dicomdirs(scanned)
         filesets = [fs for fs in (self._parse(rel) for rel in names) if fs is not None]
         for fset in filesets:
             self._resolve(fset)
@@ -154,9 +171,9 @@ class _Reader:
         if usable:
             for fset in usable:
                 self._merge(fset)
-            self._unreferenced(usable)
+            self._unreferenced(usable, scanned)
             return self._medium("dicomdir", [f.rel for f in usable])
-        found = self._scan(had_dicomdir=bool(names))
+        found = self._scan(bool(names), scanned)
         if found:
             return self._medium("scan", [])
         with_records = [f for f in filesets if f.records]
@@ -204,20 +221,6 @@ class _Reader:
                            key=lambda n: (n != "DICOMDIR", n))
             if names:
                 chosen.append(join(folder, names[0]))
-        if chosen:
-            return chosen
-        for folder in folders:  # none by name: a renamed DICOMDIR, by its SOP Class
-            listing = self.listings.get(folder)
-            if listing is None:
-                continue
-            for n in sorted(listing.entries):
-                e = listing.entries[n]
-                if e.is_dir or e.size < 132:
-                    continue
-                head = self._head(join(folder, n), DICOMDIR_HEAD)
-                if head is not None and is_dicomdir(head):
-                    chosen.append(join(folder, n))
-                    break
         return chosen
 
     def _folders_to_depth(self, depth: int) -> list[str]:
@@ -382,10 +385,11 @@ class _Reader:
 
         return read_headers(self.fs, refs, on_file=on_file, cancel=self.cancel)
 
-    def _scan(self, had_dicomdir: bool) -> bool:
+    def _scan(self, had_dicomdir: bool, results: list[HeaderResult] | None) -> bool:
         """Header-only scan of the whole medium. True when any DICOM instance was found."""
-        self._report("scan", message="scanning every file", force=True)
-        results = self._read(self._candidates(set()), "scan")
+        if results is None:
+            self._report("scan", message="scanning every file", force=True)
+            results = self._read(self._candidates(set()), "scan")
         found = 0
         for r in results:
             if r.problem is not None:
@@ -394,6 +398,7 @@ class _Reader:
                 continue
             inst = instance_from_header(r.info, r.ref, referenced=False)
             self._add_instance(self.builder.place(r.info.values), inst)
+            self._charset(r)
             found += 1
         if found:
             why = ("no usable DICOMDIR" if had_dicomdir else "no DICOMDIR found")
@@ -402,13 +407,17 @@ class _Reader:
                 f"{why}: listed {found} file(s) by reading their headers"))
         return found > 0
 
-    def _unreferenced(self, usable: list[_FileSet]) -> None:
+    def _unreferenced(self, usable: list[_FileSet], scanned: list[HeaderResult] | None) -> None:
         skip = set(self.referenced_paths) | {f.rel for f in usable}
-        refs = self._candidates(skip)
-        if not refs:
-            return
-        self._report("scan", 0, len(refs), "reading files no record references", force=True)
-        for r in self._read(refs, "scan"):
+        if scanned is not None:
+            results = [r for r in scanned if r.ref.path not in skip]
+        else:
+            refs = self._candidates(skip)
+            if not refs:
+                return
+            self._report("scan", 0, len(refs), "reading files no record references", force=True)
+            results = self._read(refs, "scan")
+        for r in results:
             if r.problem is not None:
                 self.problems.append(r.problem)
             if r.info is None or r.info.is_dicomdir:
@@ -430,6 +439,23 @@ class _Reader:
                                          "DICOM file not referenced by any DICOMDIR record; "
                                          "listed from its header"))
             self._add_instance(self.builder.place(r.info.values), inst)
+            self._charset(r)
+
+    def _charset(self, r: HeaderResult) -> None:
+        if r.info is not None and r.info.charset_problem:
+            self.problems.append(Problem("warning", "bad-charset", r.ref.path,
+                                         r.info.charset_problem))
+
+
+def _renamed_dicomdirs(results: list[HeaderResult]) -> list[str]:
+    """DICOMDIRs recognised by their header, at most two levels down, one per folder."""
+    chosen: dict[str, str] = {}
+    for r in results:
+        path = r.ref.path
+        if r.info is not None and r.info.is_dicomdir and path.count("/") <= DISCOVERY_DEPTH:
+            folder = path.rsplit("/", 1)[0] if "/" in path else ""
+            chosen.setdefault(folder, path)
+    return sorted(chosen.values(), key=lambda p: (p.count("/"), p))
 
 
 def _looks_dicom(head: bytes) -> bool:

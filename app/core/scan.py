@@ -33,8 +33,9 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _IDENTIFIERS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
                 "PatientID")
 
-# First two bytes of a dataset without preamble: group 0002 or 0008, little or big endian.
-_RAW_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+# First two bytes of a dataset without preamble: group 0002, 0004 (a DICOMDIR) or 0008,
+# little or big endian.
+_RAW_STARTS = (b"\x02\x00", b"\x04\x00", b"\x08\x00", b"\x00\x02", b"\x00\x04", b"\x00\x08")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class HeaderInfo:
     transfer_syntax: str | None
     is_dicomdir: bool
     has_pixels: bool = False
+    charset_problem: str | None = None  # text that could not be decoded cleanly
 
 
 def plausible_head(head: bytes) -> bool:
@@ -132,7 +134,8 @@ def header_info(header: Any) -> HeaderInfo:
     is_dd = bool(getattr(header, "is_dicomdir", False)) or DICOMDIR_SOP_CLASS in (
         _str(meta.get("MediaStorageSOPClassUID")), values.get("SOPClassUID"))
     return HeaderInfo(values, _str(getattr(header, "transfer_syntax", None)), is_dd,
-                      bool(getattr(header, "has_pixels", False)))
+                      bool(getattr(header, "has_pixels", False)),
+                      getattr(header, "charset_problem", None))
 
 
 def _str(v: object) -> str | None:

@@ -50,6 +50,10 @@ def test_dirfs_listdir_open_and_confinement(tmp_path: Path) -> None:
             fs.realpath(bad)
     with pytest.raises(UnsafePath):
         fs.listdir("OUT")
+    with pytest.raises(OSError):
+        fs.open("FIFO")  # refused at once, never blocks waiting for a writer
+    with pytest.raises(OSError):
+        fs.open("A")
 
 
 def _iso(path: Path, *, joliet: bool = False, rr: bool = False, udf: bool = False) -> Path:

@@ -305,3 +305,22 @@ def test_scan_without_preamble_and_damaged_files(tmp_path: Path) -> None:
     assert _codes(m) == [("warning", "not-dicom", "A/FAKE"), ("error", "truncated-file", "A/TRUNC"),
                          ("warning", "no-dicomdir", None)]
     assert files
+
+
+def test_names_in_other_charsets_and_a_bad_charset(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    loose_files(root, {
+        "A/LATIN1": {"SpecificCharacterSet": "ISO_IR 100", "PatientName": "Müller^Hans",
+                     "PatientID": "P1"},
+        "A/UTF8": {"SpecificCharacterSet": "ISO_IR 192", "PatientName": "Ωμέγα^Ἄλφα",
+                   "PatientID": "P2"},
+        "A/BAD": {"SpecificCharacterSet": "ISO_IR 999", "PatientID": "P3"},
+    })
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = open_medium(root)
+    names = {p.patient_id: p.patient_name for p in m.patients}
+    assert names["P1"] == "Müller^Hans" and names["P2"] == "Ωμέγα^Ἄλφα"
+    assert ("warning", "bad-charset", "A/BAD") in _codes(m)
