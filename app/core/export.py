@@ -19,8 +19,10 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from pydicom import Dataset
@@ -36,6 +38,7 @@ from app.core.export_write import (
     copy_file,
     copy_stream,
     flush_tree,
+    hash_source,
     install,
     make_staging,
     medium_entries,
@@ -237,7 +240,12 @@ def _dest_path(staging: Path, plan: ExportPlan, f: PlannedFile) -> Path:
 
 def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | None,
                  cancel: CancelToken) -> dict[str, FileResult]:
-    """Write every file into ``staging``; returns the result per SOP Instance UID."""
+    """Write every file into ``staging``; returns the result per SOP Instance UID.
+
+    Rewrites/transcodes/icons start first on the worker pool (a helper thread feeds it) while
+    this thread does the kernel copies; the SHA-256 of each copied file (for verification) is
+    computed from the source on a hashing thread, overlapped with the copies.
+    """
     want_hash = plan.options.verify or plan.options.iso is not None or plan.options.burn is not None
     files = [f for v in plan.volumes for f in v.files]
     total_bytes = sum(f.est_size for f in files)
@@ -246,46 +254,88 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
         d.mkdir(parents=True, exist_ok=True)
     report = Throttle(progress) if progress is not None else None
     state = {"files": 0, "bytes": 0}
+    lock = threading.Lock()
 
     def tick(nbytes: int = 0, file_done: bool = False) -> None:
-        state["bytes"] += nbytes
-        if file_done:
-            state["files"] += 1
-        if report is not None:
-            report(Progress("write", state["files"], len(files), state["bytes"], total_bytes,
-                            message="writing files"), force=state["files"] == len(files))
+        with lock:
+            state["bytes"] += nbytes
+            if file_done:
+                state["files"] += 1
+            if report is not None:
+                report(Progress("write", state["files"], len(files), state["bytes"],
+                                total_bytes, message="writing files"),
+                       force=state["files"] == len(files))
 
     results: dict[str, FileResult] = {}
     heavy = [f for f in files if f.action in ("rewrite", "transcode")]
     icons = [f for f in files if plan.icon_size and f.record_type == "IMAGE"
              and "Rows" in f.src.header and f.action in ("copy", "meta")]
-    for f in files:
-        if f.action not in ("copy", "meta"):
-            continue
+    inner = CancelToken()  # stops the pool thread on cancel or on an error here
+    pool_out: dict[str, object] = {}
+
+    def pool_work() -> None:
+        try:
+            pool_out["results"] = run_file_jobs(
+                plan, heavy, icons, lambda f: str(_dest_path(staging, plan, f)), want_hash,
+                inner, lambda f, r: tick(r.size, True))
+        except BaseException as exc:  # handed to the main thread
+            pool_out["error"] = exc
+
+    worker = threading.Thread(target=pool_work, name="export-pool", daemon=True) \
+        if heavy or icons else None
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-hash")
+    hashes: dict[str, Future[str]] = {}
+    try:
+        if worker is not None:
+            worker.start()
+        for f in files:
+            if f.action not in ("copy", "meta"):
+                continue
+            if cancel.cancelled or "error" in pool_out:
+                break
+            res = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel,
+                            lambda n: tick(n))
+            if want_hash and res.sha256 is None and f.src.local is not None:
+                hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local,
+                                                  f.meta_bytes or b"",
+                                                  f.src.body_offset if f.action == "meta" else 0)
+            results[f.sop_uid] = res
+            tick(0, True)
+        while worker is not None and worker.is_alive():
+            if cancel.cancelled:
+                inner.cancel()
+            worker.join(0.1)
         cancel.raise_if_cancelled()
-        results[f.sop_uid] = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel,
-                                       lambda n: tick(n))
-        tick(0, True)
-    if heavy or icons:
-        done = run_file_jobs(plan, heavy, icons, lambda f: str(_dest_path(staging, plan, f)),
-                             want_hash, cancel, lambda f, r: tick(r.size, True))
-        for uid, res in done.items():
-            if uid in results:
-                results[uid].icon = res.icon  # icon-only job of a copied file
-            else:
-                results[uid] = res
+        if "error" in pool_out:
+            raise pool_out["error"]  # type: ignore[misc]
+        for uid, fut in hashes.items():
+            results[uid].sha256 = fut.result()
+    except BaseException:
+        inner.cancel()
+        if worker is not None:
+            worker.join()
+        raise
+    finally:
+        hasher.shutdown(wait=True, cancel_futures=True)
+    done: dict[str, FileResult] = pool_out.get("results", {})  # type: ignore[assignment]
+    for uid, res in done.items():
+        if uid in results:
+            results[uid].icon = res.icon  # icon-only job of a copied file
+        else:
+            results[uid] = res
     return results
 
 
 def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
               on_bytes: Callable[[int], None]) -> FileResult:
+    """Kernel copy (local sources; hashed later from the source) or a hashed stream (.iso)."""
     src = f.src
     prefix = f.meta_bytes or b""
     offset = src.body_offset if f.action == "meta" else 0
     try:
         if src.local is not None:
             digest = copy_file(src.local, dst, cancel=cancel, on_bytes=on_bytes,
-                               want_hash=want_hash, prefix=prefix, offset=offset)
+                               want_hash=False, prefix=prefix, offset=offset)
         else:
             assert src.medium.fs is not None
             with src.medium.fs.open(src.rel) as fin:
@@ -299,6 +349,7 @@ def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
     if f.action == "meta":
         header = header_only(header)
         set_our_meta(header, f.target_ts)
+    del want_hash
     return FileResult(dst.stat().st_size, digest, header, None)
 
 

@@ -148,6 +148,18 @@ def _stream(fin: BinaryIO, fout: BinaryIO, h: hashlib._Hash, cancel: CancelToken
             cancel.raise_if_cancelled()
 
 
+def hash_source(src: Path, prefix: bytes = b"", offset: int = 0) -> str:
+    """SHA-256 of ``prefix`` + ``src`` from ``offset``: the bytes a copy was meant to hold."""
+    h = hashlib.sha256(prefix)
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(src, "rb", buffering=0) as fp:
+        fp.seek(offset)
+        while n := fp.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
 def write_bytes(dst: Path, data: bytes) -> str:
     """Create ``dst`` with ``data``; returns its SHA-256."""
     with open(dst, "xb") as fout:
