@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydicom.charset import convert_encodings, encode_string
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -214,7 +214,7 @@ class Nested:
 
 
 Item = list["Elem"]
-Value = Union[str, bytes, int, list, Nested, None]
+Value = str | bytes | int | list | Nested | None
 Elem = tuple[int, str, Value]  # (tag, VR, value); VR "RAW": value is the whole encoded element
 
 
@@ -359,11 +359,11 @@ def _flatten(roots: list[Rec]) -> tuple[list[Rec], dict[int, int | None], dict[i
     for r in flat:
         i = index[id(r)]
         child[i] = index[id(r.children[0])] if r.children else None
-        for a, b in zip(r.children, r.children[1:]):
+        for a, b in zip(r.children, r.children[1:], strict=False):
             nxt[index[id(a)]] = index[id(b)]
         if r.children:
             nxt[index[id(r.children[-1])]] = None
-    for a, b in zip(roots, roots[1:]):
+    for a, b in zip(roots, roots[1:], strict=False):
         nxt[index[id(a)]] = index[id(b)]
     if roots:
         nxt[index[id(roots[-1])]] = None
@@ -392,7 +392,7 @@ def encode_dicomdir(roots: list[Rec], o: DDOpts | None = None) -> bytes:
             elems.append((0x00041410, "US", r.in_use))
         elems.append((0x00041430, "CS", r.rtype))
         if r.charset:
-            elems.append((0x00080005, "CS", r.charset))
+            elems.append((0x00080005, "CS", r.charset.encode("latin-1")))
         body = enc.body(elems, r.charset, o.undefined_items)
         return enc.item(body, o.undefined_items, o.item_length.get(r.label) if r.label else None)
 
@@ -692,7 +692,8 @@ def write_iso(iso_path: Path, files: dict[str, bytes], *, joliet: bool,
                 dirs.add(d)
                 iso.add_directory(d.upper(), joliet_path=d if joliet else None)
         data = files[rel]
-        iso.add_fp(io.BytesIO(data), len(data), "/" + rel.upper() + ".;1",
+        name = "/" + rel.upper() + (";1" if "." in parts[-1] else ".;1")
+        iso.add_fp(io.BytesIO(data), len(data), name,
                    joliet_path="/" + rel if joliet else None)
     iso.write(str(iso_path))
     iso.close()

@@ -257,7 +257,7 @@ def test_ls_scan_sorted_by_path(tmp_path: Path) -> None:
     imgs = corpus("scanord", patients=1, series=1, images=5)
     root = tmp_path / "m"
     names = ["b/IMG9", "a/z", "a/IMG10", "c", "a/IMG2"]
-    for info, name in zip(imgs, names):
+    for info, name in zip(imgs, names, strict=True):
         write_file(root, name, dicom_bytes(info))
     d = run_cli("ls", root, "--json").json()
     assert d["source"] == "scan" and d["dicomdirs"] == []

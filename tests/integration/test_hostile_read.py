@@ -1,0 +1,1103 @@
+"""Hostile media read end to end: every defect class of STANDARDS.md §5/§7 and issue 2, through
+``app.cli.main`` (in process, under a deadline and an ``open``/listing audit) and ``python -m app``.
+
+For every medium the suite asserts: bounded time, the exit code of DESIGN.md, no traceback,
+every DICOM image on the medium listed exactly once with its real path (none lost, none twice),
+the right problem codes naming the offending file, and nothing outside the root read or listed
+(a sentinel DICOM file sits next to every medium root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import signal
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from tests.integration.hostile_media import (
+    EBE,
+    ELE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    ILE,
+    IMPLICIT_LE,
+    SENTINEL_UID,
+    Built,
+    DDOpts,
+    ImageInfo,
+    Nested,
+    Rec,
+    assert_each_once,
+    assert_sane,
+    corpus,
+    dicom_bytes,
+    disk_canonical,
+    disk_lower,
+    disk_suffix,
+    encode_dicomdir,
+    find_rec,
+    html_bytes,
+    icon_item,
+    jpeg_bytes,
+    listed,
+    make_outside,
+    pe_bytes,
+    problems,
+    record_offsets,
+    records_for,
+    run_cli,
+    run_inproc,
+    uid,
+    write_file,
+    write_images,
+    write_iso,
+    write_medium,
+)
+
+DEADLINE = 10.0
+
+# ------------------------------------------------------------------------ deadline and audit
+
+
+class Deadline(BaseException):
+    """Raised in the main thread when a read takes too long (BaseException: not swallowed)."""
+
+
+@contextlib.contextmanager
+def deadline(secs: float = DEADLINE) -> Iterator[None]:
+    def fire(signum: int, frame: Any) -> None:
+        raise Deadline(f"still running after {secs} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, secs)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+_AUDIT: list[tuple[str, str]] | None = None
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if _AUDIT is None or not args:
+        return
+    if event in ("open", "os.listdir", "os.scandir", "os.readlink"):
+        p = args[0]
+        if isinstance(p, (str, bytes, os.PathLike)):
+            _AUDIT.append((event, os.fsdecode(p)))
+
+
+sys.addaudithook(_hook)
+
+
+@contextlib.contextmanager
+def audit() -> Iterator[list[tuple[str, str]]]:
+    global _AUDIT
+    seen: list[tuple[str, str]] = []
+    _AUDIT = seen
+    try:
+        yield seen
+    finally:
+        _AUDIT = None
+
+
+def assert_confined(seen: list[tuple[str, str]], root: Path, tmp: Path) -> None:
+    """Nothing under ``tmp`` but outside ``root`` was opened or listed (symlinks resolved)."""
+    real_root = os.path.realpath(root)
+    real_tmp = os.path.realpath(tmp)
+    bad = []
+    for event, p in seen:
+        rp = os.path.realpath(p)
+        inside_tmp = rp == real_tmp or rp.startswith(real_tmp + os.sep)
+        inside_root = rp == real_root or rp.startswith(real_root + os.sep)
+        if real_root.endswith(".iso"):
+            inside_root = rp == real_root
+        if inside_tmp and not inside_root:
+            bad.append((event, p, rp))
+        if "outside" in rp.split(os.sep) or rp.endswith("SENTINEL"):
+            bad.append((event, p, rp))
+    assert not bad, f"read outside the medium root: {bad[:5]}"
+
+
+def ls(capsys: pytest.CaptureFixture[str], target: Path, tmp: Path, *, cmd: str = "ls",
+       rcs: tuple[int, ...] = (0,), root: Path | None = None) -> dict[str, Any]:
+    """``discbridge CMD TARGET --json`` in process: deadline, audit, no traceback, exit code."""
+    with audit() as seen, deadline():
+        r = run_inproc(capsys, cmd, target, "--json")
+    assert_sane(r, rcs, DEADLINE)
+    assert_confined(seen, root or (target if target.is_dir() or target.suffix == ".iso"
+                                   else target.parent), tmp)
+    return json.loads(r.out) if r.out.strip() else {}
+
+
+def assert_tree(d: dict[str, Any], built: Built) -> None:
+    """Every listed image sits under its own patient, study and series."""
+    info = {i.sop_uid: i for i in built.images}
+    for row in listed(d):
+        i = info.get(row["sop_instance_uid"])
+        if i is None:
+            continue
+        assert row["patient.patient_id"] == i.patient_id, row
+        assert row["study.study_uid"] == i.study_uid, row
+        assert row["series.series_uid"] == i.series_uid, row
+
+
+def assert_all_referenced(d: dict[str, Any]) -> None:
+    rows = listed(d)
+    assert all(r["referenced"] for r in rows), [r["path"] for r in rows if not r["referenced"]]
+    assert not problems(d, "unreferenced-file"), problems(d, "unreferenced-file")
+    assert not problems(d, "missing-file"), problems(d, "missing-file")
+
+
+def codes(d: dict[str, Any]) -> set[str]:
+    return {p["code"] for p in d["problems"]}
+
+
+@pytest.fixture
+def medium_dir(tmp_path: Path) -> Path:
+    """``tmp/medium`` as the root; ``tmp/outside/SENTINEL`` next to it."""
+    make_outside(tmp_path)
+    return tmp_path / "medium"
+
+
+def small(tag: str) -> list[ImageInfo]:
+    return corpus(tag, patients=2, series=2, images=2)
+
+
+# ------------------------------------------------------------------------ harness self-check
+
+
+def test_harness_audit_and_deadline_can_fail(tmp_path: Path) -> None:
+    """The confinement audit sees opens and listings outside the root, and the deadline fires."""
+    outside, sentinel = make_outside(tmp_path)
+    root = tmp_path / "medium"
+    root.mkdir()
+    os.symlink(sentinel, root / "LINK")
+    with audit() as seen:
+        (root / "LINK").read_bytes()
+    with pytest.raises(AssertionError, match="outside the medium root"):
+        assert_confined(seen, root, tmp_path)
+    with audit() as seen:
+        os.listdir(outside)
+    with pytest.raises(AssertionError):
+        assert_confined(seen, root, tmp_path)
+    with pytest.raises(Deadline), deadline(0.2):
+        while True:
+            pass
+
+
+# ------------------------------------------------------------------------ builder self-check
+
+
+@pytest.mark.parametrize("syntax", [ELE, ILE, EBE], ids=["ele", "ile", "ebe"])
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_builder_offsets_match_pydicom(tmp_path: Path, syntax: Any, undefined: bool) -> None:
+    """Our encoder's offsets point at the item tags pydicom finds (independent of the product)."""
+    imgs = small("selfcheck")
+    opts = DDOpts(syntax=syntax, undefined_items=undefined, undefined_seq=undefined)
+    roots = records_for(imgs)
+    data = encode_dicomdir(roots, opts)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert ds.file_meta.TransferSyntaxUID == syntax.uid
+    recs = ds.DirectoryRecordSequence
+    assert len(recs) == len(imgs) + 2 + 2 * 1 + 2 * 2
+    starts = {r.seq_item_tell for r in recs}
+    offs = record_offsets(roots, opts)
+    assert set(offs.values()) == starts
+    assert ds.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity in starts
+    for r in recs:
+        for kw in ("OffsetOfTheNextDirectoryRecord",
+                   "OffsetOfReferencedLowerLevelDirectoryEntity"):
+            v = r.get(kw)
+            assert v == 0 or v in starts
+
+
+# ------------------------------------------------------------------------ finding DICOMDIRs
+
+
+@pytest.mark.parametrize("name", ["DICOMDIR", "dicomdir", "DicomDir", "DICOMDIR.", "DICOMDIR;1",
+                                  "DICOMDIR.;1", "dicomdir.;1", "dicomdir;1"])
+def test_dicomdir_name_variants(medium_dir: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str], name: str) -> None:
+    built = write_medium(medium_dir, small("name"), dicomdir_name=name)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "dicomdir" and d["dicomdirs"] == [name]
+    assert_each_once(d, built)
+    assert_tree(d, built)
+    assert_all_referenced(d)
+
+
+@pytest.mark.parametrize("name", ["DIRFILE", "INDEX.DAT", "dicomdir.dcm", "DICOMDIR.BAK"])
+def test_renamed_dicomdir_found_by_sop_class(medium_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             name: str) -> None:
+    built = write_medium(medium_dir, small("renamed"), dicomdir_name=name)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "dicomdir" and d["dicomdirs"] == [name]
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+
+
+@pytest.mark.parametrize("base", ["DICOM", "dicom", "CD1/DICOM", "PATIENT 1/dicom"])
+def test_dicomdir_in_subfolder(medium_dir: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """File IDs are relative to the DICOMDIR's own folder (PS3.10 §8.6 note)."""
+    built = write_medium(medium_dir, small("sub"), base=base)
+    write_file(medium_dir, "AUTORUN.INF", b"[autorun]\r\n")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "dicomdir" and d["dicomdirs"] == [f"{base}/DICOMDIR"]
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+
+
+def test_renamed_dicomdir_in_subfolder(medium_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    built = write_medium(medium_dir, small("subren"), base="DICOM", dicomdir_name="DIRFILE")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["dicomdirs"] == ["DICOM/DIRFILE"]
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+
+
+def test_two_overlapping_dicomdirs_merge_without_duplicates(
+        medium_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Root DICOMDIR lists everything under DATA/; DATA/DICOMDIR lists half of it again."""
+    imgs = small("overlap")
+    built = write_medium(medium_dir, imgs, base="DATA", dicomdir_name="DICOMDIR",
+                         roots=records_for(imgs[: len(imgs) // 2]))
+    root_dd = encode_dicomdir(records_for(imgs, lambda i: ("DATA",) + i.fid))
+    write_file(medium_dir, "DICOMDIR", root_dd)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert sorted(d["dicomdirs"]) == ["DATA/DICOMDIR", "DICOMDIR"]
+    assert_each_once(d, built)
+    assert_tree(d, built)
+    assert_all_referenced(d)
+    assert len(d["patients"]) == 2, [p["patient_id"] for p in d["patients"]]
+
+
+def test_two_disjoint_dicomdirs_both_read(medium_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_medium(medium_dir, corpus("cda", patients=1), base="CD1")
+    b = write_medium(medium_dir, corpus("cdb", patients=1), base="CD2")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert sorted(d["dicomdirs"]) == ["CD1/DICOMDIR", "CD2/DICOMDIR"]
+    built = Built(medium_dir, a.images + b.images, {**a.expected, **b.expected})
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+
+
+# ------------------------------------------------------------------------ resolving names
+
+NAME_CASES: dict[str, tuple[Callable[..., str], Callable[[ImageInfo], tuple[str, ...]] | None]] = {
+    "lowercase-tree": (disk_lower, None),
+    "semicolon-1": (disk_suffix(";1"), None),
+    "dot-semicolon-1": (disk_suffix(".;1"), None),
+    "lower-dot-semicolon-1": (disk_suffix(".;1", lower=True), None),
+    "trailing-dot": (disk_suffix("."), None),
+    "dcm": (disk_suffix(".dcm"), None),
+    "DCM-lower-tree": (disk_suffix(".DCM", lower=True), None),
+    "slash-in-file-id": (disk_canonical, lambda i: ("/".join(i.fid),)),
+    "mixed-separators": (disk_canonical, lambda i: (i.fid[0] + "/" + i.fid[1],) + i.fid[2:]),
+    "trailing-spaces": (disk_canonical, lambda i: tuple(c + " " for c in i.fid)),
+    "trailing-nuls": (disk_canonical, lambda i: tuple(c + "\0" for c in i.fid)),
+    "empty-components": (disk_canonical, lambda i: (i.fid[0], "", i.fid[1], i.fid[2], "",
+                                                     i.fid[3])),
+    "lowercase-file-ids": (disk_canonical, lambda i: tuple(c.lower() for c in i.fid)),
+    "lower-ids-lower-tree-semicolon": (disk_suffix(";1", lower=True),
+                                       lambda i: tuple(c.lower() for c in i.fid)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAME_CASES))
+def test_file_id_resolution(medium_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str], case: str) -> None:
+    disk, recorded = NAME_CASES[case]
+    name = "dicomdir" if "lower" in case else "DICOMDIR"
+    built = write_medium(medium_dir, small("res"), disk=disk, recorded=recorded,
+                         dicomdir_name=name)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "dicomdir"
+    assert_each_once(d, built)  # the real on-disc name, e.g. pa001/st001/se001/im00001;1
+    assert_tree(d, built)
+    assert_all_referenced(d)
+    assert not [p for p in d["problems"] if p["severity"] == "error"], d["problems"]
+    # every listed path opens through the medium's own file system, to the right file
+    from app.core.reader import open_medium
+
+    with deadline():
+        m = open_medium(medium_dir)
+    assert m.fs is not None
+    for inst in m.instances():
+        assert inst.path is not None
+        with m.fs.open(inst.path) as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        assert ds.SOPInstanceUID == inst.sop_instance_uid
+
+
+def test_lowercase_whole_tree_like_fuseiso(medium_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """fuseiso/`map=normal` lowercases everything and drops ';1': DICOMDIR too."""
+    built = write_medium(medium_dir, small("fuse"), disk=disk_lower, dicomdir_name="dicomdir")
+    write_file(medium_dir, "readme.txt", b"x")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["dicomdirs"] == ["dicomdir"]
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+    assert all(r["path"] == r["path"].lower() for r in listed(d))
+
+
+# ------------------------------------------------------------------------ traversal, symlinks
+
+
+def _escape_cases(tmp: Path, root: Path) -> dict[str, tuple[str, ...]]:
+    sentinel = tmp / "outside" / "SENTINEL"
+    return {
+        "dotdot": ("..", "outside", "SENTINEL"),
+        "dotdot-deep": ("PA001", "..", "..", "outside", "SENTINEL"),
+        "dotdot-many": ("..",) * 12 + tuple(sentinel.parts[1:]),
+        "dotdot-slash": ("../outside/SENTINEL",),
+        "absolute": (str(sentinel),),
+        "absolute-split": ("",) + sentinel.parts[1:],
+        "drive": ("C:", "outside", "SENTINEL"),
+        "drive-joined": ("C:\\outside\\SENTINEL",),
+        "unc": ("", "", "server", "share", "SENTINEL"),
+        "unc-slash": ("//server/share/SENTINEL",),
+        "symlink-file": ("LINKS", "EVIL"),
+        "symlink-dir": ("LINKDIR", "SENTINEL"),
+        "symlink-dir-lower": ("linkdir", "sentinel"),
+    }
+
+
+ESCAPES = ["dotdot", "dotdot-deep", "dotdot-many", "dotdot-slash", "absolute", "absolute-split",
+           "drive", "drive-joined", "unc", "unc-slash", "symlink-file", "symlink-dir",
+           "symlink-dir-lower"]
+
+
+@pytest.mark.parametrize("case", ESCAPES)
+def test_file_id_escaping_root_is_refused(medium_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str], case: str) -> None:
+    imgs = small("esc")
+    evil = ImageInfo(sop_uid=uid("esc", "evil"), patient_id="ESC1", patient_name="ESC^PATIENT1",
+                     study_uid=imgs[0].study_uid, series_uid=imgs[0].series_uid,
+                     fid=("EVIL",), instance_number="99")
+    fid = _escape_cases(tmp_path, medium_dir)[case]
+    medium_dir.mkdir(parents=True)
+    (medium_dir / "LINKS").mkdir()
+    os.symlink(tmp_path / "outside" / "SENTINEL", medium_dir / "LINKS" / "EVIL")
+    os.symlink(tmp_path / "outside", medium_dir / "LINKDIR")
+    roots = records_for(imgs + [evil], lambda i: fid if i is evil else i.fid)
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    rows = {r["sop_instance_uid"]: r for r in listed(d)}
+    assert evil.sop_uid in rows, "the refused record is still listed"
+    assert rows[evil.sop_uid]["path"] is None
+    refused = [p for p in d["problems"] if p["code"] in ("outside-root", "bad-file-id")
+               and p["severity"] == "error"]
+    assert refused, d["problems"]
+    assert any("SENTINEL" in (p["path"] or "") + p["message"]
+               or "EVIL" in (p["path"] or "") + p["message"]
+               or "sentinel" in (p["path"] or "") for p in refused), refused
+    assert not problems(d, "missing-file") or all(
+        "SENTINEL" not in (p["path"] or "").upper() for p in problems(d, "missing-file"))
+
+
+def test_scan_never_follows_symlinks_out(medium_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """No DICOMDIR: the scan meets symlinks to outside files/folders, loops, and an alias."""
+    imgs = small("scanlink")
+    expected = write_images(medium_dir, imgs)
+    os.symlink(tmp_path / "outside" / "SENTINEL", medium_dir / "EVIL")
+    os.symlink(tmp_path / "outside", medium_dir / "OUTDIR")
+    os.symlink(tmp_path, medium_dir / "PA001" / "UP")  # the parent of the root
+    os.symlink("..", medium_dir / "PA002" / "LOOP")  # a loop inside the root
+    os.symlink("SELF", medium_dir / "SELF")  # dangling self-loop
+    os.symlink(medium_dir / expected[imgs[0].sop_uid], medium_dir / "ALIAS")  # same file twice
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "scan"
+    assert_each_once(d, Built(medium_dir, imgs, expected), exact_paths=False)
+
+
+def test_dicomdir_plus_symlink_loops_and_alias(medium_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("ddlink")
+    built = write_medium(medium_dir, imgs)
+    os.symlink("..", medium_dir / "PA001" / "LOOP")
+    os.symlink(tmp_path, medium_dir / "UP")
+    os.symlink(medium_dir / "PA002", medium_dir / "ALIASDIR")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+
+
+def test_directory_named_like_a_file(medium_dir: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The record's File ID names a directory (holding an unrelated DICOM file)."""
+    imgs = small("dirlike")
+    victim, rest = imgs[0], imgs[1:]
+    built = write_medium(medium_dir, rest, roots=records_for(imgs))
+    inner = ImageInfo(sop_uid=uid("dirlike", "inner"), patient_id="DIRLIKE9",
+                      patient_name="INNER^X", study_uid=uid("dirlike", "is"),
+                      series_uid=uid("dirlike", "ise"), fid=victim.fid + ("X",))
+    built.expected.update(write_images(medium_dir, [inner]))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    rows = {r["sop_instance_uid"]: r for r in listed(d)}
+    assert rows[victim.sop_uid]["path"] is None
+    assert any(p["path"] == "/".join(victim.fid) and p["severity"] == "error"
+               for p in d["problems"] if p["code"] in ("missing-file", "not-dicom")), d["problems"]
+    assert rows[inner.sop_uid]["referenced"] is False
+
+
+# ------------------------------------------------------------------------ offsets
+
+OFFSET_DEFECTS = {
+    "zero": DDOpts(offsets="zero"),
+    "missing": DDOpts(offsets="missing"),
+    "shift+132": DDOpts(offsets="shift", shift=132),
+    "shift-128": DDOpts(offsets="shift", shift=-128),
+    "shift+1": DDOpts(offsets="shift", shift=1),
+    "random-1": DDOpts(offsets="random", seed=1),
+    "random-2": DDOpts(offsets="random", seed=2),
+    "random-3": DDOpts(offsets="random", seed=3),
+    "cycle": DDOpts(offsets="cycle"),
+    "self-lower": DDOpts(offsets="self_lower"),
+    "zero-implicit": DDOpts(offsets="zero", syntax=ILE),
+    "shift-128-no-preamble": DDOpts(offsets="shift", shift=-128, preamble=False),
+    "random-undefined": DDOpts(offsets="random", undefined_items=True, undefined_seq=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OFFSET_DEFECTS))
+def test_bad_offsets_recovered(medium_dir: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str], case: str) -> None:
+    built = write_medium(medium_dir, corpus("off", patients=3, series=2, images=3),
+                         opts=OFFSET_DEFECTS[case])
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "dicomdir"
+    assert_each_once(d, built)
+    assert_tree(d, built)
+    assert_all_referenced(d)
+    rec = problems(d, "dicomdir-recovered")
+    assert rec and all(p["path"] == "DICOMDIR" and p["severity"] == "warning" for p in rec), \
+        d["problems"]
+    c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    assert "dicomdir-recovered" in codes(c)
+
+
+@pytest.mark.parametrize("order", ["levels", "reverse"])
+def test_correct_offsets_any_record_order(medium_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str], order: str) -> None:
+    """Records may be in any order (PS3.3 F.3): correct offsets must be followed, not doubted."""
+    built = write_medium(medium_dir, corpus("order", patients=3, series=2, images=2),
+                         opts=DDOpts(order=order))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    assert_tree(d, built)
+    assert_all_referenced(d)
+    assert not [p for p in d["problems"] if p["severity"] != "info"], d["problems"]
+
+
+def test_levels_order_with_zero_offsets_loses_nothing(medium_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Sequence order cannot rebuild a level-ordered tree: still, no image may be lost."""
+    built = write_medium(medium_dir, corpus("lvz", patients=2, series=2, images=2),
+                         opts=DDOpts(order="levels", offsets="zero"))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+
+
+def test_lower_offset_points_to_ancestor(medium_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A SERIES whose lower-level offset points back to its PATIENT (a loop across levels)."""
+    imgs = small("anc")
+    roots = records_for(imgs)
+    offs = record_offsets(roots)
+    pat = find_rec(roots, f"PATIENT:{imgs[0].patient_id}")
+    ser = find_rec(roots, f"SERIES:{imgs[0].series_uid}")
+    target = offs[pat.label]
+    ser_off = offs[ser.label]
+
+    def patch(data: bytes) -> bytes:
+        b = bytearray(data)
+        pos = b.index(b"\x04\x00\x20\x14UL\x04\x00", ser_off)
+        b[pos + 8:pos + 12] = struct.pack("<I", target)
+        return bytes(b)
+
+    built = write_medium(medium_dir, imgs, roots=roots, mutate=patch)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+
+
+# ------------------------------------------------------------------------ encodings
+
+ENCODINGS = {
+    "implicit": DDOpts(syntax=ILE),
+    "big-endian": DDOpts(syntax=EBE),
+    "no-preamble": DDOpts(preamble=False),
+    "no-preamble-no-meta-implicit": DDOpts(preamble=False, meta=False, syntax=ILE),
+    "no-preamble-no-meta-explicit": DDOpts(preamble=False, meta=False),
+    "preamble-no-meta": DDOpts(meta=False),
+    "meta-says-explicit-body-implicit": DDOpts(syntax=ILE, meta_ts=EXPLICIT_LE),
+    "meta-says-implicit-body-explicit": DDOpts(syntax=ELE, meta_ts=IMPLICIT_LE),
+    "meta-says-big-body-little": DDOpts(syntax=ELE, meta_ts=EXPLICIT_BE),
+    "meta-says-jpeg-body-explicit": DDOpts(meta_ts="1.2.840.10008.1.2.4.50"),
+    "meta-says-deflate-body-explicit": DDOpts(meta_ts="1.2.840.10008.1.2.1.99"),
+    "undefined-items": DDOpts(undefined_items=True),
+    "undefined-seq": DDOpts(undefined_seq=True),
+    "undefined-all-implicit": DDOpts(undefined_items=True, undefined_seq=True, syntax=ILE),
+    "undefined-all-big": DDOpts(undefined_items=True, undefined_seq=True, syntax=EBE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENCODINGS))
+def test_dicomdir_encodings(medium_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str], case: str) -> None:
+    built = write_medium(medium_dir, small("enc"), opts=ENCODINGS[case])
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "dicomdir" and d["dicomdirs"] == ["DICOMDIR"]
+    assert_each_once(d, built)
+    assert_tree(d, built)
+    assert_all_referenced(d)
+    names = {p["patient_name"] for p in d["patients"]}
+    assert names == {"ENC^PATIENT1", "ENC^PATIENT2"}
+
+
+# ------------------------------------------------------------------------ truncation
+
+
+def test_truncated_dicomdir_every_cut_point(medium_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = corpus("trunc", patients=2, series=2, images=3)
+    built = write_medium(medium_dir, imgs)
+    full = (medium_dir / "DICOMDIR").read_bytes()
+    offs = sorted(record_offsets(records_for(imgs)).values())
+    cuts = {0, 1, 4, 100, 128, 131, 132, 136, 140, 150, 200, len(full) - 1, len(full) - 8}
+    cuts |= {o + k for o in offs[::3] for k in (0, 3, 8, 13)}
+    cuts |= {len(full) * k // 23 for k in range(1, 23)}
+    t0 = time.monotonic()
+    undiagnosed = []
+    for cut in sorted(c for c in cuts if 0 <= c < len(full)):
+        (medium_dir / "DICOMDIR").write_bytes(full[:cut])
+        d = ls(capsys, medium_dir, tmp_path)
+        try:
+            assert_each_once(d, built)
+            assert_tree(d, built)
+        except AssertionError as exc:
+            raise AssertionError(f"DICOMDIR cut at {cut} of {len(full)}: {exc}") from exc
+        # the damage is reported as such, naming the DICOMDIR
+        if not [p for p in d["problems"] if p["path"] == "DICOMDIR" and p["code"] in
+                ("dicomdir-recovered", "dicomdir-unreadable", "truncated-file")]:
+            undiagnosed.append((cut, sorted(codes(d))))
+    assert time.monotonic() - t0 < 30
+    assert not undiagnosed, f"truncation not reported as damage at cuts {undiagnosed}"
+
+
+# ------------------------------------------------------------------------ inactive records
+
+
+@pytest.mark.parametrize("files_present", [True, False], ids=["files-present", "files-gone"])
+def test_inactive_patient_subtree_hidden(medium_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str],
+                                         files_present: bool) -> None:
+    imgs = small("inact")
+    roots = records_for(imgs)
+    roots[1].in_use = 0x0000  # second patient deleted: its whole subtree is inactive
+    gone = [i for i in imgs if i.patient_id == imgs[-1].patient_id]
+    keep = [i for i in imgs if i not in gone]
+    built = write_medium(medium_dir, imgs if files_present else keep, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    rows = {r["sop_instance_uid"]: r for r in listed(d)}
+    for i in keep:
+        assert rows[i.sop_uid]["referenced"] is True
+    for i in gone:
+        if files_present:  # the files are still there: listed, as unreferenced
+            assert rows[i.sop_uid]["referenced"] is False
+        else:
+            assert i.sop_uid not in rows
+    assert not problems(d, "missing-file")
+
+
+def test_inactive_image_record(medium_dir: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("inimg")
+    roots = records_for(imgs)
+    find_rec(roots, f"IMAGE:{imgs[2].sop_uid}").in_use = 0
+    built = write_medium(medium_dir, [i for i in imgs if i is not imgs[2]], roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    assert imgs[2].sop_uid not in {r["sop_instance_uid"] for r in listed(d)}
+    assert not problems(d, "missing-file")
+
+
+# ------------------------------------------------------------------------ deep and huge
+
+
+def test_ten_thousand_level_record_chain(medium_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("deep")
+    roots = records_for(imgs)
+    node = Rec("PATIENT", [(0x00100010, "PN", "DEEP^CHAIN"), (0x00100020, "LO", "DEEP999")])
+    roots.append(node)
+    for k in range(10_000):
+        child = Rec("STUDY" if k == 0 else "SERIES",
+                    [(0x0020000D if k == 0 else 0x0020000E, "UI", uid("deepchain", k))])
+        node.children.append(child)
+        node = child
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    assert_tree(d, built)
+
+
+@pytest.mark.parametrize("syntax", [ELE, ILE], ids=["explicit", "implicit"])
+def test_ten_thousand_level_nested_sequences(medium_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             syntax: Any) -> None:
+    imgs = small("nest")
+    roots = records_for(imgs)
+    find_rec(roots, f"IMAGE:{imgs[1].sop_uid}").elems.append((0x00081140, "SQ", Nested(10_000)))
+    find_rec(roots, f"SERIES:{imgs[4].series_uid}").elems.append((0x00081115, "SQ",
+                                                                   Nested(10_000)))
+    built = write_medium(medium_dir, imgs, roots=roots, opts=DDOpts(syntax=syntax))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+
+
+def _huge_elem(syntax: Any) -> bytes:
+    e = syntax.e
+    tag = struct.pack(e + "HH", 0x0009, 0x1001)
+    if syntax.explicit:
+        return tag + b"UN\0\0" + struct.pack(e + "I", 0xFFFFFFF0) + b"\xAB" * 16
+    return tag + struct.pack(e + "I", 0xFFFFFFF0) + b"\xAB" * 16
+
+
+HUGE = ["elem-explicit", "elem-implicit", "elem-big", "item", "seq", "short-lo", "item-negative"]
+
+
+@pytest.mark.parametrize("case", HUGE)
+def test_huge_lengths(medium_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                      case: str) -> None:
+    imgs = corpus("huge", patients=2, series=2, images=2)
+    roots = records_for(imgs)
+    victim = find_rec(roots, f"IMAGE:{imgs[2].sop_uid}")
+    syntax = {"elem-implicit": ILE, "elem-big": EBE}.get(case, ELE)
+    opts = DDOpts(syntax=syntax)
+    if case.startswith("elem"):
+        victim.elems.append((0x00091001, "RAW", _huge_elem(syntax)))
+    elif case == "item":
+        opts.item_length[victim.label] = 0xFFFFFFF0
+    elif case == "item-negative":
+        opts.item_length[victim.label] = 0x80000000
+    elif case == "seq":
+        opts.seq_length = 0xFFFFFFF0
+    elif case == "short-lo":
+        victim.elems.append((0x00081030, "RAW", b"\x08\x00\x30\x10LO\xfe\xff" + b"X" * 10))
+    built = write_medium(medium_dir, imgs, roots=roots, opts=opts)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+
+
+def test_huge_lengths_subprocess_no_traceback(medium_dir: Path, tmp_path: Path) -> None:
+    imgs = small("hugesub")
+    roots = records_for(imgs)
+    find_rec(roots, f"IMAGE:{imgs[0].sop_uid}").elems.append((0x00091001, "RAW",
+                                                              _huge_elem(ELE)))
+    opts = DDOpts(offsets="cycle", seq_length=0xFFFFFFF0)
+    built = write_medium(medium_dir, imgs, roots=roots, opts=opts)
+    for cmd in ("ls", "check"):
+        r = run_cli(cmd, medium_dir, "--json", timeout=DEADLINE)
+        assert_sane(r, (0,) if cmd == "ls" else (1,))
+        assert_each_once(r.json(), built)
+
+
+# ------------------------------------------------------------------------ record keys, charsets
+
+
+@pytest.mark.parametrize("drop", [
+    ("PATIENT", 0x00100020), ("STUDY", 0x00080020), ("STUDY", 0x00080030),
+    ("STUDY", 0x00200010), ("STUDY", 0x0020000D), ("SERIES", 0x00080060),
+    ("SERIES", 0x0020000E), ("SERIES", 0x00200011), ("IMAGE", 0x00200013),
+    ("IMAGE", 0x00041511), ("IMAGE", 0x00041510),
+], ids=lambda x: f"{x[0]}-{x[1]:08X}" if isinstance(x, tuple) else str(x))
+def test_records_missing_type1_keys(medium_dir: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str],
+                                    drop: tuple[str, int]) -> None:
+    imgs = small("nokey")
+    built = write_medium(medium_dir, imgs, roots=records_for(imgs, drop=[drop]))
+    d = ls(capsys, medium_dir, tmp_path)
+    paths = sorted(r["path"] for r in listed(d) if r["path"])
+    assert paths == sorted(built.expected.values()), "every file listed once"
+    if drop[1] not in (0x00041511, 0x00041510):
+        assert_each_once(d, built)
+    c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    mk = problems(c, "missing-key")
+    # named by the DICOMDIR, or for a leaf record by the file it references
+    assert mk and all(p["path"] in {"DICOMDIR", *built.expected.values()} for p in mk), mk
+    assert all(p["severity"] == "warning" for p in mk)
+
+
+CHARSETS = [
+    ("ISO_IR 100", "Müller^Hans"),
+    ("ISO_IR 192", "Ünal^Çağrı=李^华"),
+    ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+    ("\\ISO 2022 IR 149", "Hong^Gildong=洪^吉洞=홍^길동"),
+    ("GB18030", "Wang^XiaoDong=王^小东"),
+    ("ISO_IR 144", "Люкceмбypг^Aнa"),
+    ("ISO_IR 126", "Διονυσιος"),
+    ("ISO_IR 138", "שרון^דבורה"),
+    ("ISO_IR 13", "ﾔﾏﾀﾞ^ﾀﾛｳ"),
+    ("ISO_IR 101", "Wałęsa^Lech"),
+]
+
+
+def test_per_record_charsets(medium_dir: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    imgs: list[ImageInfo] = []
+    for k, (cs, name) in enumerate(CHARSETS):
+        imgs += [replace_info(i, charset=cs, patient_name=name, fid=(f"PA{k + 1:03d}",) + i.fid[1:])
+                 for i in corpus(f"cs{k}", patients=1, series=1, images=1)]
+    # the STUDY record of the first patient has its own charset and a Latin-1 description
+    roots = records_for(imgs)
+    st = find_rec(roots, f"STUDY:{imgs[0].study_uid}")
+    st.charset = "ISO_IR 100"
+    st.elems = [e for e in st.elems if e[0] != 0x00081030] + [(0x00081030, "LO", "Schädel")]
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    got = {p["patient_id"]: p["patient_name"] for p in d["patients"]}
+    assert got == {i.patient_id: i.patient_name for i in imgs}
+    assert d["patients"][0]["studies"][0]["description"] == "Schädel"
+    assert "bad-charset" not in codes(d)
+    c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(0, 1))
+    assert "bad-charset" not in codes(c)
+
+
+def replace_info(info: ImageInfo, **kw: Any) -> ImageInfo:
+    from dataclasses import replace
+
+    return replace(info, **kw)
+
+
+@pytest.mark.parametrize("case", ["utf8-declared-latin1-bytes", "unknown-charset",
+                                  "ascii-declared-latin1-bytes", "garbage-charset-term"])
+def test_wrong_or_unknown_charset(medium_dir: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str], case: str) -> None:
+    imgs = small("badcs")
+    roots = records_for(imgs)
+    pat = roots[0]
+    pat.elems = [e for e in pat.elems if e[0] != 0x00100010]
+    if case == "utf8-declared-latin1-bytes":
+        pat.charset, raw = "ISO_IR 192", b"M\xfcller^Hans"
+    elif case == "unknown-charset":
+        pat.charset, raw = "ISO_IR 999", b"Mueller^Hans"
+    elif case == "ascii-declared-latin1-bytes":
+        pat.charset, raw = None, b"M\xfcller^Hans"
+    else:
+        pat.charset, raw = "\x00\xff\\\\", b"Mueller^Hans"
+    pat.elems.append((0x00100010, "PN", raw))
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    name = d["patients"][0]["patient_name"]
+    assert name and name.startswith("M") and name.endswith("ller^Hans"), name
+    bc = problems(d, "bad-charset")
+    assert bc and all(p["path"] == "DICOMDIR" for p in bc), d["problems"]
+
+
+# ------------------------------------------------------------------------ referenced file defects
+
+
+def _defect_files(root: Path) -> tuple[Built, dict[str, ImageInfo]]:
+    imgs = corpus("fdef", patients=1, series=2, images=6)
+    roles = ["good", "missing", "empty", "trunc-header", "trunc-pixels", "html", "pe", "jpeg",
+             "no-preamble-no-meta", "dicm-at-0", "good2", "mismatch"]
+    role = dict(zip(roles, imgs, strict=True))
+    unref = ImageInfo(sop_uid=uid("fdef", "unref"), patient_id="FDEF1", patient_name="FDEF^X",
+                      study_uid=imgs[0].study_uid, series_uid=imgs[0].series_uid,
+                      fid=("PA001", "ST001", "SE001", "EXTRA1"), instance_number="77")
+    roots = records_for(imgs)
+    expected: dict[str, str] = {}
+    for r, info in role.items():
+        rel = "/".join(info.fid)
+        data = dicom_bytes(info)
+        if r == "missing":
+            continue
+        if r == "empty":
+            data = b""
+        elif r == "trunc-header":
+            data = data[:200]
+        elif r == "trunc-pixels":
+            data = data[:-60]
+        elif r == "html":
+            data = html_bytes()
+        elif r == "pe":
+            data = pe_bytes()
+        elif r == "jpeg":
+            data = jpeg_bytes()
+        elif r == "no-preamble-no-meta":
+            data = dicom_bytes(info, preamble=False, meta=False)
+            expected[info.sop_uid] = rel
+        elif r == "dicm-at-0":
+            data = dicom_bytes(info, preamble=False)
+            expected[info.sop_uid] = rel
+        elif r == "mismatch":
+            data = dicom_bytes(replace_info(info, patient_id="OTHERID", study_date="19990101"))
+            expected[info.sop_uid] = rel
+        else:
+            expected[info.sop_uid] = rel
+        write_file(root, rel, data)
+    expected.update(write_images(root, [unref]))
+    write_file(root, "DICOMDIR", encode_dicomdir(roots))
+    role["unref"] = unref
+    return Built(root, imgs + [unref], expected), role
+
+
+def test_referenced_file_defects_ls(medium_dir: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    built, role = _defect_files(medium_dir)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    rows = {r["sop_instance_uid"]: r for r in listed(d)}
+    p = {(x["code"], x["path"]) for x in d["problems"]}
+    f = {r: "/".join(i.fid) for r, i in role.items()}
+    assert ("missing-file", f["missing"]) in p, d["problems"]
+    assert rows[role["missing"].sop_uid]["path"] is None
+    assert ("empty-file", f["empty"]) in p, d["problems"]
+    assert ("unreferenced-file", f["unref"]) in p
+    assert rows[role["unref"].sop_uid]["referenced"] is False
+    for r in ("good", "good2", "no-preamble-no-meta", "dicm-at-0"):
+        assert not [x for x in d["problems"] if x["path"] == f[r]], (r, d["problems"])
+    assert {x["severity"] for x in d["problems"]
+            if x["code"] in ("missing-file", "empty-file")} == {"error"}
+
+
+def test_referenced_file_defects_check(medium_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    built, role = _defect_files(medium_dir)
+    d = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    assert_each_once(d, built)
+    p = {(x["code"], x["path"]) for x in d["problems"]}
+    f = {r: "/".join(i.fid) for r, i in role.items()}
+    want = {("missing-file", f["missing"]), ("empty-file", f["empty"]),
+            ("truncated-file", f["trunc-header"]), ("truncated-file", f["trunc-pixels"]),
+            ("not-dicom", f["html"]), ("not-dicom", f["pe"]), ("not-dicom", f["jpeg"]),
+            ("unreferenced-file", f["unref"]), ("record-file-mismatch", f["mismatch"])}
+    assert want <= p, sorted(want - p)
+    for r in ("good", "good2", "dicm-at-0"):
+        assert not [x for x in d["problems"] if x["path"] == f[r]
+                    and x["severity"] == "error"], (r, d["problems"])
+    npm = [x for x in d["problems"] if x["path"] == f["no-preamble-no-meta"]]
+    assert all(x["code"] not in ("not-dicom", "truncated-file", "empty-file") for x in npm), npm
+
+
+def test_icons_good_and_malformed(medium_dir: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("icon")
+    roots = records_for(imgs)
+    find_rec(roots, f"IMAGE:{imgs[0].sop_uid}").elems.append((0x00880200, "SQ", [icon_item()]))
+    find_rec(roots, f"IMAGE:{imgs[1].sop_uid}").elems.append(
+        (0x00880200, "SQ", [icon_item(pixel_bytes=10)]))
+    find_rec(roots, f"IMAGE:{imgs[2].sop_uid}").elems.append(
+        (0x00880200, "SQ", [icon_item(rows=0, cols=65535, pixel_bytes=0)]))
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    rows = {r["sop_instance_uid"]: r for r in listed(d)}
+    assert rows[imgs[0].sop_uid]["has_icon"] is True
+    assert rows[imgs[3].sop_uid]["has_icon"] is False
+    c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    bad = problems(c, "bad-icon")
+    assert len(bad) >= 2, c["problems"]
+    assert all(b["path"] in ("DICOMDIR", "/".join(imgs[1].fid), "/".join(imgs[2].fid))
+               for b in bad), bad
+    assert not [b for b in bad if "/".join(imgs[0].fid) == b["path"]]
+
+
+# ------------------------------------------------------------------------ scanning
+
+
+def test_viewer_disc_with_images_in_odd_folders(medium_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = corpus("odd", patients=2, series=2, images=2)
+    odd = ["IMAGES/2024/x/1.dcm", "export/IMG0001", "A B/снимок.dcm", "d1/d2/d3/d4/d5/d6/d7/d8/X",
+           "PATIENT/Study 1/Series 1/IM1.DCM", "DICOM/00000001", "raw.dcm", "IHE_PDI/X.DCM"]
+    expected = {}
+    for k, (info, rel) in enumerate(zip(imgs, odd, strict=True)):
+        write_file(medium_dir, rel, dicom_bytes(info, preamble=k != 6, meta=k != 6))
+        expected[info.sop_uid] = rel
+    write_file(medium_dir, "AUTORUN.INF", b"[autorun]\r\nopen=viewer\\viewer.exe\r\n")
+    write_file(medium_dir, "viewer/viewer.exe", pe_bytes())
+    write_file(medium_dir, "viewer/lib.dll", pe_bytes())
+    write_file(medium_dir, "INDEX.HTM", html_bytes())
+    write_file(medium_dir, "IHE_PDI/INDEX.HTM", html_bytes())
+    write_file(medium_dir, "IHE_PDI/IMG1.JPG", jpeg_bytes())
+    write_file(medium_dir, "fake.dcm", html_bytes())
+    write_file(medium_dir, "empty.dcm", b"")
+    write_file(medium_dir, "DICOM/DICM", b"\0" * 128 + b"DICM")  # preamble and nothing else
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "scan" and d["dicomdirs"] == []
+    assert_each_once(d, Built(medium_dir, imgs, expected))
+    assert_tree(d, Built(medium_dir, imgs, expected))
+    assert all(r["referenced"] is False or r["referenced"] is True for r in listed(d))
+
+
+def test_unusable_dicomdir_falls_back_to_scan(medium_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A DICOMDIR whose every reference dangles is not used: the files are scanned."""
+    imgs = small("dangle")
+    expected = write_images(medium_dir, imgs, disk=lambda f: "X/" + "_".join(f))
+    write_file(medium_dir, "DICOMDIR", encode_dicomdir(records_for(imgs)))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, Built(medium_dir, imgs, expected), exact_paths=True)
+
+
+def _clone(template: bytes, old: str, new: str) -> bytes:
+    assert len(old) == len(new)
+    out = template.replace(old.encode(), new.encode())
+    assert out.count(new.encode()) == template.count(old.encode()) >= 2
+    return out
+
+
+def test_two_thousand_files_in_one_folder(medium_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = "1.2.826.0.1.3680043.8.498.4242."
+    info = ImageInfo(sop_uid=base + "100000", patient_id="BIG1", patient_name="BIG^FOLDER",
+                     study_uid=base + "9", series_uid=base + "8", fid=("X",))
+    template = dicom_bytes(info)
+    medium_dir.mkdir()
+    expected = {}
+    for k in range(2000):
+        u = f"{base}{100000 + k}"
+        (medium_dir / f"IMG{k:05d}").write_bytes(_clone(template, info.sop_uid, u))
+        expected[u] = f"IMG{k:05d}"
+    t0 = time.monotonic()
+    d = ls(capsys, medium_dir, tmp_path)
+    secs = time.monotonic() - t0
+    assert_each_once(d, Built(medium_dir, [], expected))
+    assert secs < 10, secs
+    # and the same folder behind a DICOMDIR that lists only the first 100
+    firsts = [replace_info(info, sop_uid=f"{base}{100000 + k}", fid=(f"IMG{k:05d}",))
+              for k in range(100)]
+    write_file(medium_dir, "DICOMDIR", encode_dicomdir(records_for(firsts)))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, Built(medium_dir, [], expected))
+    assert len(problems(d, "unreferenced-file")) == 1900
+
+
+# ------------------------------------------------------------------------ ISO images
+
+
+def _stage(medium: Path) -> dict[str, bytes]:
+    return {p.relative_to(medium).as_posix(): p.read_bytes()
+            for p in sorted(medium.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("joliet", [False, True], ids=["iso9660", "joliet"])
+@pytest.mark.parametrize("with_dicomdir", [True, False], ids=["dicomdir", "scan"])
+def test_iso_image_read_directly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 joliet: bool, with_dicomdir: bool) -> None:
+    make_outside(tmp_path)
+    stage = tmp_path / "stage"
+    imgs = small("iso")
+    built = write_medium(stage, imgs)
+    if not with_dicomdir:
+        (stage / "DICOMDIR").unlink()
+    write_file(stage, "README.TXT", b"readme")
+    iso = tmp_path / "disc.iso"
+    write_iso(iso, _stage(stage), joliet=joliet)
+    d = ls(capsys, iso, tmp_path, root=iso)
+    assert d["root"] == str(iso)
+    assert d["source"] == ("dicomdir" if with_dicomdir else "scan")
+    rows = listed(d)
+    assert sorted(r["sop_instance_uid"] for r in rows) == sorted(built.expected)
+    assert all(r["path"] for r in rows)
+    assert len({r["path"] for r in rows}) == len(rows)
+    if with_dicomdir:
+        assert_all_referenced(d)
+    from app.core.reader import open_medium
+
+    with deadline():
+        m = open_medium(iso)
+    assert m.fs is not None
+    for inst in m.instances():
+        assert inst.path is not None
+        with m.fs.open(inst.path) as fp:
+            data = fp.read()
+        assert data == (stage / built.expected[inst.sop_instance_uid or ""]).read_bytes()
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "empty"])
+def test_broken_iso_images(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    stage = tmp_path / "stage"
+    write_medium(stage, small("isobad"))
+    iso = tmp_path / "disc.iso"
+    write_iso(iso, _stage(stage), joliet=True)
+    data = iso.read_bytes()
+    if case == "truncated":
+        iso.write_bytes(data[: len(data) // 2])
+    elif case == "garbage":
+        rnd = random.Random(5)
+        iso.write_bytes(bytes(rnd.randrange(256) for _ in range(64 * 2048)))
+    else:
+        iso.write_bytes(b"")
+    for cmd in ("ls", "check"):
+        r = run_cli(cmd, iso, "--json", timeout=DEADLINE)
+        assert_sane(r, (0, 1))
+        if r.rc == 1 and not r.out.strip():
+            assert str(iso) in r.err or "disc.iso" in r.err, r.err
+
+
+# ------------------------------------------------------------------------ fuzz
+
+
+def test_mutated_dicomdirs_fuzz(medium_dir: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Seeded byte mutations: bounded, no crash, no file lost, nothing outside read."""
+    imgs = small("fuzz")
+    roots = records_for(imgs)
+    find_rec(roots, f"IMAGE:{imgs[0].sop_uid}").elems.append((0x00880200, "SQ", [icon_item()]))
+    built = write_medium(medium_dir, imgs, roots=roots)
+    os.symlink(tmp_path / "outside" / "SENTINEL", medium_dir / "EVIL")
+    full = (medium_dir / "DICOMDIR").read_bytes()
+    rnd = random.Random(20261126)
+    t0 = time.monotonic()
+    for k in range(60):
+        b = bytearray(full)
+        for _ in range(rnd.choice([1, 2, 4, 16, 64])):
+            pos = rnd.randrange(132, len(b))
+            kind = rnd.random()
+            if kind < 0.5:
+                b[pos] = rnd.randrange(256)
+            elif kind < 0.7:
+                b[pos:pos + 4] = struct.pack("<I", rnd.choice([0, 1, 0xFFFFFFFF, 0xFFFFFFF0,
+                                                               0x7FFFFFFF, len(b), pos]))
+            elif kind < 0.85:
+                del b[pos:pos + rnd.randrange(1, 50)]
+            else:
+                b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 30)))
+        (medium_dir / "DICOMDIR").write_bytes(bytes(b))
+        with audit() as seen, deadline():
+            r = run_inproc(capsys, "ls", medium_dir, "--json")
+        assert_sane(r, (0,), DEADLINE)
+        assert_confined(seen, medium_dir, tmp_path)
+        d = json.loads(r.out)
+        paths = {x["path"] for x in listed(d)}
+        lost = set(built.expected.values()) - paths
+        assert not lost, f"mutant {k}: lost {lost}"
+        assert SENTINEL_UID not in r.out
+    assert time.monotonic() - t0 < 30
