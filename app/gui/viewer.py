@@ -17,17 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QFont, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QDesktopServices, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QPushButton,
     QScrollBar,
     QSpinBox,
     QStackedWidget,
     QStyle,
+    QTextBrowser,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -126,12 +126,9 @@ class ViewerWidget(QWidget):
         self.canvas.scroll_requested.connect(self.step)
         self.canvas.window_dragged.connect(self._window_drag)
         self.canvas.view_changed.connect(self._view_changed)
-        self.report_view = QPlainTextEdit(self)
-        self.report_view.setReadOnly(True)
-        mono = QFont("Monospace")
-        mono.setStyleHint(QFont.StyleHint.TypeWriter)
-        self.report_view.setFont(mono)
-        self.report_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.report_view = QTextBrowser(self)
+        self.report_view.setOpenLinks(False)
+        self.report_view.setAccessibleName(tr("Structured report"))
         self.doc_page = QWidget(self)
         self.doc_label = QLabel(self.doc_page)
         self.doc_label.setWordWrap(True)
@@ -363,7 +360,7 @@ class ViewerWidget(QWidget):
             self._render()
         elif res.kind == "report":
             self._stop_cine()
-            self.report_view.setPlainText(res.text)
+            self.report_view.setHtml(res.text)
             self.stack.setCurrentWidget(self.report_view)
         elif res.kind == "document" and res.document is not None:
             self._stop_cine()

@@ -9,6 +9,7 @@ and never raises for bad input: failures come back as ``Loaded(kind="error")`` n
 
 from __future__ import annotations
 
+import html
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from app.core import imaging
 from app.core.encapsulated import ExtractedDocument, extract_document, is_encapsulated_document
 from app.core.errors import DiscBridgeError, RenderError
 from app.core.model import Instance, Medium
-from app.core.sr_text import is_structured_report, sr_to_text
+from app.core.sr_text import SrLine, is_structured_report, sr_lines
 from app.gui.viewer_overlay import ImageInfo
 
 DATASET_CACHE_ENTRIES = 3  # whole multi-frame datasets kept for frame-by-frame decoding
@@ -185,7 +186,7 @@ def load_object(medium: Medium, inst: Instance, frame: int, fallback: dict[str, 
             fr.name = name
             return Loaded("image", info, frame=fr, n_frames=max(1, fr.n_frames), fps=_fps(ds))
         if is_structured_report(ds):
-            return Loaded("report", info, text=sr_to_text(ds, name))
+            return Loaded("report", info, text=report_html(sr_lines(ds, name)))
         if is_encapsulated_document(ds):
             return Loaded("document", info, document=extract_document(ds, name))
         if "Rows" in ds or "Image Storage" in sop_class_name(info.sop_class):
@@ -203,3 +204,28 @@ def load_object(medium: Medium, inst: Instance, frame: int, fallback: dict[str, 
 def window_presets(modality: str | None) -> list[tuple[str, float, float]]:
     """(name, center, width) of the presets offered for ``modality`` (imaging.presets_for)."""
     return [(name, float(c), float(w)) for name, (c, w) in imaging.presets_for(modality).items()]
+
+
+def report_html(lines: list[SrLine]) -> str:
+    """A structured report as HTML for a text browser: the title, the document facts in grey,
+    section headings by depth, and items as "<b>concept</b>: value" indented by nesting."""
+    out: list[str] = []
+    for ln in lines:
+        text = html.escape(ln.text).replace("\r\n", "\n").replace("\n", "<br>")
+        pad = 22 * ln.depth
+        if ln.kind == "title":
+            out.append(f"<h2>{text}</h2>")
+        elif ln.kind == "meta":
+            out.append(f"<div style='color:#555'>{text}</div>")
+        elif ln.kind == "heading":
+            size = "h3" if ln.depth == 0 else "h4"
+            out.append(f"<{size} style='margin-left:{pad}px; margin-bottom:2px'>{text}</{size}>")
+        else:
+            rel = ""
+            if text.startswith("[") and "] " in text:  # relationship, e.g. "[property] "
+                rel, text = text[1:].split("] ", 1)
+                rel = f"<span style='color:#777'>{rel}:</span> "
+            concept, sep, value = text.partition(": ")
+            body = f"<b>{concept}</b>: {value}" if sep and "<br>" not in concept else text
+            out.append(f"<div style='margin-left:{pad}px'>{rel}{body}</div>")
+    return "\n".join(out)

@@ -283,8 +283,18 @@ def test_structured_report_shown_as_text(qtbot: QtBot, viewer: ViewerWidget,
     assert viewer.stack.currentWidget() is viewer.report_view
     text = viewer.report_view.toPlainText()
     assert text.startswith("Diagnostic Imaging Report\n")
-    assert "Findings\n--------\n    Finding: Nodule" in text
-    assert "Diameter: 4.5 mm" in text
+    assert "Findings\nFinding: Nodule\nStudy Date: 2024-01-02\nFinding\n" in text
+    assert "Finding: Small nodule\nright upper lobe\nDiameter: 4.5 mm" in text
+    assert "context: Person Observer Name: Dr Anna Smith" in text
+    # Nesting shows as indentation: the nested finding's items sit deeper than the section's.
+    doc = viewer.report_view.document()
+    margins = {doc.findBlockByNumber(i).text(): doc.findBlockByNumber(i).blockFormat().leftMargin()
+               for i in range(doc.blockCount())}
+    assert margins["Diameter: 4.5 mm"] > margins["Finding: Nodule"] > margins["Findings"]
+    blocks = {doc.findBlockByNumber(i).text(): doc.findBlockByNumber(i)
+              for i in range(doc.blockCount())}
+    assert blocks["Findings"].charFormat().fontWeight() >= 600  # headings are bold
+    assert blocks["Completion: COMPLETE"].charFormat().fontWeight() < 600
 
 
 def test_pdf_extracted_and_handed_to_the_system(qtbot: QtBot, viewer: ViewerWidget,
