@@ -119,6 +119,13 @@ class _Node:
                 for r, o in enumerate(self.child_objects())]
         return self._children
 
+    def release(self) -> None:
+        """Drop the links to children and parent (recursively)."""
+        for child in self._children or ():
+            child.release()
+        self._children = None
+        self.parent = None
+
     def child_count(self) -> int:
         return len(self.child_objects()) if self._children is None else len(self._children)
 
@@ -191,6 +198,9 @@ class MediumTreeModel(QAbstractItemModel):
         if rows:
             self.beginRemoveRows(QModelIndex(), rows[0], rows[-1])
         self._media.remove(medium)
+        for n in self._top:
+            if n.medium is medium:
+                n.release()  # break parent ↔ children cycles: freed by reference counting
         self._top = [n for n in self._top if n.medium is not medium]
         for r, n in enumerate(self._top):
             n.row = r
@@ -209,6 +219,8 @@ class MediumTreeModel(QAbstractItemModel):
 
     def clear(self) -> None:
         self.beginResetModel()
+        for n in self._top:
+            n.release()
         self._media, self._top, self._keep = [], [], []
         self._counts.clear()
         self._mods.clear()

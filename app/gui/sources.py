@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.tasks import Task, TaskRunner
+from app.gui.tasks import QuietGC, Task, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,7 @@ class MediumLoader(QObject):
         task.failed.connect(lambda msg, t=task: self.failed.emit(self._done(t), msg))
         task.cancelled.connect(lambda t=task: self._cancelled(t))
         if len(self._tasks) == 1:
+            QuietGC.hold()
             self.busy_changed.emit(True)
         return task
 
@@ -407,7 +408,8 @@ class MediumLoader(QObject):
 
     def _done(self, task: Task) -> str:
         path = self._tasks.pop(task, "")
-        if not self._tasks:
+        if not self._tasks and path:
+            QuietGC.release()
             self.busy_changed.emit(False)
         return path
 

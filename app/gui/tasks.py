@@ -39,6 +39,10 @@ from app.core.jobs import Cancelled, CancelToken, Progress
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.05  # seconds between two progress signals of one task
+# A worker reporting progress yields the GIL at most this often: CPU-bound Python workers
+# otherwise starve the GUI thread (measured: 3 busy workers → 250 ms event-loop gaps; with a
+# yield per progress call → 15 ms). See benchmarks/results_gui.md.
+YIELD_INTERVAL = 0.002
 
 _RUNNERS: weakref.WeakSet[TaskRunner] = weakref.WeakSet()
 
@@ -81,7 +85,7 @@ class Task(QObject):
     cancelled = Signal()
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 *, with_progress: bool, name: str = "") -> None:
+                 *, with_progress: bool, name: str = "", in_process: bool = False) -> None:
         super().__init__()
         self.name = name or getattr(fn, "__name__", "task")
         self.token = CancelToken()
@@ -90,9 +94,11 @@ class Task(QObject):
         self.error: BaseException | None = None
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._with_progress = with_progress
+        self._in_process = in_process
         self._lock = threading.Lock()
         self._latest: Progress | None = None
         self._last_emit = 0.0
+        self._last_yield = 0.0
         self._in_flight = False  # a progress_ready is queued and not yet delivered
         self._last_delivered: Progress | None = None
         self._bridge = _Bridge()
@@ -120,6 +126,9 @@ class Task(QObject):
     # ----- worker side (never touches widgets) --------------------------------------------
     def _report(self, p: Progress) -> None:
         now = time.monotonic()
+        if now - self._last_yield >= YIELD_INTERVAL:
+            self._last_yield = now
+            time.sleep(0)  # let the GUI thread take the GIL
         with self._lock:
             phase_changed = self._latest is None or self._latest.phase != p.phase
             self._latest = p
@@ -137,11 +146,15 @@ class Task(QObject):
             return
         self.state = RUNNING
         kwargs = dict(self._kwargs)
-        if self._with_progress:
+        if self._with_progress and not self._in_process:
             kwargs["progress"] = self._report
             kwargs["cancel"] = self.token
         try:
-            value = self._fn(*self._args, **kwargs)
+            if self._in_process:
+                value = run_in_process(self._fn, self._args, kwargs, self._report, self.token,
+                                       self._with_progress)
+            else:
+                value = self._fn(*self._args, **kwargs)
         except Cancelled:
             self._bridge.done.emit(CANCELLED, None)
         except DiscBridgeError as exc:
@@ -227,6 +240,16 @@ class TaskRunner(QObject):
         """Run ``fn(*args, progress=, cancel=, **kwargs)`` on the single-thread write pool."""
         return self.start(fn, args, kwargs, write=True)
 
+    def run_process(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
+        """Run ``fn(*args, progress=, cancel=, **kwargs)`` in a child process, from the write pool.
+
+        For long CPU-bound jobs (exports): their Python threads then cannot starve the GUI
+        thread of the GIL. ``fn``, its arguments and its result must be picklable (module-level
+        function, plain data); progress, cancel and the point of no return
+        (``cancel.allow_cancel(False)``) cross the process boundary.
+        """
+        return self.start(fn, args, kwargs, write=True, in_process=True)
+
     def run_plain(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
         """Run ``fn(*args, **kwargs)`` (no progress/cancel arguments) on the read pool.
 
@@ -237,7 +260,7 @@ class TaskRunner(QObject):
     def start(self, fn: Callable[..., Any], args: tuple[Any, ...] = (),
               kwargs: dict[str, Any] | None = None, *, write: bool = False,
               with_progress: bool = True, key: str | None = None, priority: int = 0,
-              name: str = "") -> Task:
+              name: str = "", in_process: bool = False) -> Task:
         """The general form of :meth:`run`.
 
         Parameters
@@ -250,8 +273,11 @@ class TaskRunner(QObject):
             One active task per key: starting a new one cancels the previous one.
         priority : int
             Higher runs first among queued tasks of the same pool.
+        in_process : bool
+            Run ``fn`` in a child process (see :meth:`run_process`).
         """
-        task = Task(fn, args, kwargs or {}, with_progress=with_progress, name=name)
+        task = Task(fn, args, kwargs or {}, with_progress=with_progress, name=name,
+                    in_process=in_process)
         if self._closed:
             QTimer.singleShot(0, task._settle_unstarted)
             task.token.cancel()
@@ -325,6 +351,157 @@ class TaskRunner(QObject):
         self.task_settled.emit(task)
 
 
+class QuietGC:
+    """Keep full (generation 2) garbage collections away while big object trees are built.
+
+    A full collection runs in whichever thread allocates and holds the GIL throughout: while the
+    reader built a 20,000-record medium they stopped the event loop for 70–190 ms at a time
+    (benchmarks/bench_gui.py). While any :meth:`hold` is active the generation-2 threshold is
+    lifted (young collections go on); at the last :meth:`release` the new objects are moved to
+    the permanent generation (``gc.freeze()``), so later full collections never walk them.
+    Objects that become garbage keep being freed by reference counting; models break their own
+    reference cycles when a medium is closed.
+    """
+
+    _holds = 0
+    _saved: tuple[int, int, int] | None = None
+
+    @classmethod
+    def hold(cls) -> None:
+        import gc
+
+        if cls._holds == 0:
+            cls._saved = gc.get_threshold()
+            gc.set_threshold(cls._saved[0], cls._saved[1], 1_000_000)
+        cls._holds += 1
+
+    @classmethod
+    def release(cls) -> None:
+        import gc
+
+        if cls._holds == 0:
+            return
+        cls._holds -= 1
+        if cls._holds == 0 and cls._saved is not None:
+            gc.set_threshold(*cls._saved)
+            gc.freeze()
+
+    @staticmethod
+    def settle() -> None:
+        """Freeze what exists now (call once the application has started)."""
+        import gc
+
+        gc.freeze()
+
+
 def live_runners() -> list[TaskRunner]:
     """Every TaskRunner not yet garbage-collected (tests assert they are all idle)."""
     return list(_RUNNERS)
+
+
+# ----- jobs in a child process ------------------------------------------------------------------
+
+class _ChildToken(CancelToken):
+    """The child's cancel token: cancelled through a multiprocessing Event; the point of no return
+    is reported back to the parent."""
+
+    def __init__(self, event: Any, channel: Any) -> None:
+        super().__init__()
+        self._event = event
+        self._channel = channel
+
+    def allow_cancel(self, allowed: bool) -> None:
+        super().allow_cancel(allowed)
+        self._channel.put(("cancellable", allowed))
+
+
+def _child_main(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                channel: Any, event: Any, with_progress: bool) -> None:
+    """Entry point of the child process: run the job, send every event through ``channel``."""
+    from app.core.jobs import Throttle
+
+    sent: list[Progress | None] = [None, None]  # last seen, last sent
+
+    def send(p: Progress) -> None:
+        sent[1] = p
+        channel.put(("progress", p))
+
+    throttle = Throttle(send, PROGRESS_INTERVAL)
+
+    def progress(p: Progress) -> None:
+        sent[0] = p
+        throttle(p)
+
+    try:
+        if with_progress:
+            kwargs = dict(kwargs, progress=progress, cancel=_ChildToken(event, channel))
+        result = fn(*args, **kwargs)
+        if sent[0] is not None and sent[0] is not sent[1]:
+            send(sent[0])  # the final value is never lost
+        channel.put(("result", result))
+    except Cancelled:
+        channel.put(("cancelled", None))
+    except DiscBridgeError as exc:
+        channel.put(("failed", exc))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost
+        import traceback
+
+        channel.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+def run_in_process(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                   report: Callable[[Progress], None], token: CancelToken,
+                   with_progress: bool = True) -> Any:
+    """Run ``fn`` in a fresh ("spawn") child process and wait for it on the calling thread.
+
+    Returns its result or raises what it raised (Cancelled, a DiscBridgeError, else a
+    DiscBridgeError naming the unexpected error). Cancel sets the child's event; a child that
+    dies is reported with its exit code.
+    """
+    import multiprocessing
+    import queue as _queue
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Qt threads
+    channel = ctx.Queue()
+    event = ctx.Event()
+    proc = ctx.Process(target=_child_main, args=(fn, args, kwargs, channel, event,
+                                                 with_progress),
+                       name=f"discbridge-{getattr(fn, '__name__', 'job')}", daemon=True)
+    proc.start()
+    try:
+        while True:
+            if token.cancelled and not event.is_set():
+                event.set()
+            try:
+                kind, payload = channel.get(timeout=0.1)
+            except _queue.Empty:
+                if not proc.is_alive():
+                    try:  # the last message may still be in the pipe
+                        kind, payload = channel.get(timeout=0.5)
+                    except _queue.Empty:
+                        raise DiscBridgeError(
+                            f"the {getattr(fn, '__name__', 'job')} process ended unexpectedly "
+                            f"(exit code {proc.exitcode})") from None
+                else:
+                    continue
+            if kind == "progress":
+                report(payload)
+            elif kind == "cancellable":
+                token.allow_cancel(bool(payload))
+            elif kind == "result":
+                return payload
+            elif kind == "cancelled":
+                raise Cancelled("cancelled by the user")
+            elif kind == "failed":
+                raise payload
+            else:
+                log.error("job %s failed unexpectedly in its process:\n%s",
+                          getattr(fn, "__name__", "?"), payload)
+                raise DiscBridgeError(f"Unexpected error: {str(payload).splitlines()[0]}")
+    finally:
+        proc.join(5)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        channel.close()
+        channel.join_thread()

@@ -181,3 +181,13 @@ def test_defect_medium_fills_the_model(qtmodeltester, model: MediumTreeModel,
     assert "missing-file" in codes
     assert model.rowCount() >= 1
     assert model.index(0, COL_NAME).data() == "Defekt, Dora"
+
+
+def test_closing_a_medium_breaks_node_cycles(model: MediumTreeModel, build_medium) -> None:
+    medium = build_medium()
+    model.add_medium(medium)
+    top = model._top[0]
+    study = top.children(model._counts, model._mods)[0]
+    study.children(model._counts, model._mods)
+    model.remove_medium(medium)
+    assert top._children is None and study.parent is None and study._children is None

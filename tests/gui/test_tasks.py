@@ -198,3 +198,83 @@ def test_many_tasks_all_delivered(qtbot, runner: TaskRunner, n: int) -> None:
     qtbot.wait_until(lambda: all(t.done for t in tasks), timeout=5000)
     assert [t.result for t in tasks] == [i * i for i in range(n)]
     qtbot.wait_until(lambda: runner.active_count() == 0, timeout=1000)
+
+
+# ----- jobs in a child process (module-level functions: they are pickled by reference) -------
+
+def proc_job(n: int, progress=None, cancel=None) -> dict:  # noqa: ANN001
+    import os
+
+    for i in range(n):
+        progress(Progress("write", i + 1, n))
+    cancel.allow_cancel(False)  # e.g. a burn that started writing
+    return {"pid": os.getpid(), "n": n}
+
+
+def proc_wait_for_cancel(progress=None, cancel=None) -> None:  # noqa: ANN001
+    progress(Progress("wait", 0, 1))
+    while True:
+        cancel.raise_if_cancelled()
+        time.sleep(0.01)
+
+
+def proc_fail(kind: str, progress=None, cancel=None) -> None:  # noqa: ANN001
+    import os
+
+    if kind == "project":
+        raise UnreadableMedium("/dest: the stick was pulled")
+    if kind == "bug":
+        raise KeyError("oops")
+    os._exit(3)  # the process dies without a word
+
+
+def test_process_job_result_progress_and_point_of_no_return(qtbot, runner: TaskRunner) -> None:
+    import os
+
+    task = runner.run_process(proc_job, 5)
+    got: list[Progress] = []
+    task.progress.connect(got.append)
+    with qtbot.wait_signal(task.finished, timeout=30000) as blocker:
+        pass
+    assert blocker.args[0]["n"] == 5 and blocker.args[0]["pid"] != os.getpid()
+    assert got and got[-1].done_files == 5
+    assert not task.token.cancellable  # allow_cancel(False) crossed the process boundary
+
+
+def test_process_job_cancel(qtbot, runner: TaskRunner) -> None:
+    task = runner.run_process(proc_wait_for_cancel)
+    with qtbot.wait_signal(task.progress, timeout=30000):
+        pass  # the child is running
+    with qtbot.wait_signal(task.cancelled, timeout=10000):
+        task.cancel()
+
+
+def test_process_job_failures(qtbot, runner: TaskRunner, caplog) -> None:
+    tasks = [runner.run_process(proc_fail, k) for k in ("project", "bug", "die")]
+    qtbot.wait_until(lambda: all(t.done for t in tasks), timeout=60000)
+    msgs = [t.error and str(t.error) for t in tasks]
+    assert [t.state for t in tasks] == [FAILED] * 3
+    assert msgs[0] == "/dest: the stick was pulled"
+    assert msgs[1].startswith("Unexpected error: KeyError") and "oops" in caplog.text
+    assert "ended unexpectedly (exit code 3)" in msgs[2]
+
+
+def test_quiet_gc_holds_full_collections_while_reading() -> None:
+    import gc
+
+    from app.gui.tasks import QuietGC
+
+    before = gc.get_threshold()
+    QuietGC.hold()
+    QuietGC.hold()  # two reads at once
+    assert gc.get_threshold()[2] >= 1_000_000 and gc.get_threshold()[:2] == before[:2]
+    QuietGC.release()
+    assert gc.get_threshold()[2] >= 1_000_000  # one read still running
+    frozen = gc.get_freeze_count()
+    junk = [{"i": i} for i in range(1000)]
+    QuietGC.release()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() >= frozen + 1000  # the new objects are out of full collections
+    QuietGC.release()  # unbalanced release is harmless
+    assert gc.get_threshold() == before
+    del junk
