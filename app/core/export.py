@@ -256,15 +256,21 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
     state = {"files": 0, "bytes": 0}
     lock = threading.Lock()
 
+    last = [0.0]
+
     def tick(nbytes: int = 0, file_done: bool = False) -> None:
         with lock:
             state["bytes"] += nbytes
             if file_done:
                 state["files"] += 1
-            if report is not None:
+            if report is None:
+                return
+            now = time.monotonic()
+            final = state["files"] == len(files)
+            if final or now - last[0] >= 0.05:  # no Progress object per file when too soon
+                last[0] = now
                 report(Progress("write", state["files"], len(files), state["bytes"],
-                                total_bytes, message="writing files"),
-                       force=state["files"] == len(files))
+                                total_bytes, message="writing files"), force=final)
 
     results: dict[str, FileResult] = {}
     heavy = [f for f in files if f.action in ("rewrite", "transcode")]
@@ -293,8 +299,7 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
                 continue
             if cancel.cancelled or "error" in pool_out:
                 break
-            res = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel,
-                            lambda n: tick(n))
+            res = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel, tick)
             if want_hash and res.sha256 is None and f.src.local is not None:
                 hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local,
                                                   f.meta_bytes or b"",
@@ -350,7 +355,7 @@ def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
         header = header_only(header)
         set_our_meta(header, f.target_ts)
     del want_hash
-    return FileResult(dst.stat().st_size, digest, header, None)
+    return FileResult(len(prefix) + src.size - offset, digest, header, None)
 
 
 def _finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str, FileResult],

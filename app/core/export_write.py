@@ -94,24 +94,35 @@ def copy_file(src: Path, dst: Path, *, cancel: CancelToken | None = None,
               on_bytes: ByteCallback | None = None, want_hash: bool = False,
               prefix: bytes = b"", offset: int = 0) -> str | None:
     """Create ``dst`` = ``prefix`` + bytes of ``src`` from ``offset``; returns its SHA-256 when
-    ``want_hash``. Without hashing the kernel copies (no decode); with hashing the bytes pass
-    through once, hashed on the way."""
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        if offset > size:
-            raise OSError(errno.EIO, f"{src}: shorter than its header")
-        if want_hash:
+    ``want_hash`` (else None). Without hashing the kernel copies (no
+    decode, no userspace buffer); with hashing the bytes pass through once, hashed on the way.
+    """
+    if want_hash:
+        with open(src, "rb") as fin, open(dst, "xb") as fout:
+            if os.fstat(fin.fileno()).st_size < offset:
+                raise OSError(errno.EIO, f"{src}: shorter than its header")
             h = hashlib.sha256(prefix)
             if prefix:
                 fout.write(prefix)
             fin.seek(offset)
             _stream(fin, fout, h, cancel, on_bytes)
             return h.hexdigest()
-        if prefix:
-            fout.write(prefix)
-            fout.flush()
-        _kernel_copy(fin.fileno(), fout.fileno(), size - offset, offset, cancel, on_bytes)
-        return None
+    fin_fd = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fin_fd).st_size
+        if offset > size:
+            raise OSError(errno.EIO, f"{src}: shorter than its header")
+        fout_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                          0o644)
+        try:
+            if prefix:
+                os.write(fout_fd, prefix)
+            _kernel_copy(fin_fd, fout_fd, size - offset, offset, cancel, on_bytes)
+        finally:
+            os.close(fout_fd)
+    finally:
+        os.close(fin_fd)
+    return None
 
 
 def copy_stream(fin: BinaryIO, dst: Path, *, cancel: CancelToken | None = None,
