@@ -84,6 +84,7 @@ class ViewerWidget(QWidget):
         self.displayed_pixels: Any = None  # the last uint8 array given to the canvas
         self._user_window: tuple[float, float] | None = None
         self._opened_docs: set[str] = set()
+        self._doc_text = ""
         self._cine = QTimer(self)
         self._cine.timeout.connect(self._cine_tick)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -366,12 +367,12 @@ class ViewerWidget(QWidget):
             self._stop_cine()
             doc = res.document
             title = doc.title or tr("Untitled document")
-            self.doc_label.setText(tr("%1 document “%2” (%3 KB), image %4 of %5.\nIt opens in "
-                                      "your system’s viewer.")
-                                   .replace("%1", doc.kind).replace("%2", title)
-                                   .replace("%3", f"{max(1, doc.size // 1024)}")
-                                   .replace("%4", str(self.state.index + 1))
-                                   .replace("%5", str(self.count)))
+            self._doc_text = (tr("%1 document “%2” (%3 KB), object %4 of %5 in this series.")
+                              .replace("%1", doc.kind).replace("%2", title)
+                              .replace("%3", f"{max(1, doc.size // 1024)}")
+                              .replace("%4", str(self.state.index + 1))
+                              .replace("%5", str(self.count)))
+            self.doc_label.setText(self._doc_text + "\n" + tr("It opens in your system’s viewer."))
             self.stack.setCurrentWidget(self.doc_page)
             key = self.feed.wanted[0] if self.feed.wanted else ""
             if key not in self._opened_docs:
@@ -489,7 +490,7 @@ class ViewerWidget(QWidget):
             return
         path = str(res.document.path)
         if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
-            self.doc_label.setText(self.doc_label.text() + "\n\n" + tr(
+            self.doc_label.setText(self._doc_text + "\n\n" + tr(
                 "No application to open it was found. The file is at:\n%1").replace("%1", path))
         self.document_opened.emit(path)
 

@@ -301,10 +301,11 @@ def test_pdf_extracted_and_handed_to_the_system(qtbot: QtBot, viewer: ViewerWidg
                                                 tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
+    answers = [True, False]  # the second time no application is registered for PDFs
 
     def fake_open(url: QUrl) -> bool:
         opened.append(url.toLocalFile())
-        return True
+        return answers[len(opened) - 1]
 
     monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(fake_open))
     medium, series = build(tmp_path, [make_pdf_dataset()])
@@ -319,6 +320,8 @@ def test_pdf_extracted_and_handed_to_the_system(qtbot: QtBot, viewer: ViewerWidg
     assert "Discharge letter" in viewer.doc_label.text()
     viewer.doc_button.click()  # "open again"
     assert opened == [str(path), str(path)]
+    assert f"No application to open it was found. The file is at:\n{path}" in \
+        viewer.doc_label.text()
     viewer.shutdown()
     assert not path.exists()  # temporary copies are removed
 
