@@ -477,7 +477,7 @@ class PatientTree(QWidget):
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         fm = self.view.fontMetrics()
         for col, sample in ((COL_ID, "0000000000"), (COL_DATE, "0000-00-00 00:00"),
-                            (COL_MODALITY, "CT, MR"), (COL_COUNT, "Images"),
+                            (COL_MODALITY, "CT, MR, US"), (COL_COUNT, "Images"),
                             (COL_MEDIUM, "/media/cdrom0/xx")):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(col, fm.horizontalAdvance(sample) + 18)

@@ -419,10 +419,10 @@ class MainWindow(QMainWindow):
             parent = current.parent()
             study = parent.data(NodeRole) if parent.isValid() else None
             series = [(medium, se) for se in (study.series if study else [obj])]
-        shown = [(m, s) for m, s in series]
-        if [s for _, s in shown] != [self.thumbs.series_at(r)[1] for r in
-                                      range(self.thumbs.rowCount())]:
-            self.thumbs.set_series(shown)
+        self.thumbs.set_device_pixel_ratio(self.devicePixelRatioF())  # sharp at high DPI
+        if [s for _, s in series] != [self.thumbs.series_at(r)[1] for r in
+                                       range(self.thumbs.rowCount())]:
+            self.thumbs.set_series(series)
         target = obj if kind == "series" else (series[0][1] if series else None)
         if target is not None:
             for r in range(self.thumbs.rowCount()):

@@ -385,7 +385,7 @@ class ThumbnailDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
         """Reimplemented from QStyledItemDelegate.sizeHint."""
         fm = option.fontMetrics
-        return QSize(THUMB_SIZE + 2 * self.PAD + 24, THUMB_SIZE + 2 * self.PAD
+        return QSize(THUMB_SIZE + 2 * self.PAD + 8, THUMB_SIZE + 2 * self.PAD
                      + 2 * fm.lineSpacing() + 8)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:

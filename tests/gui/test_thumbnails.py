@@ -169,3 +169,15 @@ def test_view_shows_tiles_with_text(qtbot, thumbs: ThumbnailModel, tmp_path: Pat
     assert all(r.width() >= THUMB_SIZE and r.height() >= THUMB_SIZE for r in rects)
     assert rects[1].left() > rects[0].left()  # a grid, not a list
     assert thumbs.data(thumbs.index(0, 0)).startswith("1 · AXIAL\nCT · 1 image")
+
+
+def test_high_dpi_thumbnails_are_rendered_at_device_pixels(qtbot, thumbs: ThumbnailModel,
+                                                          tmp_path: Path) -> None:
+    medium = Medium(str(tmp_path), "dicomdir", fs=DirFS(tmp_path))
+    thumbs.set_device_pixel_ratio(2.0)
+    with qtbot.wait_signal(thumbs.all_loaded, timeout=5000):
+        thumbs.set_series([(medium, _series("4.4", [Instance("4.4.1", instance_number="1",
+                                                             icon=_icon())]))])
+    pix = thumbs.cache.get("4.4.1")
+    assert pix is not None and pix.width() == 2 * THUMB_SIZE
+    assert pix.devicePixelRatio() == 2.0  # drawn at 128 logical pixels, 256 device pixels
