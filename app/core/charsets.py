@@ -233,11 +233,23 @@ def _decoder(terms: tuple[str, ...]) -> CharsetDecoder:
 
 def decoder_for(value: bytes | str | tuple[str, ...] | list[str] | None) -> CharsetDecoder:
     """A (cached) decoder for a raw (0008,0005) value, a term string, or a list of terms."""
+    if value is None:
+        return _decoder(())
+    if isinstance(value, bytes):
+        dec = _BY_RAW.get(value)
+        if dec is None:
+            dec = _decoder(parse_charset_value(value))
+            if len(_BY_RAW) < 1024:
+                _BY_RAW[value] = dec
+        return dec
     if isinstance(value, (tuple, list)):
         terms = tuple(t.strip(" \0") for t in value)
     else:
         terms = parse_charset_value(value)
     return _decoder(terms)
+
+
+_BY_RAW: dict[bytes, CharsetDecoder] = {}
 
 
 def decode_text(raw: bytes, charset: bytes | str | tuple[str, ...] | list[str] | None = None,

@@ -418,9 +418,9 @@ def guess_encoding(buf: bytes, start: int, prefer: tuple[bool, bool] | None = No
     best = candidates[0]
     best_score = -1.0
     for i, cand in enumerate(candidates):
-        s = _score(buf, start, cand[0], cand[1])
-        if i == 0 and s >= 14:
-            return cand  # twelve plausible elements in a row: no need to try the others
+        s = _score(buf, start, cand[0], cand[1], 8 if i == 0 else 12)
+        if i == 0 and s >= 12:
+            return cand  # eight plausible elements in a row: no need to try the others
         if s > best_score:
             best, best_score = cand, s
     return best

@@ -111,6 +111,7 @@ _INSTANCE_FIELDS = {0x00041511: "sop_instance_uid", 0x00041510: "sop_class_uid",
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
 _TRAILING_ONLY = frozenset({"ST", "LT", "UT"})
+_MISSING = object()
 
 
 @dataclass
@@ -180,7 +181,8 @@ class _Builder:
         maps = _maps()
         # Decoded ASCII values by raw bytes: DICOMDIR values repeat a lot (dates, UIDs of
         # SOP classes and transfer syntaxes, image types).
-        self.ascii_cache: dict[bytes, str] = {}
+        self.ascii_cache: dict[tuple[str, bytes], str | None] = {}
+        self._plans: dict[int, dict[int, tuple[bool, str] | None]] = {}
         self.keywords: dict[int, str] = maps["keyword"]
         self.required: dict[str, tuple[tuple[str, int], ...]] = maps["required"]
         self.file_keys: tuple[tuple[str, int], ...] = maps["file_keys"][""]
@@ -231,6 +233,14 @@ class _Builder:
             text = raw.decode("ascii", "replace").strip(" \0")
         return text or None
 
+    def _plan(self, mapping: dict[int, str]) -> dict[int, tuple[bool, str] | None]:
+        """Per-tag decoding plan for one field mapping: (is_field, name) or None (skip)."""
+        plan = self._plans.get(id(mapping))
+        if plan is None:
+            plan = {}
+            self._plans[id(mapping)] = plan
+        return plan
+
     def decode_record(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
                       where: str | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
         """Model fields (``mapping``: tag → field name; absent → None) and ``attrs`` (every
@@ -238,48 +248,45 @@ class _Builder:
         fields: dict[str, str | None] = dict.fromkeys(mapping.values())
         attrs: dict[str, str] = {}
         buf = self.buf
-        keywords = self.keywords
-        structural = _STRUCTURAL
+        plan = self._plan(mapping)
         binary = _BINARY_VRS
-        numeric = _NUMERIC_VRS
         cache = self.ascii_cache
+        missing = _MISSING
         for tag, v in rec.elems.items():
+            step = plan.get(tag, missing)
+            if step is missing:
+                name = mapping.get(tag)
+                if name is not None:
+                    step = (True, name)
+                elif tag in _STRUCTURAL or (kw := self.keywords.get(tag)) is None:
+                    step = None
+                else:
+                    step = (False, kw)
+                plan[tag] = step
+            if step is None:
+                continue
             vr, off, length = v
-            f = mapping.get(tag)
-            if f is None:
-                if tag in structural or vr in binary:
-                    continue
-                kw = keywords.get(tag)
-                if kw is None:
-                    continue
-            if length == 0 or length == UNDEFINED:
+            if length == 0 or length == UNDEFINED or vr in binary:
                 continue
-            if vr in numeric:
-                if vr == "US" and length == 2:
-                    text: str | None = str(int.from_bytes(buf[off:off + 2],
-                                                          "little" if self.little else "big"))
-                else:
+            raw = buf[off:off + length]
+            text = cache.get((vr, raw))
+            if text is None:
+                if vr in _NUMERIC_VRS:
                     text = numeric_value(buf, vr, off, length, self.little)
-            elif vr in binary:
-                continue
-            else:
-                raw = buf[off:off + length]
-                text = cache.get(raw)
-                if text is None:
-                    if raw.isascii() and b"\x1b" not in raw:
-                        text = raw.decode("ascii")
-                        text = text.rstrip(" \0") if vr in _TRAILING_ONLY else text.strip(" \0")
-                        if vr == "PN":
-                            text = text.rstrip("=")
-                        elif length <= 64 and len(cache) < 100_000 and vr not in _TRAILING_ONLY:
-                            cache[raw] = text
-                    else:
-                        text = self.value(v, dec, where)
-            if text:
-                if f is None:
-                    attrs[kw] = text
+                elif raw.isascii() and b"\x1b" not in raw:
+                    text = raw.decode("ascii")
+                    text = text.rstrip(" \0") if vr in _TRAILING_ONLY else text.strip(" \0")
+                    if vr == "PN":
+                        text = text.rstrip("=")
                 else:
-                    fields[f] = text
+                    text = self.value(v, dec, where)
+                    if text:
+                        (fields if step[0] else attrs)[step[1]] = text
+                    continue  # charset-dependent: never cached
+                if length <= 64 and len(cache) < 200_000:
+                    cache[(vr, raw)] = text
+            if text:
+                (fields if step[0] else attrs)[step[1]] = text
         return fields, attrs
 
     # -- problems ----------------------------------------------------------------------
@@ -299,8 +306,8 @@ class _Builder:
         missing = []
         for kw, tag in required:
             v = e.get(tag)
-            if v is None or (v[0] != "SQ" and (
-                    v[2] == 0 or not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
+            if v is None or v[2] == 0 or (v[0] != "SQ" and v[2] <= 16 and (
+                    not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
                 missing.append(kw)
         if missing:
             self.problems.append(Problem(

@@ -103,6 +103,9 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
     return raw
 
 
+_NESTED = frozenset({"SQ", "UN"})
+
+
 class _Bail(Exception):
     """Internal: the fast path met something it leaves to the general reader."""
 
@@ -196,12 +199,11 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
             elems: Elems = {}
             rec = RawRecord(start, elems)
             while True:
-                if ilen != UNDEFINED and p >= iend:
-                    if p > iend:
+                if p >= iend:
+                    if p > iend or ilen == UNDEFINED:
                         return None
                     break
-                if p + 8 > n:
-                    return None
+                # struct.error (data ends inside a header) makes the general reader take over.
                 group, elem, vrb, l16 = hh2sh(buf, p)
                 tag = group << 16 | elem
                 if group == 0xFFFE:
@@ -224,7 +226,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                     vr = impl_vr(tag)
                     length = hhi(buf, p)[2]
                     voff = p + 8
-                if vr == "SQ" or length == UNDEFINED or vr == "UN":
+                if vr in _NESTED or length == UNDEFINED:
                     want = tag == T_ICON and rec.icon is None
                     p2, icon = _nested(buf, p, iend, little, explicit, want)
                     elems[tag] = ("SQ", voff, length)
@@ -237,7 +239,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                 p = voff + length
             append(rec)
             pos = p
-    except _Bail:
+    except (_Bail, struct.error):
         return None
     if slen != UNDEFINED and pos != seq_end:
         return None

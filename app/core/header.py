@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ META_KEYWORDS: tuple[str, ...] = (
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
 _TRAILING_ONLY = frozenset({"ST", "LT", "UT"})
+# VRs whose values are ASCII-only (no Specific Character Set, no escape sequences) and padded
+# at both ends: decoded inline.
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 _TAGS: dict[tuple[str, ...], dict[int, str]] = {}
 
 
@@ -134,6 +138,8 @@ def _decode(buf: bytes, vr: str, off: int, length: int, little: bool,
     if length == 0 or length == UNDEFINED:
         return None, True
     if vr in _NUMERIC_VRS:
+        if vr == "US" and length == 2:
+            return str(buf[off] | buf[off + 1] << 8 if little else buf[off] << 8 | buf[off + 1]), True
         return numeric_value(buf, vr, off, length, little), True
     if vr in _BINARY_VRS:
         return None, True
@@ -141,6 +147,8 @@ def _decode(buf: bytes, vr: str, off: int, length: int, little: bool,
     clean = True
     if raw.isascii() and b"\x1b" not in raw:
         text = raw.decode("ascii")
+        if vr != "PN" and vr not in _TRAILING_ONLY:
+            return (text.strip(" \0") or None), True
     elif vr in TEXT_VRS:
         text, clean = dec.decode(raw, vr)
     else:
@@ -251,10 +259,112 @@ def _parse(buf: bytes, layout: Layout, name: str, wanted: dict[int, str], eof: b
     declared = layout.declared_ts
     real = layout.transfer_syntax
     header.transfer_syntax = declared if (declared and not layout.ts_mismatch) else real
-    reader = ElementReader(buf, little, layout.explicit)
     dec = ascii_dec
     values = header.values
-    raw_values: list[tuple[str, str, int, int]] = []
+    fast = _fast_top(buf, layout, wanted)
+    if fast is not None:
+        raw_values, pos, header.is_dicomdir = fast
+        stopped = False
+    else:
+        raw_values, pos, stopped = _generic_top(buf, layout, wanted, header, name, eof)
+        if raw_values is None:
+            return header, False
+    for _kw, tag, _vr, off, length in raw_values:
+        if tag >= 0x00080005:
+            if tag == 0x00080005 and length not in (0, UNDEFINED):
+                dec = decoder_for(buf[off:off + length])
+                if not dec.valid:
+                    header.charset_problem = (
+                        f"unknown Specific Character Set {'/'.join(dec.terms)!r}")
+            break
+    plain = _PLAIN_VRS
+    for kw, _tag, vr, off, length in raw_values:
+        if vr in plain and length != UNDEFINED:
+            raw = buf[off:off + length]
+            if raw.isascii():  # ESC is ASCII, but never in these VRs' values
+                values[kw] = raw.decode("ascii").strip(" \0") or None
+                continue
+        text, clean = _decode(buf, vr, off, length, little, dec)
+        values[kw] = text
+        if not clean and header.charset_problem is None:
+            header.charset_problem = f"{kw} could not be decoded with its character set"
+    # Pixel Data: the element where the reading stopped.
+    if not header.is_dicomdir and not stopped and pos + 8 <= len(buf):
+        tag = _tag_at(buf, pos, little)
+        if tag in _PIXEL_TAGS:
+            header.has_pixels = True
+            vlen, voff = _length_at(buf, pos, layout.little, layout.explicit)
+            header.pixel_offset = voff
+            header.pixel_length = None if vlen == UNDEFINED else vlen
+    if layout.meta.get(0x00020002) and header.meta.get("MediaStorageSOPClassUID") == \
+            DICOMDIR_SOP_CLASS:
+        header.is_dicomdir = True
+    return header, True
+
+
+_FAST_VRS = {v.encode(): (v, v in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN",
+                                    "UR", "UT", "UV"))
+             for v in ("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS "
+                       "ST SV TM UC UI UL UN UR US UT UV").split()}
+_RawValues = list[tuple[str, int, str, int, int]]
+
+
+def _fast_top(buf: bytes, layout: Layout, wanted: dict[int, str]
+              ) -> tuple[_RawValues, int, bool] | None:
+    """Top-level elements up to Pixel Data in a tight loop; None: leave it to the general
+    reader (undefined lengths, odd VRs, data that ends early)."""
+    little, explicit = layout.little, layout.explicit
+    e = "<" if little else ">"
+    hh2sh = struct.Struct(e + "HH2sH").unpack_from
+    u32 = struct.Struct(e + "I").unpack_from
+    n = len(buf)
+    pos = layout.body
+    out: _RawValues = []
+    vrs = _FAST_VRS
+    try:
+        while pos + 8 <= n:
+            group, elem, vrb, l16 = hh2sh(buf, pos)
+            tag = group << 16 | elem
+            if tag >= 0x7FE00008:
+                return out, pos, False
+            if explicit:
+                info = vrs.get(vrb)
+                if info is None:
+                    return None
+                vr = info[0]
+                if info[1]:
+                    length = u32(buf, pos + 8)[0]
+                    voff = pos + 12
+                else:
+                    length = l16
+                    voff = pos + 8
+            else:
+                vr = ""
+                length = u32(buf, pos + 4)[0]
+                voff = pos + 8
+            if length == UNDEFINED or group == 0xFFFE:
+                return None
+            nxt = voff + length
+            if nxt > n:
+                return None
+            kw = wanted.get(tag)
+            if kw is not None:
+                if not vr or vr == "UN":
+                    vr = dictionary_vr(tag)
+                out.append((kw, tag, vr, voff, length))
+            elif group == 0x0004 and tag in (0x00041200, 0x00041130, 0x00041220):
+                return out, pos, True
+            pos = nxt
+    except struct.error:
+        return None
+    return None if pos != n else (out, pos, False)
+
+
+def _generic_top(buf: bytes, layout: Layout, wanted: dict[int, str], header: Header, name: str,
+                 eof: bool) -> tuple[_RawValues | None, int, bool]:
+    """The general (tolerant, nested) reader for what :func:`_fast_top` leaves."""
+    reader = ElementReader(buf, layout.little, layout.explicit)
+    raw_values: _RawValues = []
     depth = 0
     for kind, tag, vr, off, length, _pos in reader.events(layout.body, stop_tag=0x7FE00008,
                                                          flat=True):
@@ -263,14 +373,9 @@ def _parse(buf: bytes, layout: Layout, name: str, wanted: dict[int, str], eof: b
                 continue
             kw = wanted.get(tag)
             if kw is not None:
-                if tag == 0x00080005 and length not in (0, UNDEFINED):
-                    dec = decoder_for(buf[off:off + length])
-                    if not dec.valid:
-                        header.charset_problem = (
-                            f"unknown Specific Character Set {'/'.join(dec.terms)!r}")
                 if vr == "UN":  # explicit UN for a known key: decode per the dictionary
                     vr = dictionary_vr(tag)
-                raw_values.append((kw, vr, off, length))
+                raw_values.append((kw, tag, vr, off, length))
             elif tag >> 16 == 0x0004 and tag in (0x00041200, 0x00041130):
                 header.is_dicomdir = True
         elif kind == EV_SQ:
@@ -284,30 +389,13 @@ def _parse(buf: bytes, layout: Layout, name: str, wanted: dict[int, str], eof: b
             depth -= 1
     if reader.truncated and not header.is_dicomdir:
         if not eof:
-            return header, False
+            return None, 0, True
         if reader.stop_position is not None and reader.stop_position <= layout.body + 8 and (
                 not layout.meta and layout.prefix_at is None):
             raise NotDicom(f"{name}: not a DICOM file")
         raise TruncatedFile(f"{name}: file ends inside its header ({reader.stop_reason} at "
                             f"byte {reader.stop_position})")
-    for kw, vr, off, length in raw_values:
-        text, clean = _decode(buf, vr, off, length, little, dec)
-        values[kw] = text
-        if not clean and header.charset_problem is None:
-            header.charset_problem = f"{kw} could not be decoded with its character set"
-    # Pixel Data: the element where the reader stopped.
-    pos = reader.end_position
-    if not header.is_dicomdir and reader.stop_reason is None and pos + 8 <= len(buf):
-        tag = _tag_at(buf, pos, little)
-        if tag in _PIXEL_TAGS:
-            header.has_pixels = True
-            vlen, voff = _length_at(buf, pos, layout.little, layout.explicit)
-            header.pixel_offset = voff
-            header.pixel_length = None if vlen == UNDEFINED else vlen
-    if layout.meta.get(0x00020002) and header.meta.get("MediaStorageSOPClassUID") == \
-            DICOMDIR_SOP_CLASS:
-        header.is_dicomdir = True
-    return header, True
+    return raw_values, reader.end_position, reader.stop_reason is not None
 
 
 def _tag_at(buf: bytes, pos: int, little: bool) -> int:
