@@ -136,8 +136,8 @@ def sop_class_name(uid: str) -> str:
 
 def _read_dataset(medium: Medium, inst: Instance) -> Dataset:
     if medium.fs is None or inst.path is None:
-        raise DiscBridgeError(f"{inst.path or inst.file_id or inst.sop_instance_uid}: "
-                              "the file is missing from the medium")
+        who = inst.path or "/".join(inst.file_id or ()) or inst.sop_instance_uid or "?"
+        raise DiscBridgeError(tr("%1: the file is missing from the medium").replace("%1", who))
     # No warnings.catch_warnings() here: it is not thread-safe and this runs on a pool.
     with medium.fs.open(inst.path) as fp:
         return pydicom.dcmread(fp, force=True)
@@ -190,15 +190,17 @@ def load_object(medium: Medium, inst: Instance, frame: int, fallback: dict[str, 
         if is_encapsulated_document(ds):
             return Loaded("document", info, document=extract_document(ds, name))
         if "Rows" in ds or "Image Storage" in sop_class_name(info.sop_class):
-            return Loaded("error", info, text=f"{name}: this image has no pixel data in its file "
-                          "(header only)")
+            return Loaded("error", info, text=tr("%1: this image has no pixel data in its file "
+                                                 "(header only)").replace("%1", name))
         return Loaded("unsupported", info, type_name=sop_class_name(info.sop_class))
     except DiscBridgeError as exc:
         return Loaded("error", info, text=str(exc))
     except OSError as exc:
-        return Loaded("error", info, text=f"{name}: cannot read the file ({exc.strerror or exc})")
+        return Loaded("error", info, text=tr("%1: cannot read the file (%2)").replace("%1", name)
+                      .replace("%2", str(exc.strerror or exc)))
     except Exception as exc:  # noqa: BLE001 - hostile bytes: pydicom raises many kinds
-        return Loaded("error", info, text=f"{name}: cannot display ({type(exc).__name__}: {exc})")
+        return Loaded("error", info, text=tr("%1: cannot display (%2)").replace("%1", name)
+                      .replace("%2", f"{type(exc).__name__}: {exc}"))
 
 
 def window_presets(modality: str | None) -> list[tuple[str, float, float]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QRegularExpression, Qt
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QRegularExpression, Qt
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -41,13 +41,13 @@ from app.gui.export_wizard import tr
 if TYPE_CHECKING:
     from app.gui.export_wizard import ExportWizard
 
-MEDIA_CHOICES: list[tuple[str, str]] = [
-    ("cd", "CD (700 MB)"),
-    ("dvd", "DVD (4.7 GB)"),
-    ("dvd-dl", "DVD dual layer (8.5 GB)"),
-    ("bd", "Blu-ray disc (25 GB)"),
-    ("usb", "USB stick (its free space)"),
-    ("folder", "Folder on this computer (no size limit)"),
+MEDIA_CHOICES: list[tuple[str, str]] = [  # labels marked for lupdate, translated at use
+    ("cd", QT_TRANSLATE_NOOP("ExportWizard", "CD (700 MB)")),
+    ("dvd", QT_TRANSLATE_NOOP("ExportWizard", "DVD (4.7 GB)")),
+    ("dvd-dl", QT_TRANSLATE_NOOP("ExportWizard", "DVD dual layer (8.5 GB)")),
+    ("bd", QT_TRANSLATE_NOOP("ExportWizard", "Blu-ray disc (25 GB)")),
+    ("usb", QT_TRANSLATE_NOOP("ExportWizard", "USB stick (its free space)")),
+    ("folder", QT_TRANSLATE_NOOP("ExportWizard", "Folder on this computer (no size limit)")),
 ]
 SERIES_UIDS_ROLE = Qt.ItemDataRole.UserRole + 1
 FILESET_ID_RE = r"[A-Z0-9_]{0,16}"

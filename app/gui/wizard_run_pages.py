@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QDate, Qt, QTimer
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QDate, Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -36,10 +36,17 @@ from app.gui.wizard_summary import esc, failure_text, summary_html
 if TYPE_CHECKING:
     from app.gui.export_wizard import ExportWizard
 
-PHASES = {"plan": "Reading the selected files", "stage": "Preparing", "write": "Writing files",
-          "dicomdir": "Writing the DICOMDIR", "flush": "Flushing to the device",
-          "verify": "Verifying (reading back)", "install": "Moving into place",
-          "iso": "Building the ISO image", "burn": "Burning the disc"}
+PHASES = {  # marked for lupdate, translated at use
+    "plan": QT_TRANSLATE_NOOP("ExportWizard", "Reading the selected files"),
+    "stage": QT_TRANSLATE_NOOP("ExportWizard", "Preparing"),
+    "write": QT_TRANSLATE_NOOP("ExportWizard", "Writing files"),
+    "dicomdir": QT_TRANSLATE_NOOP("ExportWizard", "Writing the DICOMDIR"),
+    "flush": QT_TRANSLATE_NOOP("ExportWizard", "Flushing to the device"),
+    "verify": QT_TRANSLATE_NOOP("ExportWizard", "Verifying (reading back)"),
+    "install": QT_TRANSLATE_NOOP("ExportWizard", "Moving into place"),
+    "iso": QT_TRANSLATE_NOOP("ExportWizard", "Building the ISO image"),
+    "burn": QT_TRANSLATE_NOOP("ExportWizard", "Burning the disc"),
+}
 
 
 # ----------------------------------------------------------------------------- summary
