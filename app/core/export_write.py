@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +32,7 @@ from app.core.jobs import CancelToken
 STAGING_PREFIX = ".discbridge-"
 CHUNK = 32 << 20  # bytes per kernel copy call between cancel checks
 HASH_CHUNK = 1 << 20
+RW_CHUNK = 8 << 20  # read/write fallback buffer (macOS, Windows)
 # Entries of DEST that belong to a medium we would write (or that an earlier export wrote).
 _MEDIUM_NAME = re.compile(r"^(DICOMDIR|README\.TXT|README|PA\d{3,6}|VOL\d{2,3})$", re.IGNORECASE)
 
@@ -66,23 +68,37 @@ def remove_tree(path: Path) -> None:
 
 def _kernel_copy(src: int, dst: int, count: int, offset: int,
                  cancel: CancelToken | None, on_bytes: ByteCallback | None) -> None:
-    """Copy ``count`` bytes of ``src`` from ``offset`` to the current end of ``dst``."""
+    """Copy ``count`` bytes of ``src`` from ``offset`` to the current end of ``dst``.
+
+    Linux: ``copy_file_range`` (falling back to ``sendfile``); elsewhere (macOS, Windows) a
+    plain read/write loop with 8 MiB buffers. Cancel is checked between chunks.
+    """
     done = 0
-    use_cfr = hasattr(os, "copy_file_range")
+    mode = "cfr" if hasattr(os, "copy_file_range") else (
+        "sendfile" if sys.platform.startswith("linux") and hasattr(os, "sendfile") else "rw")
+    if mode == "rw":
+        os.lseek(src, offset, os.SEEK_SET)
     while done < count:
         if cancel is not None:
             cancel.raise_if_cancelled()
         n = min(CHUNK, count - done)
         sent = 0
-        if use_cfr:
+        if mode == "cfr":
             try:
                 sent = os.copy_file_range(src, dst, n, offset + done)
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
-                use_cfr = False
-        if not use_cfr:
+                mode = "sendfile"
+                continue
+        elif mode == "sendfile":
             sent = os.sendfile(dst, src, offset + done, n)
+        else:
+            data = os.read(src, min(n, RW_CHUNK))
+            sent = len(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view):]
         if sent == 0:
             raise OSError(errno.EIO, "source file ended early (changed while copying?)")
         done += sent
