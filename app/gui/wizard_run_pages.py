@@ -8,6 +8,7 @@ pool; the result page shows the verification and offers to open what was written
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QT_TRANSLATE_NOOP, QDate, Qt, QTimer
@@ -47,6 +48,23 @@ PHASES = {  # marked for lupdate, translated at use
     "iso": QT_TRANSLATE_NOOP("ExportWizard", "Building the ISO image"),
     "burn": QT_TRANSLATE_NOOP("ExportWizard", "Burning the disc"),
 }
+
+
+def existing_medium(state: Any, plan: Any) -> list[str]:
+    """What the export would replace at its destination: medium entries of a folder (the same
+    rule as the export itself) or an existing ISO file; [] when nothing."""
+    from app.core.export_write import medium_entries
+
+    if state.dest_kind == "iso":
+        return [Path(state.iso).name] if state.iso and Path(state.iso).exists() else []
+    if state.dest_kind in ("folder", "usb"):
+        spanning = len(plan.volumes) > 1
+        ours = [v.name for v in plan.volumes] if spanning else ["DICOMDIR", "README.TXT"]
+        try:
+            return medium_entries(Path(state.destination()), ours)
+        except OSError:
+            return []
+    return []
 
 
 # ----------------------------------------------------------------------------- summary
@@ -104,6 +122,10 @@ class SummaryPage(QWizardPage):
         lay.addWidget(self.busy_bar)
         lay.addWidget(self.error)
         lay.addWidget(self.fix)
+        self.replace_box = QCheckBox(self)
+        self.replace_box.setStyleSheet("font-weight: bold")
+        self.replace_box.toggled.connect(self._replace_toggled)
+        lay.addWidget(self.replace_box)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.capacity)
         self.task: Task | None = None
@@ -129,6 +151,7 @@ class SummaryPage(QWizardPage):
         self.error.hide()
         self.fix.hide()
         self.capacity.hide()
+        self.replace_box.hide()
         self.busy_label.setText(tr("Reading the selected files…"))
         self.busy_label.show()
         self.busy_bar.setRange(0, 0)
@@ -175,6 +198,14 @@ class SummaryPage(QWizardPage):
             return
         self.wiz.plan = plan
         self.view.setHtml(summary_html(plan, self.wiz.state.destination()))
+        existing = existing_medium(self.wiz.state, plan)
+        self.replace_box.setVisible(bool(existing))
+        self.replace_box.blockSignals(True)
+        self.replace_box.setChecked(self.wiz.state.force)
+        self.replace_box.blockSignals(False)
+        self.replace_box.setText(tr("%1 holds a medium already (%2). Replace it?")
+                                 .replace("%1", self.wiz.state.destination())
+                                 .replace("%2", ", ".join(existing[:4])))
         if plan.capacity > 0:
             self.capacity.setRange(0, 1000)
             per = plan.total_bytes / max(1, len(plan.volumes))
@@ -230,7 +261,15 @@ class SummaryPage(QWizardPage):
             st.on_id_clash = "separate"
         self.start_plan()
 
+    def _replace_toggled(self, on: bool) -> None:
+        self.wiz.state.force = on
+        if self.wiz.plan is not None:
+            self.wiz.plan.options.force = on
+        self.completeChanged.emit()
+
     def isComplete(self) -> bool:  # Reimplemented from QWizardPage
+        if self.replace_box.isVisibleTo(self) and not self.replace_box.isChecked():
+            return False  # never replace a medium without being asked
         return self.wiz.plan is not None and not self.busy()
 
 

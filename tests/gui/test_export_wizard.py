@@ -441,3 +441,30 @@ def test_usb_volume_and_burners_are_offered(qtbot: QtBot, source: Medium, runner
     assert wiz.outcome == "ok", wiz.result_page.details.toPlainText()
     assert (stick / "DICOMDIR").is_file()  # DICOMDIR at the root of the stick (PS3.12)
     assert len(list(open_medium(stick).instances())) == 5
+
+
+def test_an_existing_medium_is_replaced_only_when_asked(qtbot: QtBot, source: Medium,
+                                                        runner: TaskRunner, settings: QSettings,
+                                                        tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    first = make_wizard(qtbot, [source], None, runner, settings)
+    to_summary(qtbot, first, "folder", str(dest))
+    assert not first.summary_page.replace_box.isVisibleTo(first.summary_page)
+    write_and_wait(qtbot, first)
+    assert first.outcome == "ok"
+    before = (dest / "DICOMDIR").read_bytes()
+    otto = next(p for p in source.patients if p.patient_id == "P-200")
+    again = make_wizard(qtbot, [source], {otto.studies[0].study_uid}, runner, settings)
+    to_summary(qtbot, again, "folder", str(dest))
+    page = again.summary_page
+    assert page.replace_box.isVisibleTo(page)
+    assert "holds a medium already" in page.replace_box.text()
+    assert "DICOMDIR" in page.replace_box.text()
+    assert not page.isComplete()  # no silent replacement
+    assert not again.button(QWizard.WizardButton.CommitButton).isEnabled()
+    page.replace_box.setChecked(True)
+    assert page.isComplete() and again.state.force
+    write_and_wait(qtbot, again)
+    assert again.outcome == "ok", again.result_page.details.toPlainText()
+    assert (dest / "DICOMDIR").read_bytes() != before
+    assert [p.patient_id for p in open_medium(dest).patients] == ["P-200"]
