@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWizard
@@ -161,6 +162,7 @@ def test_end_to_end_to_a_folder(qtbot: QtBot, source: Medium, runner: TaskRunner
                                 settings: QSettings, tmp_path: Path) -> None:
     anna = next(p for p in source.patients if p.patient_id == "P-100")
     wiz = make_wizard(qtbot, [source], {anna.studies[0].study_uid}, runner, settings)
+    wiz.options_page.icons.setChecked(True)
     dest = tmp_path / "out"
     to_summary(qtbot, wiz, "folder", str(dest))
     # Nothing written before the last page.
@@ -187,6 +189,10 @@ def test_end_to_end_to_a_folder(qtbot: QtBot, source: Medium, runner: TaskRunner
     assert len(list(medium.instances())) == 3
     assert not [p for p in medium.problems if p.severity == "error"]
     assert dciodvfy_errors(dest / "DICOMDIR") == []
+    dicomdir = pydicom.dcmread(dest / "DICOMDIR")
+    assert dicomdir.FileSetID == "TESTDISC"
+    images = [r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert len(images) == 3 and all("IconImageSequence" in r for r in images)  # icons asked for
     readme = (dest / "README.TXT").read_text(encoding="latin-1")
     assert "St. Test Radiology" in readme and "Anna" not in readme
     # Institution and contact are remembered.
