@@ -205,3 +205,24 @@ def test_empty_dicomdir_falls_back_to_scan(tmp_path: Path) -> None:
     assert sum(1 for _ in m.instances()) == 31
     assert [(p.code, p.severity) for p in m.problems] == [("no-dicomdir", "warning"),
                                                           ("no-dicomdir", "info")]
+
+
+def test_garbage_collector_restored(tmp_path: Path) -> None:
+    import gc
+
+    b = conformant(tmp_path / "m")
+    assert gc.isenabled()
+    open_medium(b.root)
+    assert gc.isenabled()
+    with pytest.raises(UnreadableMedium):
+        open_medium(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnreadableMedium):
+        open_medium(tmp_path / "empty")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        open_medium(b.root)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
