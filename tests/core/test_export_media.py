@@ -98,7 +98,7 @@ def test_pydicom_samples(tmp_path: Path) -> None:
     plan, report = export(sources, tmp_path / "out", institution="Test Hospital",
                           contact="pacs@example.org", study_date="20000101")
     assert [tree_hashes(s) for s in sources] == before
-    check_medium(tmp_path / "out", sources, every=4)
+    check_medium(tmp_path / "out", sources)
     # The file without group length got a new header + its unchanged body.
     meta_only = [f for f in plan.files if f.action == "meta"]
     for f in meta_only:
@@ -216,3 +216,22 @@ def test_transcoding_runs_in_worker_processes(tmp_path: Path) -> None:
     for f in plan.files:
         ds = pydicom.dcmread(tmp_path / f"w_{f.sop_uid}")
         assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+
+
+def test_series_icon_is_the_middle_instance(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    series = make_dataset().SeriesInstanceUID
+    study = make_dataset().StudyInstanceUID
+    for n in range(3):  # distinct images: a gradient in different directions
+        pixels = (np.indices((32, 32))[n % 2] * (40 + 50 * n)).astype(np.uint16)
+        write_instance(src / f"i{n}.dcm", make_dataset(32, 32, pixels=pixels,
+                                                        SeriesInstanceUID=series,
+                                                        StudyInstanceUID=study,
+                                                        InstanceNumber=str(3 - n)))
+    export([src], tmp_path / "out", icons=True)
+    fs = FileSet(tmp_path / "out" / "DICOMDIR")
+    leaves = {int(i.InstanceNumber): i.node._record for i in fs}
+    series_record = next(iter(fs)).node.parent._record
+    series_icon = series_record.IconImageSequence[0].PixelData
+    assert series_icon == leaves[2].IconImageSequence[0].PixelData
+    assert series_icon != leaves[1].IconImageSequence[0].PixelData
