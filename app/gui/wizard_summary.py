@@ -12,6 +12,11 @@ from app.gui.export_wizard import tr
 from app.gui.wizard_pages import human_size
 
 
+def files_text(n: int) -> str:
+    """"1 file", "3 files"."""
+    return tr("1 file") if n == 1 else tr("%1 files").replace("%1", str(n))
+
+
 def esc(text: Any) -> str:
     return html.escape(str(text or ""))
 
@@ -32,7 +37,7 @@ def summary_html(plan: Any, destination: str) -> str:
         for s in p.studies:
             date = format_date(s.date) or tr("no date")
             out.append(f"<li><b>{esc(date)}</b> {esc(s.description or '')} "
-                       f"<span style='color:gray'>({len(s.files)} {esc(tr('files'))}, "
+                       f"<span style='color:gray'>({esc(files_text(len(s.files)))}, "
                        f"{esc(human_size(s.bytes))})</span></li>")
         out.append("</ul>")
     out.append("</td></tr></table><p></p>")
@@ -62,7 +67,7 @@ def summary_html(plan: Any, destination: str) -> str:
         out.append(f"<p><b>{esc(tr('Filled in the exported copies (originals kept)'))}</b></p><ul>")
         for (attr, old, new, reason), n in groups.items():
             out.append(f"<li>{esc(attr)}: {esc(old or tr('(empty)'))} → <b>{esc(new)}</b> "
-                       f"— {esc(reason)} ({n} {esc(tr('files'))})</li>")
+                       f"— {esc(reason)} ({esc(files_text(n))})</li>")
         out.append("</ul>")
     if plan.transcodings:
         tgroups: dict[tuple[str, str, str], int] = {}
@@ -72,7 +77,7 @@ def summary_html(plan: Any, destination: str) -> str:
         out.append(f"<p><b>{esc(tr('Re-encoded for this profile'))}</b></p><ul>")
         for (a, b, note), n in tgroups.items():
             extra = f" ({esc(note)})" if note else ""
-            out.append(f"<li>{esc(a)} → {esc(b)}{extra}: {n} {esc(tr('files'))}</li>")
+            out.append(f"<li>{esc(a)} → {esc(b)}{extra}: {esc(files_text(n))}</li>")
         out.append("</ul>")
     notes = list(plan.warnings) + [str(p) for p in plan.problems]
     if notes:

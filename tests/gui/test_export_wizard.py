@@ -474,3 +474,21 @@ def test_an_existing_medium_is_replaced_only_when_asked(qtbot: QtBot, source: Me
     assert again.outcome == "ok", again.result_page.details.toPlainText()
     assert (dest / "DICOMDIR").read_bytes() != before
     assert [p.patient_id for p in open_medium(dest).patients] == ["P-200"]
+
+
+def test_summary_lists_transcodings(qtbot: QtBot, runner: TaskRunner, settings: QSettings,
+                                    tmp_path: Path) -> None:
+    import shutil
+
+    from tests.media import pydicom_test_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(pydicom_test_file("MR_small_RLE.dcm"), src / "IM1")  # RLE: not allowed on CD
+    medium = open_medium(src)
+    wiz = make_wizard(qtbot, [medium], None, runner, settings)
+    to_summary(qtbot, wiz, "folder", str(tmp_path / "out"))
+    assert wiz.summary_page.isComplete(), wiz.summary_page.error.text()
+    text = wiz.summary_page.view.toPlainText()
+    assert "Re-encoded for this profile" in text
+    assert "RLE Lossless → Explicit VR Little Endian: 1 file" in text
