@@ -281,6 +281,7 @@ def plan_export(options: ExportOptions, media: list[Medium] | None = None, *,
         raise ExportError("--burn writes one disc: it cannot be combined with --span")
     if media is None:
         media = _open_sources(options, progress, cancel)
+    _check_dest_apart(options, media)
     sources, problems = read_sources(media, options.select, progress=progress, cancel=cancel)
     if not sources:
         raise ExportError("nothing to export: the sources hold no readable DICOM instance"
@@ -308,6 +309,20 @@ def plan_export(options: ExportOptions, media: list[Medium] | None = None, *,
 
 _LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81",
           "1.2.840.10008.1.2.4.203"}
+
+
+def _check_dest_apart(options: ExportOptions, media: list[Medium]) -> None:
+    """DEST must be neither a source nor inside one, nor hold one (``--force`` would replace
+    it): the sources are never modified."""
+    targets = [p for p in (options.dest, options.iso) if p is not None]
+    for target in targets:
+        dest = Path(target).resolve()
+        for m in media:
+            root = Path(m.root).resolve()
+            if dest == root or dest.is_relative_to(root) or root.is_relative_to(dest):
+                raise ExportError(f"{target}: the destination overlaps the source {m.root}; "
+                                  "export to a folder outside every source (sources are "
+                                  "never modified)")
 
 
 def _dest_label(f: PlannedFile, volumes: list[Volume]) -> str:

@@ -224,3 +224,13 @@ def test_leaf_record_keys_that_cannot_be_made_up_are_refused(tmp_path: Path) -> 
     with pytest.raises(RefusedInstances, match=r"f000\.dcm: SR DOCUMENT record needs "
                                                r"ConceptNameCodeSequence"):
         _plan(tmp_path, [sr])
+
+
+def test_destination_overlapping_a_source_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_instance(src / "a.dcm", make_dataset())
+    for dest in (src, src / "out", tmp_path):
+        opts = ExportOptions(sources=[src], dest=dest, force=True)
+        with pytest.raises(ExportError, match="overlaps the source"):
+            plan_export(opts, [medium_of(src)], capacity=CAP)
+    assert sorted(p.name for p in src.iterdir()) == ["a.dcm"]
