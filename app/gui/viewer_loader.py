@@ -28,6 +28,7 @@ from app.core.sr_text import SrLine, is_structured_report, sr_lines
 from app.gui.viewer_overlay import ImageInfo
 
 DATASET_CACHE_ENTRIES = 3  # whole multi-frame datasets kept for frame-by-frame decoding
+DATASET_CACHE_BYTES = 512 * 2**20
 
 
 def tr(text: str) -> str:
@@ -55,26 +56,43 @@ class Loaded:
 
 
 class DatasetCache:
-    """Thread-safe LRU of whole datasets of multi-frame instances (by SOP Instance UID)."""
+    """Thread-safe LRU of whole datasets of multi-frame instances (by SOP Instance UID), bounded
+    by count and by the bytes of their pixel data (a cine loop can be hundreds of MB)."""
 
-    def __init__(self, entries: int = DATASET_CACHE_ENTRIES) -> None:
+    def __init__(self, entries: int = DATASET_CACHE_ENTRIES,
+                 max_bytes: int = DATASET_CACHE_BYTES) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, Dataset] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Dataset, int]] = OrderedDict()
         self._entries = entries
+        self._max_bytes = max_bytes
 
     def get(self, uid: str) -> Dataset | None:
         with self._lock:
-            ds = self._items.get(uid)
-            if ds is not None:
-                self._items.move_to_end(uid)
-            return ds
+            item = self._items.get(uid)
+            if item is None:
+                return None
+            self._items.move_to_end(uid)
+            return item[0]
 
     def put(self, uid: str, ds: Dataset) -> None:
+        size = 0
+        for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            value = ds.get(kw)
+            if isinstance(value, bytes | bytearray):
+                size += len(value)
+        if size > self._max_bytes:
+            return  # too big to keep: each frame re-reads the file instead
         with self._lock:
-            self._items[uid] = ds
+            self._items[uid] = (ds, size)
             self._items.move_to_end(uid)
-            while len(self._items) > self._entries:
+            while len(self._items) > self._entries or (
+                    len(self._items) > 1 and sum(n for _, n in self._items.values())
+                    > self._max_bytes):
                 self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
     def clear(self) -> None:
         with self._lock:

@@ -416,3 +416,25 @@ def test_empty_series_and_clear(qtbot: QtBot, viewer: ViewerWidget, tmp_path: Pa
     assert "no images" in viewer.message.text()
     viewer.clear()
     assert "Select a series" in viewer.message.text()
+
+
+def test_multiframe_dataset_cache_is_bounded() -> None:
+    from pydicom import Dataset
+
+    from app.gui.viewer_loader import DatasetCache
+
+    def ds(n: int) -> Dataset:
+        d = Dataset()
+        d.PixelData = b"\0" * n
+        return d
+
+    cache = DatasetCache(entries=3, max_bytes=1000)
+    cache.put("huge", ds(2000))
+    assert cache.get("huge") is None  # larger than the whole budget: never kept
+    for uid in "abc":
+        cache.put(uid, ds(400))
+    assert cache.get("a") is None and len(cache) == 2  # 1200 bytes > 1000: oldest dropped
+    cache.get("b")  # b is now the most recently used
+    cache.put("d", ds(100))
+    cache.put("e", ds(100))
+    assert cache.get("c") is None and cache.get("b") is not None and len(cache) == 3
