@@ -371,7 +371,8 @@ def _finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str
         res = results[f.sop_uid]
         assert res.header is not None
         entries.append(DirEntry(f.file_id, res.header, res.icon))
-        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts))
+        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,
+                                 res.size))
     _emit(progress, Progress("dicomdir", 0, len(entries), message=f"DICOMDIR {v.fileset_id}"))
     try:
         data = build_dicomdir(entries, fileset_id=v.fileset_id, fileset_uid=generate_uid(),
@@ -385,8 +386,9 @@ def _finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str
                            institution=plan.options.institution, contact=plan.options.contact,
                            created=plan.created,
                            volume=(v.index + 1, len(plan.volumes)) if v.name else None)
-    expected.append(Expected("README.TXT", write_bytes(root / "README.TXT", readme)))
-    expected.append(Expected("DICOMDIR", write_bytes(root / "DICOMDIR", data)))
+    expected.append(Expected("README.TXT", write_bytes(root / "README.TXT", readme),
+                             size=len(readme)))
+    expected.append(Expected("DICOMDIR", write_bytes(root / "DICOMDIR", data), size=len(data)))
     return expected
 
 

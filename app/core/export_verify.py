@@ -39,6 +39,7 @@ class Expected:
     sop_uid: str | None = None  # None for non-DICOM files (README.TXT) and the DICOMDIR
     sop_class: str | None = None
     transfer_syntax: str | None = None
+    size: int = 0  # bytes expected (progress only)
 
 
 def drop_cache(fd: int) -> None:
@@ -99,6 +100,7 @@ def verify_bytes(root: Path, expected: list[Expected], *,
     total = len(expected)
     done = 0
     nbytes = 0
+    total_bytes = sum(e.size for e in expected)
     report = Throttle(progress) if progress is not None else None
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
         # Bounded submission keeps memory flat and lets cancel stop quickly.
@@ -119,8 +121,8 @@ def verify_bytes(root: Path, expected: list[Expected], *,
             if on_bytes is not None:
                 on_bytes(size)
             if report is not None:
-                report(Progress("verify", done, total, message="reading back"),
-                       force=done == total)
+                report(Progress("verify", done, total, nbytes, total_bytes,
+                                message="reading back from the device"), force=done == total)
             if cancel is not None and cancel.cancelled:
                 for f in pending:
                     f.cancel()

@@ -240,3 +240,25 @@ def test_portable_copy_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                            on_bytes=got.append)
     assert (tmp_path / "b.bin").read_bytes() == b"HEAD" + src.read_bytes()[10:]
     assert sum(got) == src.stat().st_size - 10 and len(got) > 1
+
+
+def test_progress_protocol_phases_files_and_bytes(tmp_path: Path) -> None:
+    src = _source(tmp_path, n=6, StudyID="")  # rewrites too (worker path)
+    seen: list[Progress] = []
+    opts = ExportOptions(sources=[src], dest=tmp_path / "dest")
+    plan = plan_export(opts, [medium_of(src)], capacity=CAP, progress=seen.append)
+    report = execute(plan, seen.append, CancelToken())
+    assert report.ok
+    phases = [p.phase for p in seen]
+    order = [ph for i, ph in enumerate(phases) if i == 0 or phases[i - 1] != ph]
+    for wanted in ("plan", "stage", "write", "dicomdir", "verify"):
+        assert wanted in order
+    assert order.index("plan") < order.index("stage") < order.index("write") \
+        < order.index("verify")
+    writes = [p for p in seen if p.phase == "write" and p.total_files]
+    assert writes[-1].done_files == writes[-1].total_files == 6
+    assert writes[-1].total_bytes > 0 and writes[-1].fraction is not None
+    verifies = [p for p in seen if p.phase == "verify"]
+    assert verifies[-1].done_files == verifies[-1].total_files == 8  # + README, DICOMDIR
+    assert verifies[-1].done_bytes == verifies[-1].total_bytes > 0
+    assert all(p.cancellable for p in seen)
