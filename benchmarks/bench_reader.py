@@ -143,7 +143,38 @@ def bench_ls(runs: int) -> dict[str, float]:
     if ref:
         res["dcmdump"] = statistics.median(ref)
         res["ratio"] = res["ours"] / res["dcmdump"]
+    res.update(ls_breakdown(runs))
     return res
+
+
+def ls_breakdown(runs: int) -> dict[str, float]:
+    """Where the ``ls`` time goes, in process: start-up, parse, the rest of open_medium, JSON."""
+    import json
+
+    from app.core.dicomdir import parse_dicomdir
+    from app.core.reader import open_medium
+
+    startup = statistics.median(timed_process([PY, "-c", "import app.cli, app.core.reader, "
+                                                "app.core.dicomdir"])[0] for _ in range(runs))
+    data = (LS_DIR / "DICOMDIR").read_bytes()
+    t_parse, t_open, t_dump, t_dumps = [], [], [], []
+    with open(os.devnull, "w", encoding="utf-8") as null:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            parse_dicomdir(data, "DICOMDIR")
+            t_parse.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            d = open_medium(LS_DIR).to_dict()
+            t_open.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            json.dump(d, null, ensure_ascii=False)  # what app/cli.py does today
+            t_dump.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            null.write(json.dumps(d, ensure_ascii=False))  # C encoder, one write
+            t_dumps.append(time.perf_counter() - t0)
+    return {"startup": startup, "parse": statistics.median(t_parse),
+            "open_medium": statistics.median(t_open), "json_dump": statistics.median(t_dump),
+            "json_dumps": statistics.median(t_dumps)}
 
 
 def bench_scan(runs: int) -> dict[str, float]:
@@ -164,8 +195,16 @@ def bench_scan(runs: int) -> dict[str, float]:
     def ours() -> int:
         return sum(1 for _ in open_medium(SCAN_DIR).instances())
 
+    from app.core.header import read_header
+
+    def header_loop() -> int:
+        for f in files:
+            with open(f, "rb") as fp:
+                read_header(fp, f.name)
+        return len(files)
+
     assert ours() == pydicom_loop() == len(files)  # warm-up pass, and both see every file
-    t_ours, t_ref = [], []
+    t_ours, t_ref, t_hdr = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
         ours()
@@ -173,8 +212,12 @@ def bench_scan(runs: int) -> dict[str, float]:
         t0 = time.perf_counter()
         pydicom_loop()
         t_ref.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        header_loop()
+        t_hdr.append(time.perf_counter() - t0)
     o, r = statistics.median(t_ours), statistics.median(t_ref)
-    return {"ours": o, "pydicom": r, "speedup": r / o, "files": len(files)}
+    return {"ours": o, "pydicom": r, "speedup": r / o, "files": len(files),
+            "read_header_loop": statistics.median(t_hdr)}
 
 
 def main() -> int:
@@ -188,11 +231,16 @@ def main() -> int:
               + (f", dcmdump {r['dcmdump']:.3f} s, ratio {r['ratio']:.2f} (target <= 1.0)"
                  if "ratio" in r else ", dcmdump not installed")
               + f"; peak RSS {r['rss_mb']:.0f} MB (target < 200)")
+        print(f"    in process: start-up+imports {r['startup']:.3f} s, parse_dicomdir "
+              f"{r['parse']:.3f} s, open_medium+to_dict {r['open_medium']:.3f} s, "
+              f"json.dump {r['json_dump']:.3f} s (json.dumps {r['json_dumps']:.3f} s)")
     if args.only in (None, "scan"):
         r = bench_scan(args.runs)
         print(f"(b) scan of {int(r['files'])} CT 512x512 files (warm): discbridge "
               f"{r['ours']:.3f} s, pydicom dcmread loop {r['pydicom']:.3f} s, speed-up "
               f"{r['speedup']:.1f}x (target >= 3)")
+        print(f"    read_header alone over the same files: {r['read_header_loop']:.3f} s "
+              f"({r['pydicom'] / r['read_header_loop']:.1f}x pydicom)")
     return 0
 
 

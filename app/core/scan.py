@@ -270,6 +270,7 @@ class TreeBuilder:
     _pat: dict[tuple[str, str], Patient] = field(default_factory=dict)
     _study: dict[tuple[int, object], Study] = field(default_factory=dict)
     _series: dict[tuple[int, object], Series] = field(default_factory=dict)
+    _last: tuple[tuple[str | None, ...], Series] | None = None
 
     @classmethod
     def from_patients(cls, patients: list[Patient]) -> TreeBuilder:
@@ -318,10 +319,19 @@ class TreeBuilder:
         return got
 
     def place(self, values: dict[str, str | None]) -> Series:
-        """The series (created when new) a file with these header values belongs to."""
+        """The series (created when new) a file with these header values belongs to.
+
+        Consecutive files of one series (the usual order on a medium) skip the lookups.
+        """
+        key = (values.get("PatientID"), values.get("PatientName"),
+               values.get("StudyInstanceUID"), values.get("SeriesInstanceUID"))
+        if key[2] and key[3] and self._last is not None and self._last[0] == key:
+            return self._last[1]
         pat = self.patient(patient_from_values(values))
         st = self.study(pat, study_from_values(values), loose=True)
-        return self.series(st, series_from_values(values), loose=True)
+        se = self.series(st, series_from_values(values), loose=True)
+        self._last = (key, se)
+        return se
 
     def add_tree(self, patients: Iterable[Patient]) -> Iterable[tuple[Series, Instance]]:
         """Merge a parsed tree; yields (target series, instance) for the caller to place."""
