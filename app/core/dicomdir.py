@@ -134,8 +134,14 @@ class DicomdirParse:
 def split_file_id(value: str) -> tuple[str, ...]:
     """Referenced File ID components: split on ``\\`` and ``/``, space and NUL padding
     stripped, empty components dropped (STANDARDS.md §7 "Referenced File ID")."""
-    parts = value.replace("/", "\\").split("\\")
-    return tuple(p for p in (c.strip(" \0") for c in parts) if p)
+    if "/" in value:
+        value = value.replace("/", "\\")
+    parts = value.split("\\")
+    if " " in value or "\0" in value:
+        parts = [c.strip(" \0") for c in parts]
+    if "" in parts:
+        return tuple(p for p in parts if p)
+    return tuple(parts)
 
 
 def is_dicomdir(head: bytes) -> bool:
@@ -559,7 +565,15 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
             "warning", "dicomdir-recovered", name,
             f"DICOMDIR is encoded in {_encoding_name(layout.little, layout.explicit)} "
             "(PS3.10 requires Explicit VR Little Endian); read anyway"))
-    if raw.stop_reason:
+    if raw.salvaged:
+        result.recovered = True
+        why = f"{raw.stop_reason} at byte {raw.stop_position}" if raw.stop_reason else (
+            "records found outside the Directory Record Sequence")
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"DICOMDIR is damaged ({why}): {raw.salvaged} records from byte "
+            f"{raw.salvage_from} on were found by scanning for record items"))
+    elif raw.stop_reason:
         result.recovered = True
         problems.append(Problem(
             "warning", "dicomdir-recovered", name,

@@ -593,3 +593,61 @@ def test_file_id_as_recorded_in_instances() -> None:
     inst = res.patients[0].studies[0].series[0].instances[0]
     assert inst.file_id == ("pa1", "st1", "im1.dcm")
     assert inst.dicomdir == "D/DIR"
+
+
+# -- damaged lengths and garbage: records found by their item tags ---------------------------
+
+def _all_file_ids(res: DicomdirParse) -> list[tuple[str, ...] | None]:
+    return sorted(i.file_id for p in res.patients for i in p.instances())  # type: ignore[arg-type]
+
+
+def _want_file_ids(roots: list[db.Rec]) -> list[tuple[str, ...]]:
+    return sorted(r.file_id for root in roots for r in root.walk() if r.file_id)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("undefined_sequences", [False, True])
+def test_value_shortened_without_fixing_lengths(undefined_sequences: bool) -> None:
+    """An anonymiser shortened a name but left the item and sequence lengths (and offsets)."""
+    roots = tree()
+    data = db.encode(roots, undefined_sequences=undefined_sequences)
+    old = b"PN\x0a\x00Smith^Ann "
+    assert data.count(old) == 1
+    data = data.replace(old, b"PN\x08\x00Smith^An")
+    res = parse_dicomdir(data, "DICOMDIR")
+    assert _all_file_ids(res) == _want_file_ids(roots)
+    assert [p.patient_name for p in res.patients] == ["Müller^Hans", "Smith^An"]
+    assert res.recovered
+    assert shape(res)[0] == expected(roots)[0]
+
+
+def test_garbage_between_records() -> None:
+    roots = tree()
+    data = db.encode(roots)
+    cut = data.index(b"PA2") - 60
+    cut = data.rindex(b"\xfe\xff\x00\xe0", 0, cut)  # start of a record item
+    data = data[:cut] + bytes(range(7, 57)) + data[cut:]
+    res = parse_dicomdir(data, "DICOMDIR")
+    assert _all_file_ids(res) == _want_file_ids(roots)
+    assert res.recovered
+    assert any("found by scanning for record items" in m for m in recovered_messages(res))
+
+
+def test_damaged_sequence_header() -> None:
+    roots = tree()
+    data = db.encode(roots)
+    seq = struct.pack("<HH2s", 0x0004, 0x1220, b"SQ")
+    data = data.replace(seq, struct.pack("<HH2s", 0x0004, 0x1221, b"SQ"))
+    res = parse_dicomdir(data, "DICOMDIR")
+    assert shape(res) == expected(roots)   # offsets still point at the same bytes
+    assert res.recovered
+
+
+def test_item_length_far_too_long() -> None:
+    roots = tree()
+    data = bytearray(db.encode(roots))
+    items = [i for i in range(len(data) - 12) if data[i:i + 4] == b"\xfe\xff\x00\xe0"
+             and data[i + 8:i + 12] == b"\x04\x00\x00\x14"]
+    data[items[3] + 4:items[3] + 8] = struct.pack("<I", 0x7FFFFFF0)
+    res = parse_dicomdir(bytes(data), "DICOMDIR")
+    assert _all_file_ids(res) == _want_file_ids(roots)
+    assert shape(res) == expected(roots)
