@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QDate, Qt, QTimer
-from PySide6.QtGui import QFont
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QDate, QRegularExpression, Qt, QTimer
+from PySide6.QtGui import QFont, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
-    QDateEdit,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -93,14 +93,13 @@ class SummaryPage(QWizardPage):
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # Fixes offered for the failures a user can resolve here.
         self.fix = QWidget(self)
-        self.date_edit = QDateEdit(self.fix)
-        self.date_edit.setMinimumDate(QDate(1900, 1, 1))
-        self.date_edit.setMaximumDate(QDate.currentDate())
-        self.date_edit.setSpecialValueText(tr("enter the date"))  # shown at the minimum date
-        self.date_edit.setDate(self.date_edit.minimumDate())
-        self.date_edit.setCalendarPopup(True)
-        self.date_edit.setDisplayFormat("yyyy-MM-dd")
-        self.date_edit.dateChanged.connect(self._fix_changed)
+        # A plain field, empty until the user types a date: never a default from the clock.
+        self.date_edit = QLineEdit(self.fix)
+        self.date_edit.setPlaceholderText(tr("YYYY-MM-DD"))
+        self.date_edit.setMaxLength(10)
+        self.date_edit.setValidator(QRegularExpressionValidator(
+            QRegularExpression(r"\d{0,4}-?\d{0,2}-?\d{0,2}"), self.date_edit))
+        self.date_edit.textChanged.connect(self._fix_changed)
         self.date_edit.setAccessibleName(tr("Study date"))
         self.date_label = QLabel(tr("Study &date to record:"), self.fix)
         self.date_label.setBuddy(self.date_edit)
@@ -226,7 +225,7 @@ class SummaryPage(QWizardPage):
         self.error.show()
         self.date_label.setVisible(missing_date)
         self.date_edit.setVisible(missing_date)
-        self.date_edit.setDate(self.date_edit.minimumDate())  # no date from the clock
+        self.date_edit.clear()  # no date from the clock
         self.span_box.setVisible(too_big)
         self.span_box.setChecked(False)
         self.separate_box.setVisible(clash)
@@ -246,15 +245,24 @@ class SummaryPage(QWizardPage):
         self.view.setPlainText(hint)
 
     def _fix_changed(self, *_: Any) -> None:
-        ok = ((self.date_edit.isVisible() and self.date_edit.date() != self.date_edit.minimumDate())
+        ok = ((self.date_edit.isVisible() and self.entered_date() is not None)
               or (self.span_box.isVisible() and self.span_box.isChecked())
               or (self.separate_box.isVisible() and self.separate_box.isChecked()))
         self.retry.setEnabled(ok)
 
+    def entered_date(self) -> str | None:
+        """The typed study date as YYYYMMDD when it is a real date, not in the future."""
+        digits = self.date_edit.text().replace("-", "")
+        d = QDate.fromString(digits, "yyyyMMdd")
+        if len(digits) != 8 or not d.isValid() or d > QDate.currentDate() or d.year() < 1900:
+            return None
+        return digits
+
     def _retry(self) -> None:
         st = self.wiz.state
-        if self.date_edit.isVisible():
-            st.study_date = self.date_edit.date().toString("yyyyMMdd")
+        date = self.entered_date() if self.date_edit.isVisible() else None
+        if date is not None:
+            st.study_date = date
         if self.span_box.isVisible() and self.span_box.isChecked():
             st.span = True
         if self.separate_box.isVisible() and self.separate_box.isChecked():

@@ -242,9 +242,16 @@ def test_missing_study_date_is_asked_for(qtbot: QtBot, runner: TaskRunner, setti
     assert page.error.text().startswith("1 study has no date in any of its files")
     assert "Anna Berg" in page.error.text()
     assert page.date_edit.isVisible() and not page.span_box.isVisible()
-    assert page.date_edit.text() == "enter the date"  # never a date from the clock
+    assert page.date_edit.text() == ""  # never a date from the clock
     assert not page.retry.isEnabled()
-    page.date_edit.setDate(page.date_edit.date().fromString("2023-06-30", "yyyy-MM-dd"))
+    qtbot.keyClicks(page.date_edit, "2099-01-01")  # the future is refused
+    assert not page.retry.isEnabled()
+    page.date_edit.clear()
+    qtbot.keyClicks(page.date_edit, "2023-02-30")  # not a date
+    assert not page.retry.isEnabled()
+    page.date_edit.clear()
+    qtbot.keyClicks(page.date_edit, "2023-06-30")
+    assert page.retry.isEnabled()
     page.retry.click()
     qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
     assert page.isComplete(), page.error.text()
