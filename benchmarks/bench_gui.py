@@ -177,7 +177,11 @@ def child_stall(path: str) -> int:
     def opened(medium) -> None:  # noqa: ANN001
         phases["tree"] = clock.elapsed() / 1000
         verify_tree(win, medium)
-        win.tree.expandAll()
+        # What a user does next, each in its own event-loop turn (as clicks would be).
+        QTimer.singleShot(0, win.tree.expandAll)
+        QTimer.singleShot(0, lambda: select_and_export(medium))
+
+    def select_and_export(medium) -> None:  # noqa: ANN001
         pat = win.proxy.index(0, 0)
         if os.environ.get("BENCH_NO_THUMBS"):
             state["thumbs"] = True
@@ -251,14 +255,21 @@ def main() -> int:
         t, out = timed(gui_cmd, env)
         gui_t.append(t)
         inproc.append(json.loads(out.strip().splitlines()[-1])["t"])
-    _, out = timed([PY, str(Path(__file__).resolve()), "--child", "stall", path], env)
-    stall = json.loads(out.strip().splitlines()[-1])
+    stall_cmd = [PY, str(Path(__file__).resolve()), "--child", "stall", path]
+    stalls = [json.loads(timed(stall_cmd, env)[1].strip().splitlines()[-1])
+              for _ in range(args.runs)]
+    thread_env = dict(env, BENCH_EXPORT_THREAD="1")
+    in_thread = [json.loads(timed(stall_cmd, thread_env)[1].strip().splitlines()[-1])
+                 for _ in range(args.runs)]
+    maxima = [s["max_gap_ms"] for s in stalls]
+    stall = max(stalls, key=lambda s: s["max_gap_ms"])
     ls_m, gui_m = statistics.median(ls_t), statistics.median(gui_t)
     lines = [
         "# GUI benchmark (benchmarks/bench_gui.py)",
         "",
         f"Medium: 20,000-record DICOMDIR (10 patients × 2 studies × 4 series × 250 images, files "
-        f"present), offscreen, {os.cpu_count()} cores, medians of {args.runs} runs, warm cache.",
+        f"present), offscreen, {os.cpu_count()} cores shared with other work (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), medians of {args.runs} runs, warm cache.",
         "",
         "| measurement | result | target |",
         "|---|---|---|",
@@ -268,11 +279,14 @@ def main() -> int:
         f"| ratio GUI / ls | **{gui_m / ls_m:.2f}×** | ≤ 1.5× |",
         f"| GUI in-process: `open_path` → verified tree | {statistics.median(inproc):.2f} s | |",
         f"| longest event-loop stall (10 ms timer) while tree + 8 thumbnails + export of "
-        f"1,000 files run | **{stall['max_gap_ms']} ms** (p99 {stall['p99_ms']} ms, "
-        f"{stall['ticks']} ticks) | ≤ 100 ms |",
+        f"1,000 files (in a child process) run: worst of {args.runs} runs | "
+        f"**{max(maxima)} ms** (runs: {maxima} ms; p99 {stall['p99_ms']} ms) | ≤ 100 ms |",
+        f"| the same with the export on a thread of the GUI process (`run_write`) | "
+        f"{max(s['max_gap_ms'] for s in in_thread)} ms (runs: "
+        f"{[s['max_gap_ms'] for s in in_thread]} ms) | (comparison) |",
         "",
-        f"Phases of the stall run (s after start): {stall['phases_s']}; gaps over 50 ms "
-        f"(start s, ms): {stall['big_gaps']}",
+        f"Worst run's phases (s after start): {stall['phases_s']}; its gaps over 50 ms "
+        f"(start s, ms): {stall['big_gaps']}; GC pauses ≥ 20 ms: {stall['gc_pauses']}",
         "",
         f"Raw: ls {[round(x, 3) for x in ls_t]}, gui {[round(x, 3) for x in gui_t]}, "
         f"in-process {[round(x, 3) for x in inproc]}",

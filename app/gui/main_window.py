@@ -386,7 +386,13 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.content_split)
         self._update_status()
         self._enable_actions()
-        self.browser.select_first_of(medium)
+        # Selecting starts thumbnails and the viewer: a separate event-loop turn, so the first
+        # paint of the tree comes first and no single turn blocks the loop for long.
+        QTimer.singleShot(0, lambda: self._select_if_open(medium))
+
+    def _select_if_open(self, medium: Medium) -> None:
+        if medium in self.tree_model.media:
+            self.browser.select_first_of(medium)
 
     def remove_medium(self, medium: Medium) -> None:
         self.tree_model.remove_medium(medium)

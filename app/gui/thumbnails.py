@@ -12,6 +12,7 @@ bytes). A placeholder is shown while loading, a "cannot display" picture when it
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,7 @@ def make_thumbnail(medium: Medium, series: Series, inst: Instance | None,
     if medium.fs is None:
         raise DiscBridgeError(f"{inst.path}: the medium cannot be read any more")
     local = medium.fs.local_path(inst.path)
+    time.sleep(0)  # give the GUI thread a chance at the GIL before a long decode
     try:
         if local is not None:
             arr = imaging.render(local, max_size=size_px)
@@ -149,6 +151,7 @@ def make_thumbnail(medium: Medium, series: Series, inst: Instance | None,
                 arr = imaging.render(fp, max_size=size_px)
     except OSError as exc:
         raise DiscBridgeError(f"{inst.path}: {exc.strerror or exc}") from exc
+    time.sleep(0)
     return fit_image(array_to_qimage(arr), size_px), "file"
 
 
