@@ -100,6 +100,8 @@ class SummaryPage(QWizardPage):
         self.date_edit.setValidator(QRegularExpressionValidator(
             QRegularExpression(r"\d{0,4}-?\d{0,2}-?\d{0,2}"), self.date_edit))
         self.date_edit.textChanged.connect(self._fix_changed)
+        self.date_edit.returnPressed.connect(lambda: self._retry() if self.retry.isEnabled()
+                                             else None)
         self.date_edit.setAccessibleName(tr("Study date"))
         self.date_label = QLabel(tr("Study &date to record:"), self.fix)
         self.date_label.setBuddy(self.date_edit)
