@@ -522,6 +522,9 @@ def find_layout(buf: bytes) -> Layout:
     elif buf[:4] == b"DICM":
         prefix_at = 0
     start = prefix_at + 4 if prefix_at is not None else 0
+    if prefix_at is None and len(buf) >= 136 and buf[128:130] in (b"\x02\x00", b"\x08\x00") \
+            and _LE_HHI.unpack_from(buf, 0)[0] not in (2, 4, 8):
+        start = 128  # a preamble without its DICM prefix (seen from broken writers)
     layout = Layout(prefix_at=prefix_at)
     body = start
     if start + 8 <= len(buf) and (_LE_HHI.unpack_from(buf, start)[0] == 2

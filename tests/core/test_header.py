@@ -148,6 +148,7 @@ def _variants() -> list[Any]:
         pytest.param(lying2, ds, ExplicitVRBigEndian, id="ts-lies-big-endian-body"),
         pytest.param(meta_no_preamble, ds, None, id="dicm-at-0"),
         pytest.param(meta_no_prefix, ds, None, id="meta-no-dicm"),
+        pytest.param(full[:128] + full[132:], ds, None, id="preamble-without-dicm"),
     ]
 
 
