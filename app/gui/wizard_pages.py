@@ -230,6 +230,7 @@ class OptionsPage(QWizardPage):
         form.addRow(tr("&Contact:"), self.contact)
         form.addRow(tr("Two patients with one &ID:"), self.clash)
         self._fill_profiles(s.get("default_profile"))
+        self.span.setEnabled(self.media_box.currentData() != "folder")
 
     def _upper(self, text: str) -> None:
         if text != text.upper():
