@@ -33,13 +33,12 @@ from app.core.dcmbytes import (
     TS_DEFLATED,
     UNDEFINED,
     ElementReader,
-    Layout,
     ParseError,
     dicom_dictionary,
     dictionary_vr,
-    find_layout,
     numeric_value,
 )
+from app.core.dcmlayout import Layout, find_layout, parse_meta
 from app.core.errors import NotDicom, TruncatedFile
 
 __all__ = ["Header", "read_header", "HEADER_KEYWORDS", "META_KEYWORDS"]
@@ -418,8 +417,6 @@ def _length_at(buf: bytes, pos: int, little: bool, explicit: bool) -> tuple[int,
 def _read_deflated(fp: BinaryIO, buf: bytes, eof: bool, name: str, wanted: dict[int, str]
                    ) -> Header:
     """Deflated Explicit VR Little Endian: inflate the body (header part only) and parse it."""
-    from app.core.dcmbytes import parse_meta
-
     start = 132 if buf[128:132] == b"DICM" else (4 if buf[:4] == b"DICM" else 0)
     meta, body, _reason = parse_meta(buf, start)
     if not eof:
