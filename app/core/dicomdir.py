@@ -3,15 +3,17 @@
 ``parse_dicomdir(data, name)`` reads a DICOMDIR in any encoding the bytes really use (Explicit
 or Implicit VR, Little or Big Endian; with or without preamble and File Meta; whatever the
 meta's Transfer Syntax claims), with defined or undefined lengths, and keeps what it can of a
-truncated one. Records are linked by their offsets, checked against the real item positions
+truncated one; records behind damage (wrong lengths, inserted garbage) are found again by their
+item tags. Records are linked by their offsets, checked against the real item positions
 (STANDARDS.md §2 "Offsets"); shifted offsets are corrected, and zero, garbage, cyclic or
 missing ones make it rebuild the tree from sequence order (STANDARDS.md §7), reported as
 ``dicomdir-recovered``. Inactive records (In-use 0000H) and their subtrees are hidden. Each
 record is decoded with its own Specific Character Set, falling back to its parent's and then
 the dataset's. Missing Type 1 record keys are ``missing-key`` warnings (STANDARDS.md §2).
 
-Speed: one pass of :class:`app.core.dcmbytes.ElementReader` over the buffer, values decoded
-only for the keys the model needs; no pydicom Dataset is built.
+Stages: :mod:`app.core.dicomdir_scan` (records from bytes), :mod:`app.core.dicomdir_tree`
+(linking), :mod:`app.core.dicomdir_build` (model and problems). Speed: one tight pass over the
+buffer, no pydicom Dataset and no pydicom import on the hot path.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = ["DicomdirParse", "parse_dicomdir", "is_dicomdir", "split_file_id",
            "REQUIRED_KEYS", "FILE_KEYS", "DICOMDIR_SOP_CLASS"]
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
 
 @dataclass
 class DicomdirParse:

@@ -76,6 +76,7 @@ def _maps() -> dict[str, dict]:
         _MAPS["file_keys"] = {"": tuple((k, tags[k]) for k in FILE_KEYS)}
     return _MAPS
 
+
 # Keys that are structure or go to model fields: not copied into ``attrs``.
 _STRUCTURAL = frozenset({0x00041400, 0x00041410, 0x00041420, 0x00041430, 0x00041500,
                          0x00041510, 0x00041511, 0x00041512, T_ICON, 0xFFFEE000})
