@@ -111,8 +111,8 @@ def make_scan_medium(root: Path, n_files: int = 4000) -> None:
 
 # -- measurements ------------------------------------------------------------------------------
 
-def timed_process(cmd: list[str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one command, stdout discarded."""
+def timed_process(cmd: list[str]) -> tuple[float, int, float]:
+    """Wall time, peak RSS (bytes) and CPU time (user + system) of one command."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -121,7 +121,7 @@ def timed_process(cmd: list[str]) -> tuple[float, int]:
     if proc.returncode != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
-    return dt, usage.ru_maxrss * 1024
+    return dt, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def bench_ls(runs: int) -> dict[str, float]:
@@ -132,17 +132,23 @@ def bench_ls(runs: int) -> dict[str, float]:
     timed_process(ours_cmd)  # warm the cache
     if ref_cmd:
         timed_process(ref_cmd)
-    ours, ref, rss = [], [], []
+    ours, ref, rss, cpu_ours, cpu_ref = [], [], [], [], []
     for _ in range(runs):
-        t, m = timed_process(ours_cmd)
+        t, m, c = timed_process(ours_cmd)
         ours.append(t)
         rss.append(m)
+        cpu_ours.append(c)
         if ref_cmd:
-            ref.append(timed_process(ref_cmd)[0])
-    res = {"ours": statistics.median(ours), "rss_mb": max(rss) / 2**20}
+            t, _m, c = timed_process(ref_cmd)
+            ref.append(t)
+            cpu_ref.append(c)
+    res = {"ours": statistics.median(ours), "rss_mb": max(rss) / 2**20,
+           "cpu_ours": statistics.median(cpu_ours)}
     if ref:
         res["dcmdump"] = statistics.median(ref)
         res["ratio"] = res["ours"] / res["dcmdump"]
+        res["cpu_dcmdump"] = statistics.median(cpu_ref)
+        res["cpu_ratio"] = res["cpu_ours"] / res["cpu_dcmdump"]
     res.update(ls_breakdown(runs))
     return res
 
@@ -204,20 +210,23 @@ def bench_scan(runs: int) -> dict[str, float]:
         return len(files)
 
     assert ours() == pydicom_loop() == len(files)  # warm-up pass, and both see every file
-    t_ours, t_ref, t_hdr = [], [], []
+    t_ours, t_ref, t_hdr, c_ours, c_ref = [], [], [], [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ours()
         t_ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        c_ours.append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         pydicom_loop()
         t_ref.append(time.perf_counter() - t0)
+        c_ref.append(time.process_time() - c0)
         t0 = time.perf_counter()
         header_loop()
         t_hdr.append(time.perf_counter() - t0)
     o, r = statistics.median(t_ours), statistics.median(t_ref)
     return {"ours": o, "pydicom": r, "speedup": r / o, "files": len(files),
-            "read_header_loop": statistics.median(t_hdr)}
+            "read_header_loop": statistics.median(t_hdr),
+            "cpu_speedup": statistics.median(c_ref) / statistics.median(c_ours)}
 
 
 def main() -> int:
@@ -231,6 +240,9 @@ def main() -> int:
               + (f", dcmdump {r['dcmdump']:.3f} s, ratio {r['ratio']:.2f} (target <= 1.0)"
                  if "ratio" in r else ", dcmdump not installed")
               + f"; peak RSS {r['rss_mb']:.0f} MB (target < 200)")
+        if "cpu_ratio" in r:
+            print(f"    CPU time (user+sys): discbridge {r['cpu_ours']:.3f} s, dcmdump "
+                  f"{r['cpu_dcmdump']:.3f} s, ratio {r['cpu_ratio']:.2f}")
         print(f"    in process: start-up+imports {r['startup']:.3f} s, parse_dicomdir "
               f"{r['parse']:.3f} s, open_medium+to_dict {r['open_medium']:.3f} s, "
               f"json.dump {r['json_dump']:.3f} s (json.dumps {r['json_dumps']:.3f} s)")
@@ -239,6 +251,7 @@ def main() -> int:
         print(f"(b) scan of {int(r['files'])} CT 512x512 files (warm): discbridge "
               f"{r['ours']:.3f} s, pydicom dcmread loop {r['pydicom']:.3f} s, speed-up "
               f"{r['speedup']:.1f}x (target >= 3)")
+        print(f"    CPU-time speed-up {r['cpu_speedup']:.1f}x")
         print(f"    read_header alone over the same files: {r['read_header_loop']:.3f} s "
               f"({r['pydicom'] / r['read_header_loop']:.1f}x pydicom)")
     return 0

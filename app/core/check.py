@@ -67,7 +67,6 @@ def check_medium(medium: Medium, profile: str | None = None,
     report = Throttle(progress) if progress is not None else None
     problems = list(medium.problems)
     known = {(p.code, p.path, p.message) for p in problems}
-    reported_missing = [(p.path, p.message) for p in problems if p.code == "missing-key"]
 
     def add(p: Problem) -> None:
         key = (p.code, p.path, p.message)
@@ -76,7 +75,7 @@ def check_medium(medium: Medium, profile: str | None = None,
             problems.append(p)
 
     if medium.source == "dicomdir":
-        for p in _record_key_problems(medium, prof, reported_missing):
+        for p in _record_key_problems(medium, prof):
             add(p)
     for p in _icon_problems(medium):
         add(p)
@@ -124,58 +123,59 @@ def _profile(name: str | None) -> Any:
 # record keys
 
 
-def _record_key_problems(medium: Medium, profile: Any,
-                         reported: list[tuple[str | None, str]]) -> Iterable[Problem]:
+def _record_key_problems(medium: Medium, profile: Any) -> Iterable[Problem]:
+    """Type 1 keys missing from records, beyond those the DICOMDIR parser reports itself.
+
+    The parser checks the base keys of every record type on the raw record (present and
+    non-empty); here the keys of :func:`app.core.records.required_keys` for the record type and
+    the profile are checked on the model, skipping the parser's.
+    """
+    from app.core import dicomdir
     from app.core.records import required_keys
 
-    def missing(rtype: str, obj: Any, fields: dict[str, str]) -> list[str]:
+    parser_keys: dict[str, tuple[str, ...]] = getattr(dicomdir, "REQUIRED_KEYS", {})
+    file_keys: tuple[str, ...] = getattr(dicomdir, "FILE_KEYS", ())
+
+    def missing(rtype: str, obj: Any, fields: dict[str, str], leaf: bool) -> list[str]:
         try:
             keys = required_keys(rtype, profile)
         except ValueError:
             return []
+        skip = set(parser_keys.get(rtype, ())) | (set(file_keys) if leaf else set())
         out = []
         for kw, typ in keys:
-            if typ != "1" or kw in _NOT_IN_MODEL:
+            if typ != "1" or kw in _NOT_IN_MODEL or kw in skip:
                 continue
             attr = fields.get(kw)
             value = getattr(obj, attr) if attr else obj.attrs.get(kw)
-            if value in (None, ""):
+            if value in (None, "", ()):
                 out.append(kw)
         return out
 
-    def already(path: str | None, kws: list[str]) -> list[str]:
-        msgs = [m for p, m in reported if p == path]
-        return [k for k in kws if not any(k in m for m in msgs)]
+    def problem(where: str | None, rtype: str, kws: list[str]) -> Problem:
+        return Problem("warning", "missing-key", where,
+                       f"{rtype} record lacks Type 1 key{'s' if len(kws) > 1 else ''} "
+                       f"{', '.join(kws)}" + _for(profile))
 
     seen: set[int] = set()
     for pat, st, se, inst in medium.walk():
         if not inst.referenced:
             continue
-        where = inst.path or (("/".join(inst.file_id)) if inst.file_id else inst.dicomdir)
+        where = inst.path or ("/".join(inst.file_id) if inst.file_id else inst.dicomdir)
         for rtype, obj, fields in (("PATIENT", pat, _PATIENT_KW), ("STUDY", st, _STUDY_KW),
                                    ("SERIES", se, _SERIES_KW)):
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
-            kws = already(where, missing(rtype, obj, fields))
-            kws = [k for k in kws if not _reported_anywhere(reported, k, rtype)]
-            if kws:
-                yield Problem("warning", "missing-key", where,
-                              f"{rtype} record lacks Type 1 key{'s' if len(kws) > 1 else ''} "
-                              f"{', '.join(kws)}" + _for(profile))
-        kws = already(where, missing(inst.record_type, inst, _INSTANCE_KW))
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                kws = missing(rtype, obj, fields, False)
+                if kws:
+                    yield problem(where, rtype, kws)
+        kws = missing(inst.record_type, inst, _INSTANCE_KW, True)
         if kws:
-            yield Problem("warning", "missing-key", where,
-                          f"{inst.record_type} record lacks Type 1 key{'s' if len(kws) > 1 else ''}"
-                          f" {', '.join(kws)}" + _for(profile))
+            yield problem(where, inst.record_type, kws)
         if profile is not None and getattr(profile, "icon_required", False) \
                 and inst.record_type == "IMAGE" and inst.icon is None:
             yield Problem("warning", "missing-key", where,
                           f"IMAGE record lacks the Icon Image Sequence{_for(profile)}")
-
-
-def _reported_anywhere(reported: list[tuple[str | None, str]], kw: str, rtype: str) -> bool:
-    return any(rtype in m and kw in m for _p, m in reported)
 
 
 def _for(profile: Any) -> str:

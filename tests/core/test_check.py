@@ -158,3 +158,17 @@ def test_progress_and_cancel(tmp_path: Path) -> None:
     token.cancel()
     with pytest.raises(Cancelled):
         check_medium(m, cancel=token)
+
+
+def test_missing_base_keys_reported_once(tmp_path: Path) -> None:
+    """The parser reports missing base keys; check adds the profile's, never a duplicate."""
+    roots = [db.patient("PID1", "A^B", db.study(db.series(
+        db.image(("IM1",), number=None), number=None), StudyID=None))]
+    db.write_medium(tmp_path / "m", roots)
+    m = open_medium(tmp_path / "m")
+    base = [p for p in m.problems if p.code == "missing-key"]
+    assert len(base) == 3  # STUDY StudyID, SERIES SeriesNumber, IMAGE InstanceNumber
+    probs = check_medium(m, "STD-GEN-DVD-JPEG")
+    keys = [p for p in probs if p.code == "missing-key"]
+    assert keys[:3] == base
+    assert len(keys) == 4 and "Rows, Columns" in keys[3].message
