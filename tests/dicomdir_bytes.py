@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,11 +173,13 @@ class _Enc:
         else:
             text = "\\".join(value) if isinstance(value, (list, tuple)) else str(value)
             if vr in _TEXT and charset:
-                encs = convert_encodings(charset.split("\\"))
-                if vr == "PN":
-                    data = PersonName(text).encode(encs)
-                else:
-                    data = encode_string(text, encs)
+                with warnings.catch_warnings():  # unknown charsets are test cases, not noise
+                    warnings.simplefilter("ignore")
+                    encs = convert_encodings(charset.split("\\"))
+                    if vr == "PN":
+                        data = PersonName(text).encode(encs)
+                    else:
+                        data = encode_string(text, encs)
             else:
                 data = text.encode("utf-8" if vr in _TEXT else "ascii")
         if len(data) % 2:

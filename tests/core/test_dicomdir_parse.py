@@ -411,7 +411,6 @@ def test_top_level_charset_is_the_fallback() -> None:
     assert res.problems == []
 
 
-@pytest.mark.filterwarnings("ignore:Unknown encoding")  # from pydicom, encoding the test data
 def test_bad_bytes_and_bad_charsets_are_problems_not_crashes() -> None:
     bad = db.patient("P1", "X", db.study(db.series(db.image(("A",)))), charset="ISO_IR 192")
     bad.raw[0x00101000] = ("LO", b"\xff\xfeAB")  # OtherPatientIDs: invalid UTF-8
