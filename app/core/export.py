@@ -131,6 +131,7 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
                           "nothing was written. Use --force to replace it.")
     t_start = time.monotonic()
     _emit(progress, Progress("stage", message=f"preparing {dest}"))
+    created_dest = not dest.exists()
     try:
         staging = make_staging(dest)
     except OSError as exc:
@@ -179,14 +180,20 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
         install(staging, dest, top, replace=existing)
         if hasattr(os, "sync"):
             os.sync()
-    except Cancelled:
-        raise
-    except DiscBridgeError:
+    except (Cancelled, DiscBridgeError):
+        _drop_if_created(dest, created_dest)
         raise
     except OSError as exc:
+        _drop_if_created(dest, created_dest)
         raise ExportError(_os_message(exc, dest)) from exc
+    except Exception as exc:  # a bug or hostile bytes pydicom chokes on: still clean up, say so
+        _drop_if_created(dest, created_dest)
+        raise ExportError(f"export failed ({type(exc).__name__}: {' '.join(str(exc).split())});"
+                          f" nothing was left behind, {dest} is as it was") from exc
     finally:
         remove_tree(staging)
+        if not report.ok:
+            _drop_if_created(dest, created_dest)
     for v in plan.volumes:
         path = dest / v.name if v.name else dest
         report.volumes.append(VolumeResult(str(path), v.fileset_id, _studies_of(v),
@@ -194,6 +201,15 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
     report.ok = True
     timings["total_write"] = time.monotonic() - t_start
     return expected
+
+
+def _drop_if_created(dest: Path, created: bool) -> None:
+    """Remove DEST again when this export created it and left it empty (DEST as it was)."""
+    if created:
+        with contextlib.suppress(OSError):
+            if dest.is_dir() and not [n for n in os.listdir(dest)
+                                      if not n.startswith(".discbridge-")]:
+                remove_tree(dest)
 
 
 def _volume_bytes(root: Path, v: Volume) -> int:
