@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import (
+    QT_TRANSLATE_NOOP,
     QAbstractItemModel,
     QCoreApplication,
     QItemSelectionModel,
@@ -49,7 +50,10 @@ CountRole = Qt.ItemDataRole.UserRole + 5  # number of instances below the row (i
 SearchRole = Qt.ItemDataRole.UserRole + 6  # lower-case text the search box matches
 
 COL_NAME, COL_ID, COL_DATE, COL_MODALITY, COL_COUNT, COL_MEDIUM = range(6)
-COLUMNS = ("Name / description", "ID", "Date", "Modality", "Images", "Medium")
+COLUMNS = (  # translated in headerData
+    QT_TRANSLATE_NOOP("browser", "Name / description"), QT_TRANSLATE_NOOP("browser", "ID"),
+    QT_TRANSLATE_NOOP("browser", "Date"), QT_TRANSLATE_NOOP("browser", "Modality"),
+    QT_TRANSLATE_NOOP("browser", "Images"), QT_TRANSLATE_NOOP("browser", "Medium"))
 
 
 def _t(text: str) -> str:

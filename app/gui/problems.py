@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import (
+    QT_TRANSLATE_NOOP,
     QAbstractItemModel,
     QCoreApplication,
     QModelIndex,
@@ -39,62 +40,66 @@ def _t(text: str) -> str:
     return QCoreApplication.translate("problems", text)
 
 
-# code -> (what it means for the user, what DiscBridge did about it). Marked for translation with
-# QT_TRANSLATE_NOOP-style context "problems"; translated when shown.
+def _N(text: str) -> str:  # noqa: N802 - the Qt macro's spelling
+    return QT_TRANSLATE_NOOP("problems", text)
+
+
+# code -> (what it means for the user, what DiscBridge did about it). Marked for pyside6-lupdate
+# with QT_TRANSLATE_NOOP (context "problems"); translated when shown (explain()).
 PROBLEM_TEXTS: dict[str, tuple[str, str]] = {
     "missing-file": (
-        "An image listed on the disc is not on it. It may have been lost when the disc was "
-        "written.",
-        "Listed the other images; this one cannot be shown or copied."),
+        _N("An image listed on the disc is not on it. It may have been lost when the disc was "
+           "written."),
+        _N("Listed the other images; this one cannot be shown or copied.")),
     "empty-file": (
-        "A file on the disc is empty (0 bytes). The disc was probably not finished properly.",
-        "Listed the other images; this one cannot be shown or copied."),
+        _N("A file on the disc is empty (0 bytes). The disc was probably not finished properly."),
+        _N("Listed the other images; this one cannot be shown or copied.")),
     "truncated-file": (
-        "A file on the disc is cut short: its end is missing.",
-        "Listed it with what could be read; it may not display."),
+        _N("A file on the disc is cut short: its end is missing."),
+        _N("Listed it with what could be read; it may not display.")),
     "not-dicom": (
-        "The disc's index points at a file that is not a medical image.",
-        "Skipped that file and listed the rest."),
+        _N("The disc's index points at a file that is not a medical image."),
+        _N("Skipped that file and listed the rest.")),
     "outside-root": (
-        "The disc's index points at a file outside the disc. This is not allowed and could be "
-        "an attempt to read your computer's files.",
-        "Refused to follow it and listed the rest of the disc."),
+        _N("The disc's index points at a file outside the disc. This is not allowed and could be "
+           "an attempt to read your computer's files."),
+        _N("Refused to follow it and listed the rest of the disc.")),
     "bad-file-id": (
-        "The disc's index names a file in a way the standard does not allow.",
-        "Found the file anyway where it could, and listed the rest."),
+        _N("The disc's index names a file in a way the standard does not allow."),
+        _N("Found the file anyway where it could, and listed the rest.")),
     "dicomdir-unreadable": (
-        "The disc's index (DICOMDIR) is broken and cannot be read.",
-        "Scanned the disc because its index was broken, so every image is still listed."),
+        _N("The disc's index (DICOMDIR) is broken and cannot be read."),
+        _N("Scanned the disc because its index was broken, so every image is still listed.")),
     "dicomdir-recovered": (
-        "The disc's index (DICOMDIR) is damaged.",
-        "Read around the damage and recovered the entries that were still intact."),
+        _N("The disc's index (DICOMDIR) is damaged."),
+        _N("Read around the damage and recovered the entries that were still intact.")),
     "no-dicomdir": (
-        "The disc has no index (DICOMDIR). Other systems may not be able to read it.",
-        "Scanned the disc's files to find the images."),
+        _N("The disc has no index (DICOMDIR). Other systems may not be able to read it."),
+        _N("Scanned the disc's files to find the images.")),
     "unreferenced-file": (
-        "A medical image is on the disc but missing from its index. Other systems may not "
-        "show it.",
-        "Listed it too, so no image on the disc is lost."),
+        _N("A medical image is on the disc but missing from its index. Other systems may not "
+           "show it."),
+        _N("Listed it too, so no image on the disc is lost.")),
     "duplicate-instance": (
-        "The same image is on the disc more than once.",
-        "Listed it once."),
+        _N("The same image is on the disc more than once."),
+        _N("Listed it once.")),
     "record-file-mismatch": (
-        "The disc's index and the image file disagree (for example about the patient or the "
-        "study).",
-        "Uses the values from the image file wherever the file has been read."),
+        _N("The disc's index and the image file disagree (for example about the patient or the "
+           "study)."),
+        _N("Uses the values from the image file wherever the file has been read.")),
     "missing-key": (
-        "The disc's index leaves out information the standard requires.",
-        "Listed the images anyway; an export fills the missing information in."),
+        _N("The disc's index leaves out information the standard requires."),
+        _N("Listed the images anyway; an export fills the missing information in.")),
     "bad-icon": (
-        "A small preview picture stored in the disc's index is damaged.",
-        "Drew the preview from the image itself instead."),
+        _N("A small preview picture stored in the disc's index is damaged."),
+        _N("Drew the preview from the image itself instead.")),
     "bad-charset": (
-        "Some names use a character set that is unknown or wrongly declared, so letters may "
-        "look wrong.",
-        "Showed the names as well as it could."),
+        _N("Some names use a character set that is unknown or wrongly declared, so letters may "
+           "look wrong."),
+        _N("Showed the names as well as it could.")),
     "read-error": (
-        "Part of the disc could not be read. It may be scratched or dirty.",
-        "Tried again, then listed everything else on the disc."),
+        _N("Part of the disc could not be read. It may be scratched or dirty."),
+        _N("Tried again, then listed everything else on the disc.")),
 }
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -121,7 +126,7 @@ class ProblemsModel(QAbstractItemModel):
     """Two levels: a group per (medium, code), then one row per problem. Columns: what is wrong,
     what DiscBridge did, file."""
 
-    COLUMNS = ("What is wrong", "What DiscBridge did", "File")
+    COLUMNS = (_N("What is wrong"), _N("What DiscBridge did"), _N("File"))
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

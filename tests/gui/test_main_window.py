@@ -77,7 +77,7 @@ def test_sample_disc_from_the_welcome_page(qtbot, make_window, qtmodeltester) ->
     n = sum(1 for _ in medium.instances())
     assert win.tree_model.totals()[3] == n
     # The first patient is current and expanded; all its series fill the thumbnail grid.
-    qtbot.wait_until(lambda: win.tree.currentIndex().isValid(), timeout=2000)
+    qtbot.wait_until(lambda: win.tree.currentIndex().isValid(), timeout=10000)
     current = win.tree.currentIndex()
     assert current.data(KindRole) == "patient" and win.tree.isExpanded(current)
     patient = current.data(NodeRole)
