@@ -234,3 +234,10 @@ def test_destination_overlapping_a_source_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ExportError, match="overlaps the source"):
             plan_export(opts, [medium_of(src)], capacity=CAP)
     assert sorted(p.name for p in src.iterdir()) == ["a.dcm"]
+
+
+def test_selection_exports_only_the_chosen_instances(tmp_path: Path) -> None:
+    datasets = [make_dataset() for _ in range(4)]
+    chosen = {str(datasets[1].SOPInstanceUID), str(datasets[3].SOPInstanceUID)}
+    plan = _plan(tmp_path, datasets, select=chosen)
+    assert {f.sop_uid for f in plan.files} == chosen
