@@ -47,7 +47,9 @@ from app.core.scan import (
     TreeBuilder,
     instance_from_header,
     is_dicomdir_name,
+    plausible_head,
     read_headers,
+    renamed_dicomdirs,
     walk_files,
 )
 
@@ -178,7 +180,7 @@ class _Reader:
             # serve the unreferenced-file pass or the scan, so no file is read twice.
             self._report("scan", message="scanning every file", force=True)
             scanned = self._read(self._candidates(set()), "scan")
-            names = _renamed_dicomdirs(scanned)
+            names = renamed_dicomdirs(scanned, DISCOVERY_DEPTH)
         filesets = [fs for fs in (self._parse(rel) for rel in names) if fs is not None]
         for fset in filesets:
             self._resolve(fset)
@@ -226,7 +228,7 @@ class _Reader:
             if is_dicomdir_name(name) or (head is not None and is_dicomdir(head)):
                 chosen.append(start)
                 given_folder = start.rsplit("/", 1)[0] if "/" in start else ""
-            elif head is None or not _looks_dicom(head):
+            elif head is None or not plausible_head(head):
                 raise UnreadableMedium(f"{self.fs.label}/{start}: not a DICOMDIR, a DICOM file, "
                                        "a folder or an .iso image")
             # a plain DICOM file: open its folder as the medium
@@ -466,21 +468,3 @@ class _Reader:
         if r.info is not None and r.info.charset_problem:
             self.problems.append(Problem("warning", "bad-charset", r.ref.path,
                                          r.info.charset_problem))
-
-
-def _renamed_dicomdirs(results: list[HeaderResult]) -> list[str]:
-    """DICOMDIRs recognised by their header, at most two levels down, one per folder."""
-    chosen: dict[str, str] = {}
-    for r in results:
-        path = r.ref.path
-        if r.info is not None and r.info.is_dicomdir and path.count("/") <= DISCOVERY_DEPTH:
-            folder = path.rsplit("/", 1)[0] if "/" in path else ""
-            chosen.setdefault(folder, path)
-    return sorted(chosen.values(), key=lambda p: (p.count("/"), p))
-
-
-def _looks_dicom(head: bytes) -> bool:
-    from app.core.scan import plausible_head
-
-    return plausible_head(head)
-

@@ -199,6 +199,17 @@ def _unprefixed(exc: BaseException, path: str) -> str:
     return msg[len(path) + 2:] if msg.startswith(f"{path}: ") else msg
 
 
+def renamed_dicomdirs(results: list[HeaderResult], max_depth: int = 2) -> list[str]:
+    """DICOMDIRs recognised by their header (not their name), at most ``max_depth`` levels
+    down, one per folder (the first by name), root first."""
+    chosen: dict[str, str] = {}
+    for r in sorted(results, key=lambda r: r.ref.path):
+        path = r.ref.path
+        if r.info is not None and r.info.is_dicomdir and path.count("/") <= max_depth:
+            chosen.setdefault(path.rsplit("/", 1)[0] if "/" in path else "", path)
+    return sorted(chosen.values(), key=lambda p: (p.count("/"), p))
+
+
 def read_headers(fs: MediumFS, refs: list[FileRef], *, prefilter: bool = True,
                  on_file: Callable[[int, FileRef], None] | None = None,
                  cancel: CancelToken | None = None) -> list[HeaderResult]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
@@ -260,11 +259,6 @@ def test_unreadable_folder_and_dicomdir(tmp_path: Path) -> None:
     assert m.source == "scan"
     assert _codes(m) == [("error", "read-error", "DICOMDIR"), ("info", "no-dicomdir", None)]
     assert len(list(m.instances())) == len(leaves(b.roots))
-
-
-def test_eio_from_the_os_is_an_oserror_with_errno(tmp_path: Path) -> None:
-    exc = OSError(errno.EIO, "Input/output error")
-    assert exc.errno == errno.EIO
 
 
 # -- scan fallback --------------------------------------------------------------------------------

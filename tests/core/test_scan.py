@@ -171,3 +171,16 @@ def test_scan_uses_headers_only(tmp_path: Path) -> None:
     m = read_medium(Counting(root))
     assert [i.path for i in m.instances()] == ["BIG"]
     assert 0 < sum(reads) < 64 * 1024 < (root / "BIG").stat().st_size
+
+
+def test_renamed_dicomdirs_depth_and_one_per_folder() -> None:
+    from app.core.fs import Entry
+    from app.core.scan import FileRef, HeaderInfo, HeaderResult, renamed_dicomdirs
+
+    def r(path: str, dd: bool) -> HeaderResult:
+        return HeaderResult(FileRef(path, Entry(path.rsplit("/", 1)[-1], False, 999)),
+                            HeaderInfo({}, None, dd))
+
+    results = [r("A/B/DIR2", True), r("A/B/C/DIR3", True), r("A/DIRX", True), r("A/DIRA", True),
+               r("ROOTDIR", True), r("IM1", False)]
+    assert renamed_dicomdirs(results) == ["ROOTDIR", "A/DIRA", "A/B/DIR2"]
