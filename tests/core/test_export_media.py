@@ -235,3 +235,14 @@ def test_series_icon_is_the_middle_instance(tmp_path: Path) -> None:
     series_icon = series_record.IconImageSequence[0].PixelData
     assert series_icon == leaves[2].IconImageSequence[0].PixelData
     assert series_icon != leaves[1].IconImageSequence[0].PixelData
+
+
+def test_readme_has_no_patient_data(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_corpus(src)
+    plan, _ = export([src], tmp_path / "out", institution="Test Hospital")
+    readme = (tmp_path / "out" / "README.TXT").read_bytes().decode("ascii").upper()
+    for p in plan.patients:
+        assert p.patient_id.upper() not in readme
+        family = (p.name or "").split("^")[0].upper()
+        assert family not in readme
