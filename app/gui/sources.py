@@ -255,7 +255,9 @@ class SourcesPanel(QWidget):
         self.recent.takeChildren()
         icon = self.style().standardIcon(QStyle.StandardPixmap.SP_DirIcon)
         for folder in folders:
-            name = Path(folder).name or folder
+            p = Path(folder)
+            # A DICOMDIR file is shown by its folder's name ("PATIENT_CD/DICOMDIR" → PATIENT_CD).
+            name = (p.parent.name if p.name.upper().startswith("DICOMDIR") else p.name) or folder
             item = QTreeWidgetItem(self.recent, [name])
             item.setIcon(0, icon)
             item.setData(0, PathRole, folder)

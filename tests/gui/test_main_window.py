@@ -324,3 +324,41 @@ def test_copy_of_sample_is_listed_as_recent(qtbot, make_window, sample_root, tmp
     _open(qtbot, win, copy)
     assert win.settings.recent_folders == [str(copy)]
     assert win.sources.recent_paths() == [str(copy)]
+
+
+def test_exception_in_a_slot_reaches_the_crash_hook(qtbot, tmp_path: Path, monkeypatch) -> None:
+    """A bug in a slot is logged (and would be shown); the application keeps running."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        poke = Signal()
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    uninstall = crash.install(dialogs=False)
+    try:
+        e = Emitter()
+
+        def bad_slot() -> None:
+            raise ValueError("bug in a slot")
+
+        e.poke.connect(bad_slot)
+        e.poke.emit()
+    finally:
+        uninstall()
+    assert "ValueError: bug in a slot" in crash.crash_log_path().read_text(encoding="utf-8")
+
+
+def test_crash_dialog_names_the_log(qapp, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    shown: list[str] = []
+    monkeypatch.setattr(crash.QMessageBox, "exec", lambda box: shown.append(box.text()) or 0)
+    uninstall = crash.install(dialogs=True)
+    try:
+        try:
+            raise OSError("disk on fire")
+        except OSError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        uninstall()
+    assert len(shown) == 1
+    assert "OSError: disk on fire" in shown[0] and str(crash.crash_log_path()) in shown[0]
