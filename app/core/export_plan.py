@@ -389,6 +389,7 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
     studies: dict[str, list[Item]] = {}
     for it in items:
         studies.setdefault(it.get("StudyInstanceUID") or "", []).append(it)
+    _check_hierarchy(studies)
     fix_studies(studies, options.study_date)
     for members in studies.values():
         series: dict[str, list[Item]] = {}
@@ -443,6 +444,27 @@ def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
                 isinstance(elem.value, bytes) and not elem.value.strip(b" \0")):
             missing.append(keyword)
     return missing
+
+
+def _check_hierarchy(studies: dict[str, list[Item]]) -> None:
+    """A study under two Patient IDs, or a series under two studies, cannot be filed (one
+    STUDY record per Study Instance UID under one PATIENT): stop before writing."""
+    bad: list[str] = []
+    series_owner: dict[str, tuple[str, str]] = {}
+    for uid, members in studies.items():
+        pids = {it.get("PatientID") for it in members}
+        if len(pids) > 1:
+            bad.append(f"study {uid} is filed under Patient IDs {', '.join(sorted(map(str, pids)))}"
+                       f" (e.g. {members[0].label})")
+        for it in members:
+            se = it.get("SeriesInstanceUID") or ""
+            owner = series_owner.setdefault(se, (uid, it.label))
+            if owner[0] != uid:
+                bad.append(f"series {se} belongs to two studies ({owner[1]}, {it.label})")
+                series_owner[se] = (uid, it.label)
+    if bad:
+        raise ExportError("the sources contradict themselves: " + "; ".join(bad[:10])
+                          + ". Nothing was written; correct the sources or export them apart.")
 
 
 def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedFile:

@@ -241,3 +241,11 @@ def test_selection_exports_only_the_chosen_instances(tmp_path: Path) -> None:
     chosen = {str(datasets[1].SOPInstanceUID), str(datasets[3].SOPInstanceUID)}
     plan = _plan(tmp_path, datasets, select=chosen)
     assert {f.sop_uid for f in plan.files} == chosen
+
+
+def test_study_under_two_patients_stops_before_writing(tmp_path: Path) -> None:
+    study = uid()
+    a = make_dataset(PatientID="A1", PatientName="A^A", StudyInstanceUID=study)
+    b = make_dataset(PatientID="B1", PatientName="B^B", StudyInstanceUID=study)
+    with pytest.raises(ExportError, match="filed under Patient IDs A1, B1"):
+        _plan(tmp_path, [a, b])
