@@ -91,6 +91,9 @@ _INSTANCE_FIELDS = {0x00041511: "sop_instance_uid", 0x00041510: "sop_class_uid",
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
 _TRAILING_ONLY = frozenset({"ST", "LT", "UT"})
+# Padded at both ends, and decoded the same way whatever the VR when the bytes are ASCII.
+_STRIP_BOTH = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI",
+                         "UC", "UR"})
 _MISSING = object()
 
 
@@ -123,7 +126,7 @@ class RecordBuilder:
         maps = _maps()
         # Decoded ASCII values by raw bytes: DICOMDIR values repeat a lot (dates, UIDs of
         # SOP classes and transfer syntaxes, image types).
-        self.ascii_cache: dict[tuple[str, bytes], str | None] = {}
+        self.ascii_cache: dict[bytes, str] = {}
         self._plans: dict[int, dict[int, tuple[bool, str] | None]] = {}
         self.keywords: dict[int, str] = maps["keyword"]
         self.required: dict[str, tuple[tuple[str, int], ...]] = maps["required"]
@@ -191,7 +194,8 @@ class RecordBuilder:
         attrs: dict[str, str] = {}
         buf = self.buf
         plan = self._plan(mapping)
-        binary = _BINARY_VRS
+        skip_vrs = _BINARY_VRS
+        strip_both = _STRIP_BOTH
         cache = self.ascii_cache
         missing = _MISSING
         for tag, v in rec.elems.items():
@@ -208,27 +212,27 @@ class RecordBuilder:
             if step is None:
                 continue
             vr, off, length = v
-            if length == 0 or length == UNDEFINED or vr in binary:
+            if length == 0 or length == UNDEFINED or vr in skip_vrs:
                 continue
-            raw = buf[off:off + length]
-            text = cache.get((vr, raw))
-            if text is None:
-                if vr in _NUMERIC_VRS:
-                    text = numeric_value(buf, vr, off, length, self.little)
-                elif raw.isascii() and b"\x1b" not in raw:
-                    text = raw.decode("ascii")
-                    text = text.rstrip(" \0") if vr in _TRAILING_ONLY else text.strip(" \0")
-                    if vr == "PN":
-                        text = text.rstrip("=")
-                else:
-                    text = self.value(v, dec, where)
-                    if text:
-                        (fields if step[0] else attrs)[step[1]] = text
-                    continue  # charset-dependent: never cached
-                if length <= 64 and len(cache) < 200_000:
-                    cache[(vr, raw)] = text
+            if vr in strip_both:
+                raw = buf[off:off + length]
+                text = cache.get(raw)
+                if text is None:
+                    if raw.isascii() and b"\x1b" not in raw:
+                        text = raw.decode("ascii").strip(" \0")
+                        if length <= 64 and len(cache) < 200_000:
+                            cache[raw] = text
+                    else:
+                        text = self.value(v, dec, where)  # charset-dependent: not cached
+            elif vr in _NUMERIC_VRS:
+                text = numeric_value(buf, vr, off, length, self.little)
+            else:
+                text = self.value(v, dec, where)
             if text:
-                (fields if step[0] else attrs)[step[1]] = text
+                if step[0]:
+                    fields[step[1]] = text
+                else:
+                    attrs[step[1]] = text
         return fields, attrs
 
     # -- problems ----------------------------------------------------------------------
