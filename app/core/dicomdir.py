@@ -64,7 +64,9 @@ def is_dicomdir(head: bytes) -> bool:
     v = layout.meta.get(0x00020002)
     if v is not None and v[2] != UNDEFINED:
         sop = head[v[1]:v[1] + v[2]].decode("ascii", "replace").strip(" \0")
-        return sop == DICOMDIR_SOP_CLASS
+        if sop == DICOMDIR_SOP_CLASS:
+            return True
+    # No meta, or a meta that names another SOP Class: the body decides (group 0004 keys).
     from app.core.dcmbytes import EV_ELEM, EV_SQ, ElementReader
 
     reader = ElementReader(head, layout.little, layout.explicit, max_elements=64)

@@ -566,6 +566,12 @@ def test_is_dicomdir_true(knobs: dict[str, Any]) -> None:
     assert is_dicomdir(data[:300]) or not knobs.get("meta", True)
 
 
+def test_is_dicomdir_when_the_meta_names_another_class() -> None:
+    data = db.encode(tree())
+    lying = data.replace(db.DICOMDIR_SOP.encode(), b"1.2.840.10008.1.3.99", 1)  # same length
+    assert lying != data and is_dicomdir(lying[:4096])
+
+
 def test_is_dicomdir_false() -> None:
     assert not is_dicomdir(pydicom_test_file("CT_small.dcm").read_bytes()[:4096])
     assert not is_dicomdir(b"")
