@@ -25,10 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from pydicom import Dataset
-from pydicom.uid import generate_uid
-
 from app.core.errors import DiscBridgeError, ExportError
+from app.core.export_finish import finish_volume, iso_and_burn
 from app.core.export_options import ExportOptions
 from app.core.export_plan import ExportPlan, PlannedFile, Volume, plan_export
 from app.core.export_report import ExportReport, Verification, VolumeResult
@@ -43,10 +41,8 @@ from app.core.export_write import (
     make_staging,
     medium_entries,
     remove_tree,
-    write_bytes,
 )
 from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
-from app.core.readme_txt import render_readme
 from app.core.transcode import FileResult, header_only, set_our_meta
 
 __all__ = ["ExportPlan", "ExportReport", "execute", "plan_export", "run_export"]
@@ -107,7 +103,7 @@ def execute(plan: ExportPlan, progress: ProgressCallback | None = None,
     try:
         expected = _write_medium(plan, dest, report, progress, cancel)
         if report.ok and (opts.iso is not None or opts.burn is not None):
-            _iso_and_burn(plan, dest, expected, report, progress, cancel, temp_root)
+            iso_and_burn(plan, dest, expected, report, progress, cancel, temp_root)
     finally:
         if temp_root is not None:
             remove_tree(temp_root)
@@ -144,7 +140,7 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
         t = time.monotonic()
         for v in plan.volumes:
             cancel.raise_if_cancelled()
-            expected[v.index] = _finish_volume(plan, v, staging, results, progress, cancel)
+            expected[v.index] = finish_volume(plan, v, staging, results, progress, cancel)
         timings["dicomdir"] = time.monotonic() - t
         t = time.monotonic()
         _emit(progress, Progress("write", message="flushing to the device"))
@@ -372,99 +368,3 @@ def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
         set_our_meta(header, f.target_ts)
     del want_hash
     return FileResult(len(prefix) + src.size - offset, digest, header, None)
-
-
-def _finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str, FileResult],
-                   progress: ProgressCallback | None, cancel: CancelToken) -> list[Expected]:
-    """README.TXT and the DICOMDIR of one volume; returns what verification must find."""
-    from app.core.dicomdir_write import DirEntry, build_dicomdir  # E1a's module
-
-    root = staging / v.name if v.name else staging
-    root.mkdir(parents=True, exist_ok=True)
-    entries = []
-    expected: list[Expected] = []
-    for f in v.files:
-        res = results[f.sop_uid]
-        assert res.header is not None
-        entries.append(DirEntry(f.file_id, res.header, res.icon))
-        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,
-                                 res.size))
-    _emit(progress, Progress("dicomdir", 0, len(entries), message=f"DICOMDIR {v.fileset_id}"))
-    try:
-        data = build_dicomdir(entries, fileset_id=v.fileset_id, fileset_uid=generate_uid(),
-                              profile=plan.profile, series_icons=_series_icons(v, results),
-                              progress=progress, cancel=cancel)
-    except (ValueError, DiscBridgeError) as exc:
-        raise ExportError(f"DICOMDIR of {v.fileset_id} cannot be written: {exc}") from exc
-    total = sum(results[f.sop_uid].size for f in v.files)
-    readme = render_readme(profile=plan.profile.name, fileset_id=v.fileset_id,
-                           files=len(v.files), total_bytes=total,
-                           institution=plan.options.institution, contact=plan.options.contact,
-                           created=plan.created,
-                           volume=(v.index + 1, len(plan.volumes)) if v.name else None)
-    expected.append(Expected("README.TXT", write_bytes(root / "README.TXT", readme),
-                             size=len(readme)))
-    expected.append(Expected("DICOMDIR", write_bytes(root / "DICOMDIR", data), size=len(data)))
-    return expected
-
-
-def _series_icons(v: Volume, results: dict[str, FileResult]) -> dict[str, Dataset]:
-    """The icon of each series' representative instance (DESIGN.md: the middle one)."""
-    from app.core.imaging import series_representative
-    from app.core.model import Instance
-
-    by_series: dict[str, list[PlannedFile]] = {}
-    for f in v.files:
-        if results[f.sop_uid].icon is not None:
-            by_series.setdefault(f.value("SeriesInstanceUID") or "", []).append(f)
-    icons: dict[str, Dataset] = {}
-    for series_uid, files in by_series.items():
-        insts = [Instance(f.sop_uid, f.sop_class, f.record_type, f.value("InstanceNumber"))
-                 for f in files]
-        rep = series_representative(insts)
-        icon = results[rep.sop_instance_uid or ""].icon
-        if icon is not None:
-            icons[series_uid] = icon
-    return icons
-
-
-def _iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected]],
-                  report: ExportReport, progress: ProgressCallback | None,
-                  cancel: CancelToken, temp_root: Path | None) -> None:
-    from app.core.iso import verify_iso, write_iso  # E2's module
-
-    opts = plan.options
-    udf = plan.media_type == "bd"
-    t = time.monotonic()
-    isos: list[Path] = []
-    for v, vr in zip(plan.volumes, report.volumes, strict=True):
-        if opts.iso is not None:
-            iso = opts.iso if not v.name else opts.iso.with_name(
-                f"{opts.iso.stem}_{v.name}{opts.iso.suffix or '.iso'}")
-        else:  # burn only: a temporary image (inside our temporary folder when there is one)
-            iso = (temp_root or dest.parent) / f".discbridge-{v.fileset_id}.iso"
-        root = dest / v.name if v.name else dest
-        write_iso(root, iso, v.fileset_id, udf=udf, progress=progress, cancel=cancel)
-        vr.iso = str(iso)
-        isos.append(iso)
-        sums = {e.rel: e.sha256 for e in expected[v.index]}
-        if opts.verify and all(sums.values()):
-            fails = verify_iso(iso, sums, progress=progress, cancel=cancel,
-                               volume_id=v.fileset_id, udf=udf)
-            report.verification.iso_failures.extend(f"{iso.name}: {m}" for m in fails)
-    report.timings["iso"] = time.monotonic() - t
-    if opts.burn is not None:
-        from app.core.burn import burn_image  # E2's module
-
-        t = time.monotonic()
-        result = burn_image(isos[0], opts.burn, progress=progress, cancel=cancel)
-        report.verification.burn = result.message
-        if not result.ok:
-            report.verification.iso_failures.append(f"burn on {opts.burn}: {result.message}")
-        report.timings["burn"] = time.monotonic() - t
-        if opts.iso is None:
-            with contextlib.suppress(OSError):
-                isos[0].unlink()
-    if not report.verification.ok:
-        report.ok = False
-        report.error = "the image or the disc did not verify"

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.core.errors import DiscBridgeError, ExportError
 from app.core.export_identity import Item, assign_patient_ids, fix_numbers, fix_studies
+from app.core.export_model import (
+    ExportPlan,
+    PlannedFile,
+    PlanPatient,
+    PlanSeries,
+    PlanStudy,
+    RefusedInstances,
+    TooBig,
+    Transcoding,
+    Volume,
+)
 from app.core.export_options import ExportOptions
 from app.core.export_sources import SourceFile, read_sources
+from app.core.export_volumes import capacity_for, name_volumes, pack_volumes
 from app.core.fixes import Change
 from app.core.jobs import CancelToken, ProgressCallback
-from app.core.model import Medium, Problem
+from app.core.model import Medium
 from app.core.profiles import Profile, get_profile
 from app.core.transcode import (
     can_decode,
@@ -37,175 +47,10 @@ from app.core.transcode import (
 
 FILESET_ID_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
 DEFAULT_FILESET_ID = "DISCBRIDGE"
-MB = 1000 * 1000
-# Estimated DICOMDIR bytes per directory record, README.TXT and per-folder overhead.
-RECORD_BYTES = 600
-README_BYTES = 4096
-DIR_BYTES = 2048
 
-
-class RefusedInstances(ExportError):
-    """Instances the profile cannot hold; ``refused``: (file, reason) each."""
-
-    def __init__(self, message: str, refused: list[tuple[str, str]]):
-        super().__init__(message)
-        self.refused = refused
-
-
-class TooBig(ExportError):
-    """The export does not fit the medium (``needed``/``capacity`` in bytes)."""
-
-    def __init__(self, message: str, needed: int, capacity: int):
-        super().__init__(message)
-        self.needed = needed
-        self.capacity = capacity
-
-
-@dataclass
-class PlannedFile:
-    """One instance to write."""
-
-    src: SourceFile
-    sop_uid: str
-    sop_class: str
-    record_type: str
-    source_ts: str
-    target_ts: str
-    action: str  # "copy" | "meta" | "rewrite" | "transcode"
-    fixes: dict[str, str]
-    reasons: dict[str, str]
-    other_patient_id: str | None
-    est_size: int
-    exact: bool
-    meta_bytes: bytes | None = None  # action "meta": the new header
-    volume: int = 0
-    file_id: tuple[str, ...] = ()
-
-    @property
-    def rel(self) -> str:
-        return "/".join(self.file_id)
-
-    def value(self, keyword: str) -> str | None:
-        return self.fixes.get(keyword) or self.src.get(keyword)
-
-
-@dataclass
-class PlanSeries:
-    uid: str
-    modality: str | None
-    number: str | None
-    description: str | None
-    files: list[PlannedFile] = field(default_factory=list)
-
-
-@dataclass
-class PlanStudy:
-    uid: str
-    date: str | None
-    time: str | None
-    study_id: str | None
-    accession: str | None
-    description: str | None
-    series: list[PlanSeries] = field(default_factory=list)
-
-    @property
-    def files(self) -> list[PlannedFile]:
-        return [f for s in self.series for f in s.files]
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.est_size for f in self.files)
-
-
-@dataclass
-class PlanPatient:
-    patient_id: str
-    name: str | None
-    birth_date: str | None
-    sex: str | None
-    studies: list[PlanStudy] = field(default_factory=list)
-
-
-@dataclass
-class Transcoding:
-    file: str
-    source: str
-    from_ts: str
-    to_ts: str
-    note: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {"file": self.file, "source": self.source, "from": self.from_ts,
-                "to": self.to_ts, "note": self.note}
-
-
-@dataclass
-class Volume:
-    """One self-contained file-set (``name`` is "" for a single volume, else ``VOL01``…)."""
-
-    index: int
-    name: str
-    fileset_id: str
-    files: list[PlannedFile] = field(default_factory=list)
-    est_bytes: int = 0
-
-    def studies(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for f in self.files:
-            seen.setdefault(f.value("StudyInstanceUID") or "", None)
-        return list(seen)
-
-
-@dataclass
-class ExportPlan:
-    """What an export will do (the GUI wizard's summary page shows this)."""
-
-    options: ExportOptions
-    profile: Profile
-    media_type: str
-    capacity: int
-    capacity_note: str
-    patients: list[PlanPatient]
-    files: list[PlannedFile]
-    volumes: list[Volume]
-    changes: list[Change]
-    transcodings: list[Transcoding]
-    problems: list[Problem]  # duplicates dropped, sources' problems worth telling
-    warnings: list[str]
-    fileset_id: str
-    icon_size: int | None
-    created: _dt.datetime
-    media: list[Medium] = field(default_factory=list, repr=False)
-
-    @property
-    def disc_label(self) -> str:
-        """Suggested label (File-set ID = ISO Volume ID): never patient data."""
-        return self.fileset_id
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(v.est_bytes for v in self.volumes)
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-able view for the GUI summary page and the report."""
-        return {
-            "profile": self.profile.name, "media": self.media_type,
-            "capacity_bytes": self.capacity, "capacity": self.capacity_note,
-            "fileset_id": self.fileset_id, "total_bytes": self.total_bytes,
-            "files": len(self.files),
-            "patients": [{"patient_id": p.patient_id, "patient_name": p.name,
-                          "birth_date": p.birth_date,
-                          "studies": [{"study_uid": s.uid, "study_date": s.date,
-                                       "description": s.description, "files": len(s.files),
-                                       "bytes": s.bytes} for s in p.studies]}
-                         for p in self.patients],
-            "volumes": [{"name": v.name or ".", "fileset_id": v.fileset_id,
-                         "files": len(v.files), "bytes": v.est_bytes,
-                         "studies": v.studies()} for v in self.volumes],
-            "changes": [c.to_dict() for c in self.changes],
-            "transcodings": [t.to_dict() for t in self.transcodings],
-            "warnings": list(self.warnings),
-        }
+__all__ = ["ExportPlan", "PlanPatient", "PlanSeries", "PlanStudy", "PlannedFile",
+           "RefusedInstances", "TooBig", "Transcoding", "Volume", "plan_export",
+           "validate_fileset_id"]
 
 
 def validate_fileset_id(value: str | None, created: _dt.datetime) -> str:
@@ -216,35 +61,6 @@ def validate_fileset_id(value: str | None, created: _dt.datetime) -> str:
         raise ExportError(f"--fileset-id {value!r}: use 1 to 16 characters A-Z, 0-9 and _ "
                           "(upper case, no spaces; it becomes the disc's volume label)")
     return value
-
-
-def _round(size: int, block: int) -> int:
-    return -(-size // block) * block
-
-
-def _capacity(options: ExportOptions, override: int | None) -> tuple[int, str, list[str]]:
-    """Bytes per volume, how that was found, and warnings (a USB stick that is not FAT)."""
-    from app.core import capacity as cap  # E2's module
-
-    media = options.effective_media
-    warnings: list[str] = []
-    where = options.dest if options.dest is not None else (
-        options.iso.parent if options.iso is not None else Path.cwd())
-    probe = Path(where)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if media == "usb" and options.dest is not None:
-        warning = cap.usb_filesystem_warning(probe)
-        if warning:
-            warnings.append(warning)
-    if override is not None:
-        return override, f"{override / MB:,.3f} MB (set by the caller)", warnings
-    if media in ("cd", "dvd", "dvd-dl", "bd"):
-        size = int(cap.CAPACITY[media])
-        return size, f"{media.upper()} {size / MB:,.0f} MB", warnings
-    free = int(cap.free_space(probe))
-    return free, f"free space {free / MB:,.0f} MB at {probe}", warnings
-
 
 def plan_export(options: ExportOptions, media: list[Medium] | None = None, *,
                 capacity: int | None = None, progress: ProgressCallback | None = None,
@@ -289,9 +105,9 @@ def plan_export(options: ExportOptions, media: list[Medium] | None = None, *,
     icon_size = (profile.icon_size or 64) if (options.icons or profile.icon_required) else None
     files = _decide(sources, profile, options, created)
     patients = _tree(files)
-    cap_bytes, cap_note, warnings = _capacity(options, capacity)
-    volumes = _volumes(patients, cap_bytes, options, fileset_id, icon_size)
-    _name(volumes)
+    cap_bytes, cap_note, warnings = capacity_for(options, capacity)
+    volumes = pack_volumes(patients, cap_bytes, options, fileset_id, icon_size)
+    name_volumes(volumes)
     changes = [Change(f.rel if len(volumes) == 1 else f"{volumes[f.volume].name}/{f.rel}",
                       kw, f.src.get(kw), new, f.reasons.get(kw, ""))
                for v in volumes for f in v.files for kw, new in f.fixes.items()]
@@ -537,93 +353,3 @@ def _tree(files: list[PlannedFile]) -> list[PlanPatient]:
             for se in st.series:
                 se.files.sort(key=lambda f: (_int_or(f.value("InstanceNumber")), f.sop_uid))
     return out
-
-
-def _block(options: ExportOptions) -> int:
-    return 2048 if options.effective_media in ("cd", "dvd", "dvd-dl", "bd") or options.iso \
-        else 4096
-
-
-def _volume_overhead(n_files: int, n_series: int, icon_size: int | None) -> int:
-    icon = (icon_size * icon_size + 256) if icon_size else 0
-    records = n_files * (RECORD_BYTES + icon) + n_series * (3 * RECORD_BYTES + icon)
-    return records + README_BYTES + 4 * DIR_BYTES + n_series * 3 * DIR_BYTES
-
-
-def _volumes(patients: list[PlanPatient], cap: int, options: ExportOptions, fileset_id: str,
-             icon_size: int | None) -> list[Volume]:
-    block = _block(options)
-    units: list[list[PlannedFile]] = [st.files for p in patients for st in p.studies]
-
-    def cost(files: list[PlannedFile]) -> int:
-        n_series = len({f.value("SeriesInstanceUID") for f in files})
-        return sum(_round(f.est_size, block) for f in files) + _volume_overhead(
-            len(files), n_series, icon_size)
-
-    everything = [f for u in units for f in u]
-    total = cost(everything)
-    if total <= cap:
-        vol = Volume(0, "", fileset_id, everything, total)
-        return [vol]
-    if not options.span:
-        raise TooBig(f"the export needs about {total / MB:,.1f} MB but the medium holds "
-                     f"{cap / MB:,.1f} MB. Nothing was written; use --span to split it over "
-                     "several volumes, a bigger medium, or fewer studies.", total, cap)
-    # Spanning: whole studies first; a study too big alone is split by series, a series too
-    # big alone by instances.
-    groups: list[list[PlannedFile]] = []
-    for study_files in units:
-        if cost(study_files) <= cap:
-            groups.append(study_files)
-            continue
-        by_series: dict[str, list[PlannedFile]] = {}
-        for f in study_files:
-            by_series.setdefault(f.value("SeriesInstanceUID") or "", []).append(f)
-        for se_files in by_series.values():
-            if cost(se_files) <= cap:
-                groups.append(se_files)
-            else:
-                for f in se_files:
-                    if cost([f]) > cap:
-                        raise TooBig(f"{f.src.label}: this one file (about "
-                                     f"{f.est_size / MB:,.1f} MB) is larger than a volume "
-                                     f"({cap / MB:,.1f} MB)", f.est_size, cap)
-                    groups.append([f])
-    bins: list[list[PlannedFile]] = [[]]
-    for g in groups:
-        if bins[-1] and cost(bins[-1] + g) > cap:
-            bins.append([])
-        bins[-1].extend(g)
-    if len(bins) > 99:
-        raise TooBig(f"spanning would need {len(bins)} volumes (at most 99)", total, cap)
-    vols = []
-    for n, files in enumerate(bins):
-        vid = f"{fileset_id[:12]}_V{n + 1:02d}" if len(bins) > 1 else fileset_id
-        v = Volume(n, f"VOL{n + 1:02d}" if len(bins) > 1 else "", vid, files, cost(files))
-        for f in files:
-            f.volume = n
-        vols.append(v)
-    return vols
-
-
-def _name(volumes: list[Volume]) -> None:
-    """File IDs per volume (DESIGN.md naming, via :mod:`app.core.layout`); files in that order."""
-    from app.core.layout import LayoutItem, plan_layout
-
-    for v in volumes:
-        items = [LayoutItem(f.value("PatientID") or "", f.value("PatientName") or "",
-                            f.value("StudyInstanceUID") or "", f.value("StudyDate") or "",
-                            f.value("StudyTime") or "", f.value("SeriesInstanceUID") or "",
-                            f.value("SeriesNumber") or "", f.sop_uid,
-                            f.value("InstanceNumber") or "", key=n)
-                 for n, f in enumerate(v.files)]
-        try:
-            layout = plan_layout(items)
-        except ValueError as exc:
-            raise ExportError(f"cannot name the files: {exc}") from exc
-        ordered = []
-        for fid, item in layout.items:
-            f = v.files[int(item.key)]  # type: ignore[call-overload]
-            f.file_id = tuple(fid)
-            ordered.append(f)
-        v.files = ordered
