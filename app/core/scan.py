@@ -160,11 +160,15 @@ def read_one(fs: MediumFS, ref: FileRef, *, prefilter: bool = True) -> HeaderRes
 
     def attempt() -> HeaderResult:
         with fs.open(ref.path) as fp:
-            head = fp.read(HEAD_SIZE)
+            peek = getattr(fp, "peek", None)
+            if peek is not None:  # look without moving: read_header starts at byte 0
+                head = peek(HEAD_SIZE)[:HEAD_SIZE]
+            else:
+                head = fp.read(HEAD_SIZE)
+                fp.seek(0)
             has_dicm = len(head) >= HEAD_SIZE and head[128:132] == b"DICM"
             if prefilter and not plausible_head(head):
                 return HeaderResult(ref)
-            fp.seek(0)
             try:
                 info = header_info(read_header(fp, ref.path))
                 if not info.is_dicomdir and not any(info.values.get(k) for k in _IDENTIFIERS):
