@@ -15,6 +15,8 @@ from PySide6.QtCore import (
     QCoreApplication,
     QModelIndex,
     QPersistentModelIndex,
+    QRect,
+    QSize,
     Qt,
 )
 from PySide6.QtGui import QIcon
@@ -24,6 +26,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -217,12 +221,14 @@ class ProblemsModel(QAbstractItemModel):
             return None
         p = group.problems[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                return p.message
+            if col == 0:  # let long File IDs wrap after their separators
+                return p.message.replace("\\", "\\\u200b").replace("/", "/\u200b")
             if col == 2:
                 return p.path or ""
         if role == Qt.ItemDataRole.ToolTipRole:
             return str(p)
+        if role == Qt.ItemDataRole.UserRole:
+            return p
         return None
 
 
@@ -232,6 +238,38 @@ def severity_icon(severity: str) -> QIcon:
            "warning": QStyle.StandardPixmap.SP_MessageBoxWarning}.get(
                severity, QStyle.StandardPixmap.SP_MessageBoxInformation)
     return style.standardIcon(pix)
+
+
+class _WrapDelegate(QStyledItemDelegate):
+    """Rows as tall as their wrapped text at the column's current width."""
+
+    def __init__(self, view: QTreeView) -> None:
+        super().__init__(view)
+        self.view = view
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: Index) -> None:  # noqa: N802
+        """Reimplemented: the File column is one line, shortened in the middle."""
+        super().initStyleOption(option, index)
+        if index.column() == 2:
+            option.features &= ~QStyleOptionViewItem.ViewItemFeature.WrapText
+            option.textElideMode = Qt.TextElideMode.ElideMiddle
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:  # noqa: N802
+        """Reimplemented from QStyledItemDelegate.sizeHint."""
+        base = super().sizeHint(option, index)
+        if index.column() == 2:
+            return base
+        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        width = self.view.columnWidth(index.column()) - 8
+        if index.column() == 0:
+            depth = 1 if index.parent().isValid() else 0
+            icon = max(self.view.iconSize().width(), option.decorationSize.width(), 16)
+            width -= self.view.indentation() * (depth + 1) + icon + 16
+        if width < 40 or not text:
+            return base
+        rect = option.fontMetrics.boundingRect(QRect(0, 0, width, 100000),
+                                               int(Qt.TextFlag.TextWordWrap), text)
+        return QSize(base.width(), max(base.height(), rect.height() + 6))
 
 
 class ProblemsPanel(QWidget):
@@ -254,6 +292,10 @@ class ProblemsPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
+        # Plain words must be read in full: wrap them, never cut them off with "…".
+        self.view.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.view.setItemDelegate(_WrapDelegate(self.view))
+        header.sectionResized.connect(lambda *_: self.view.scheduleDelayedItemsLayout())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.heading)
@@ -271,9 +313,11 @@ class ProblemsPanel(QWidget):
             self.heading.setText(ntr("ProblemsPanel", "%n problem(s) found. Everything that "
                                      "could be read is listed.", n))
         self.view.setVisible(n > 0)  # no empty table when there is nothing to explain
-        self.view.header().resizeSection(2, 160)
+        if 0 < n <= 50:
+            self.view.expandAll()  # few problems: show each file at once
+        self.view.header().resizeSection(2, 170)
 
     def preferred_height(self) -> int:
         """Height that shows the heading and, when there are problems, a few rows."""
         head = self.heading.sizeHint().height() + 6
-        return head if self.model.problem_count() == 0 else max(head + 150, 190)
+        return head if self.model.problem_count() == 0 else max(head + 220, 260)
