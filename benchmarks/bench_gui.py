@@ -300,8 +300,9 @@ def main() -> int:
         "workers also yield once per progress call 15–20 ms. So `make_application()` sets "
         "`sys.setswitchinterval(0.001)` and `Task` yields the GIL (at most every 2 ms) when a "
         "job reports progress; thumbnail workers yield before and after decoding.",
-        "- `TaskRunner.run_process()` runs an export in a child process (spawn): 79–120 ms → "
-        "about 50–80 ms over the export phase.",
+        "- `TaskRunner.run_process()` runs an export in a child process (spawn): the gaps "
+        "during the export phase went away (worst runs then 84–160 ms, all at or before the "
+        "tree appeared); the `run_write` row above shows what an export thread still costs.",
         "- The rest were full (generation 2) garbage collections triggered by the reader's "
         "allocations on its pool thread, 70–190 ms each (gc.callbacks). `QuietGC` lifts the "
         "generation-2 threshold while a medium is read and `gc.freeze()`s the result, so no "
