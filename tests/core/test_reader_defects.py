@@ -318,3 +318,41 @@ def test_names_in_other_charsets_and_a_bad_charset(tmp_path: Path) -> None:
     names = {p.patient_id: p.patient_name for p in m.patients}
     assert names["P1"] == "Müller^Hans" and names["P2"] == "Ωμέγα^Ἄλφα"
     assert ("warning", "bad-charset", "A/BAD") in _codes(m)
+
+
+# -- fuzz -----------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=hst.lists(hst.tuples(hst.integers(0, 10**6), hst.integers(0, 255)), max_size=12),
+       cut=hst.one_of(hst.none(), hst.integers(0, 10**6)))
+def test_mutated_dicomdir_never_crashes(tmp_path_factory: pytest.TempPathFactory,
+                                        flips: list[tuple[int, int]], cut: int | None) -> None:
+    """Any corruption of the DICOMDIR gives a Medium (or UnreadableMedium), nothing else,
+    and nothing outside the root is touched (the hostile sentinel stays unread)."""
+    from app.core.errors import UnreadableMedium
+
+    base = tmp_path_factory.mktemp("fuzz")
+    b = hostile(base / "m")
+    data = bytearray((b.root / "DICOMDIR").read_bytes())
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    (b.root / "DICOMDIR").write_bytes(bytes(data))
+    spy = OpenSpy()
+    with pytest.MonkeyPatch.context() as mp:
+        spy.install(mp)
+        try:
+            m = open_medium(b.root)
+        except UnreadableMedium:
+            m = None
+    assert spy.touched_under(b.notes["outside"]) == []
+    if m is None:
+        return
+    for inst in m.instances():
+        assert inst.path is None or not inst.path.startswith("..")
+    assert all(p.severity in ("error", "warning", "info") for p in m.problems)
