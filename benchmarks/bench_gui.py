@@ -63,7 +63,7 @@ def _app_and_window():  # noqa: ANN202
     if os.environ.get("BENCH_SWITCH"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     win = MainWindow(interactive=False)  # the media watcher is not started
-    from app.gui.tasks import QuietGC
+    from app.gui.application import QuietGC
 
     QuietGC.settle()  # as run_gui does
     win.resize(1280, 800)

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.tasks import QuietGC, Task, TaskRunner
+from app.gui.application import QuietGC
+from app.gui.tasks import Task, TaskRunner
 
 log = logging.getLogger(__name__)
 
