@@ -85,6 +85,7 @@ class ImageInfo:
     sop_class: str = CT
     charset: str | None = None
     transfer_syntax: str = EXPLICIT_LE
+    extra: dict[str, Any] = field(default_factory=dict)  # further attributes, by keyword
 
 
 def corpus(tag: str, patients: int = 2, studies: int = 1, series: int = 2, images: int = 2, *,
@@ -140,6 +141,8 @@ def make_dataset(info: ImageInfo) -> Dataset:
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
+    for kw, v in info.extra.items():
+        setattr(ds, kw, v)
     seed = int(hashlib.sha1(info.sop_uid.encode()).hexdigest()[:6], 16)
     ds.PixelData = bytes(((seed + k * 37) & 0xFF) if k % 2 == 0 else ((seed >> 8) & 0x0F)
                          for k in range(128))
@@ -169,12 +172,15 @@ def dicom_bytes(info: ImageInfo, *, preamble: bool = True, meta: bool = True) ->
     return data[128:] if not preamble else data
 
 
-def sentinel_bytes() -> bytes:
-    """A valid DICOM image that must never be listed: it lives outside every medium root."""
-    info = ImageInfo(sop_uid=SENTINEL_UID, patient_id=SENTINEL_PID, patient_name=SENTINEL_NAME,
+def sentinel_info() -> ImageInfo:
+    return ImageInfo(sop_uid=SENTINEL_UID, patient_id=SENTINEL_PID, patient_name=SENTINEL_NAME,
                      study_uid=SENTINEL_UID + ".1", series_uid=SENTINEL_UID + ".2",
                      fid=("SENTINEL",))
-    return dicom_bytes(info)
+
+
+def sentinel_bytes() -> bytes:
+    """A valid DICOM image that must never be listed: it lives outside every medium root."""
+    return dicom_bytes(sentinel_info())
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,6 +656,7 @@ def make_outside(tmp: Path) -> tuple[Path, Path]:
     outside.mkdir(parents=True, exist_ok=True)
     s = write_file(outside, "SENTINEL", sentinel_bytes())
     write_file(outside, "DICOMDIR.TXT", b"not a dicomdir")
+    write_file(outside, "DICOMDIR", encode_dicomdir(records_for([sentinel_info()])))
     return outside, s
 
 

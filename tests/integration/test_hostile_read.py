@@ -1101,3 +1101,132 @@ def test_mutated_dicomdirs_fuzz(medium_dir: Path, tmp_path: Path,
         assert not lost, f"mutant {k}: lost {lost}"
         assert SENTINEL_UID not in r.out
     assert time.monotonic() - t0 < 30
+
+
+# ------------------------------------------------------------------------ special files and names
+
+
+def test_fifo_and_device_nodes_never_block(medium_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A named pipe or a character device (endless zeros) where a file should be."""
+    imgs = corpus("fifo", patients=1, series=1, images=4)
+    built = write_medium(medium_dir, imgs)
+    for info, kind in ((imgs[0], "fifo"), (imgs[1], "dev")):
+        p = medium_dir / built.expected.pop(info.sop_uid)
+        p.unlink()
+        if kind == "fifo":
+            os.mkfifo(p)
+        else:
+            try:
+                os.mknod(p, 0o600 | 0o020000, os.makedev(1, 5))  # /dev/zero
+            except PermissionError:
+                os.mkfifo(p)
+    os.mkfifo(medium_dir / "EXTRA_FIFO")
+    for cmd, rcs in (("ls", (0,)), ("check", (1,))):
+        d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
+        assert_each_once(d, built)
+        for info in imgs[:2]:
+            assert any(p["path"] == "/".join(info.fid) and p["severity"] == "error"
+                       for p in d["problems"]), (info.fid, d["problems"])
+
+
+def test_undecodable_file_names(medium_dir: Path, tmp_path: Path) -> None:
+    """Linux allows any bytes in a name: the listing stays valid UTF-8 JSON and loses nothing."""
+    imgs = corpus("badname", patients=1, series=1, images=3)
+    medium_dir.mkdir()
+    os.makedirs(os.fsencode(medium_dir) + b"/DIR\xe9")
+    for info, name in zip(imgs, [b"IM\xff\xfe", b"DIR\xe9/IMG\x80", b"ok"], strict=True):
+        with open(os.fsencode(medium_dir) + b"/" + name, "wb") as fp:
+            fp.write(dicom_bytes(info))
+    r = run_cli("ls", medium_dir, "--json", env={"PYTHONIOENCODING": "utf-8"})
+    assert_sane(r, (0,))
+    d = r.json()
+    assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(i.sop_uid for i in imgs)
+    r = run_cli("ls", medium_dir, env={"PYTHONIOENCODING": "utf-8"})
+    assert_sane(r, (0,))
+
+
+def test_dicomdir_symlink_to_outside_not_followed(medium_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("ddlinkout")
+    expected = write_images(medium_dir, imgs)
+    os.symlink(tmp_path / "outside" / "DICOMDIR", medium_dir / "DICOMDIR")
+    (medium_dir / "DICOM").mkdir()
+    os.symlink(tmp_path / "outside" / "DICOMDIR", medium_dir / "DICOM" / "DIRFILE")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["dicomdirs"] == []
+    assert_each_once(d, Built(medium_dir, imgs, expected))
+    assert any(p["code"] == "outside-root" and p["path"] == "DICOMDIR" for p in d["problems"]), \
+        d["problems"]
+
+
+def test_dicomdir_is_a_folder(medium_dir: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("ddfolder")
+    expected = write_images(medium_dir, imgs, base="DICOMDIR")
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "scan"
+    assert_each_once(d, Built(medium_dir, imgs, expected))
+
+
+def test_exact_case_wins_over_case_insensitive_match(medium_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Both PA001/.../IM00001 and pa001/.../im00001 exist (a case-sensitive file system)."""
+    imgs = small("case")
+    built = write_medium(medium_dir, imgs)
+    twins = [replace_info(i, sop_uid=uid("case-twin", i.sop_uid), patient_id="TWIN",
+                          patient_name="TWIN^LOWER") for i in imgs[:2]]
+    built.expected.update(write_images(medium_dir, twins, disk=disk_lower))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    rows = {r["sop_instance_uid"]: r for r in listed(d)}
+    assert all(rows[i.sop_uid]["referenced"] for i in imgs)
+    assert not any(rows[t.sop_uid]["referenced"] for t in twins)
+
+
+# ------------------------------------------------------------------------ zero-filled data
+
+
+def _sparse(path: Path, head: bytes, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fp:
+        fp.write(head)
+        fp.truncate(size)
+
+
+def test_zero_filled_dicom_files_are_cheap(medium_dir: Path, tmp_path: Path) -> None:
+    """Unreadable sectors often come back as zeros: 'DICM' then 64 MB of zeros, three times."""
+    imgs = small("zeros")
+    expected = write_images(medium_dir, imgs)
+    for k in range(3):
+        _sparse(medium_dir / f"ZERO{k}", b"\0" * 128 + b"DICM", 64 << 20)
+    _sparse(medium_dir / "ZERONOHD", b"", 512 << 20)
+    try:
+        r = run_cli("ls", medium_dir, "--json", timeout=DEADLINE)
+    except subprocess_timeout() as exc:
+        raise AssertionError(f"ls took more than {DEADLINE} s on zero-filled files") from exc
+    assert_sane(r, (0,), DEADLINE)
+    assert_each_once(r.json(), Built(medium_dir, imgs, expected))
+
+
+def test_zero_padded_dicomdir_is_cheap(medium_dir: Path, tmp_path: Path) -> None:
+    """A valid DICOMDIR followed by 256 MB of zeros (a padded or badly copied file)."""
+    imgs = small("zpad")
+    built = write_medium(medium_dir, imgs)
+    dd = medium_dir / "DICOMDIR"
+    _sparse(dd, dd.read_bytes(), 256 << 20)
+    try:
+        r = run_cli("ls", medium_dir, "--json", timeout=DEADLINE)
+    except subprocess_timeout() as exc:
+        raise AssertionError(f"ls took more than {DEADLINE} s on a zero-padded DICOMDIR") \
+            from exc
+    assert_sane(r, (0,), DEADLINE)
+    d = r.json()
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+
+
+def subprocess_timeout() -> type[BaseException]:
+    import subprocess
+
+    return subprocess.TimeoutExpired

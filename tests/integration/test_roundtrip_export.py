@@ -1,0 +1,466 @@
+"""Export round trips from hostile (but readable) media: ``discbridge export SRC --to DEST`` and
+``--iso``, then the result re-read by our reader and by independent validators (dciodvfy,
+dcmdump, pydicom's FileSet). The source tree must stay byte-identical and nothing may be written
+outside DEST (plus the application's own report folder, redirected here into a sandbox HOME).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.fileset import FileSet
+
+from tests.conftest import require_tool
+from tests.integration.hostile_media import (
+    ILE,
+    SENTINEL_UID,
+    Built,
+    DDOpts,
+    ImageInfo,
+    Run,
+    assert_sane,
+    corpus,
+    dicom_bytes,
+    disk_suffix,
+    encode_dicomdir,
+    html_bytes,
+    jpeg_bytes,
+    listed,
+    make_dataset,
+    make_outside,
+    pe_bytes,
+    records_for,
+    run_cli,
+    tree_state,
+    uid,
+    write_file,
+    write_images,
+    write_iso,
+    write_medium,
+)
+
+EXPORT_TIMEOUT = 60.0
+COMPONENT = re.compile(r"[A-Z0-9_]{1,8}")
+
+
+@dataclass
+class Sandbox:
+    tmp: Path
+    src: Path
+    dest: Path
+    home: Path
+    tmpdir: Path
+
+    def env(self) -> dict[str, str]:
+        return {"HOME": str(self.home), "XDG_DATA_HOME": str(self.home / "data"),
+                "XDG_STATE_HOME": str(self.home / "state"),
+                "XDG_CACHE_HOME": str(self.home / "cache"),
+                "XDG_CONFIG_HOME": str(self.home / "config"), "TMPDIR": str(self.tmpdir)}
+
+    def outside_state(self) -> dict[str, str]:
+        """Everything in the sandbox except DEST, HOME and TMPDIR (which are checked apart)."""
+        skip = ("dest", "home", "tmp", "out.iso", "dest2", "report.json")
+        return {k: v for k, v in tree_state(self.tmp).items() if k.split("/")[0] not in skip}
+
+    def export(self, *args: str | os.PathLike[str]) -> Run:
+        return run_cli("export", *args, timeout=EXPORT_TIMEOUT, env=self.env())
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Sandbox:
+    make_outside(tmp_path)
+    b = Sandbox(tmp_path, tmp_path / "src", tmp_path / "dest", tmp_path / "home",
+                tmp_path / "tmp")
+    b.home.mkdir()
+    b.tmpdir.mkdir()
+    return b
+
+
+def assert_home_only_app_folders(box: Sandbox) -> None:
+    for rel in tree_state(box.home):
+        parts = rel.split("/")
+        assert len(parts) < 2 or parts[1].lower() == "discbridge", f"wrote {rel} in HOME"
+
+
+def validate_medium(dest: Path, want: dict[str, ImageInfo], *, names: bool = True,
+                    pixels: bool = True) -> dict[str, pydicom.Dataset]:
+    """dciodvfy, dcmdump, pydicom FileSet and our reader all accept ``dest``; it holds ``want``."""
+    dd = dest / "DICOMDIR"
+    assert dd.is_file(), sorted(p.name for p in dest.iterdir())
+    p = subprocess.run([require_tool("dciodvfy"), str(dd)], capture_output=True, text=True, errors="replace",
+                       timeout=60)
+    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("Error")]
+    assert not errors, errors
+    p = subprocess.run([require_tool("dcmdump"), str(dd)], capture_output=True, text=True, errors="replace",
+                       timeout=60)
+    assert p.returncode == 0 and "E: " not in p.stderr, p.stderr
+    fs = FileSet(pydicom.dcmread(dd))
+    got: dict[str, pydicom.Dataset] = {}
+    for inst in fs:
+        fid = inst.ReferencedFileID
+        comps = [fid] if isinstance(fid, str) else list(fid)
+        assert 1 <= len(comps) <= 8 and all(COMPONENT.fullmatch(c) for c in comps), comps
+        ds = inst.load()
+        assert ds.SOPInstanceUID == inst.ReferencedSOPInstanceUIDInFile
+        assert ds.SOPClassUID == inst.ReferencedSOPClassUIDInFile
+        assert ds.file_meta.TransferSyntaxUID == inst.ReferencedTransferSyntaxUIDInFile
+        assert ds.SOPInstanceUID not in got, "an instance written twice"
+        got[ds.SOPInstanceUID] = ds
+    assert set(got) == set(want), (sorted(set(got) - set(want)), sorted(set(want) - set(got)))
+    for u, info in want.items():
+        ds = got[u]
+        if names and info.patient_name:
+            assert str(ds.PatientName) == info.patient_name
+        if pixels:
+            assert ds.PixelData == make_dataset(info).PixelData, u
+        for kw in ("PatientID", "StudyDate", "StudyTime", "StudyID", "SeriesNumber",
+                   "InstanceNumber"):
+            assert str(ds.get(kw, "") or "").strip(), f"{u}: Type 1 key {kw} empty in export"
+    readme = dest / "README.TXT"
+    assert readme.is_file()
+    text = readme.read_bytes()
+    assert text.isascii()
+    for info in want.values():
+        for part in re.split(r"[\^=]", info.patient_name or ""):
+            if len(part) > 3:
+                assert part.encode("utf-8", "replace") not in text, f"PHI {part!r} in README"
+    # our reader: conformant, every file once, every instance referenced
+    d = _check_in_process(dest)
+    assert [x for x in d["problems"] if x["severity"] != "info"] == []
+    rows = listed(d)
+    assert sorted(x["sop_instance_uid"] for x in rows) == sorted(want)
+    assert all(x["referenced"] and x["path"] for x in rows)
+    if names:
+        by_uid = {x["sop_instance_uid"]: x for x in rows}
+        for u, info in want.items():
+            assert by_uid[u]["patient.patient_name"] == info.patient_name
+    assert SENTINEL_UID.encode() not in b"".join(
+        q.read_bytes() for q in dest.rglob("*") if q.is_file())
+    return got
+
+
+def _check_in_process(target: Path) -> dict[str, Any]:
+    """``check --json --profile STD-GEN-CD`` as the CLI builds it, without a subprocess."""
+    from app.core.check import check_medium
+    from app.core.reader import open_medium
+
+    medium = open_medium(target)
+    out = medium.to_dict()
+    out["problems"] = [p.to_dict() for p in check_medium(medium, profile="STD-GEN-CD")]
+    return out
+
+
+def roundtrip(box: Sandbox, want: dict[str, ImageInfo], *extra: str,
+              sources: list[Path] | None = None, **kw: Any) -> dict[str, pydicom.Dataset]:
+    srcs = sources or [box.src]
+    before_src = {str(s): tree_state(s) if s.is_dir() else s.read_bytes() for s in srcs}
+    before_out = box.outside_state()
+    r = box.export(*srcs, "--to", box.dest, *extra)
+    assert_sane(r, (0,), EXPORT_TIMEOUT)
+    got = validate_medium(box.dest, want, **kw)
+    assert {str(s): tree_state(s) if s.is_dir() else s.read_bytes() for s in srcs} == before_src
+    assert box.outside_state() == before_out
+    assert_home_only_app_folders(box)
+    assert not list(box.tmpdir.iterdir()), "temporary files left behind"
+    assert not [p for p in box.dest.rglob("*") if ".tmp" in p.name.lower()
+                or p.name.startswith(".")], "staging left in DEST"
+    return got
+
+
+# ------------------------------------------------------------------------ hostile sources
+
+
+def _fuseiso(box: Sandbox) -> dict[str, ImageInfo]:
+    imgs = corpus("rtfuse", names=["Müller^Hans", "Ørsted^Åse"], charset="ISO_IR 100")
+    write_medium(box.src, imgs, disk=disk_suffix(";1", lower=True), dicomdir_name="dicomdir")
+    return {i.sop_uid: i for i in imgs}
+
+
+def _implicit_zero(box: Sandbox) -> dict[str, ImageInfo]:
+    imgs = corpus("rtimpl", patients=2, series=2, images=2)
+    write_medium(box.src, imgs, opts=DDOpts(syntax=ILE, offsets="zero", undefined_items=True,
+                                            undefined_seq=True, preamble=False, meta=False))
+    return {i.sop_uid: i for i in imgs}
+
+
+RT_CHARSETS = [("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+               ("GB18030", "Wang^XiaoDong=王^小东"), ("ISO_IR 100", "Lærke^Sørensen"),
+               ("ISO_IR 126", "Διονυσιος"), ("ISO_IR 192", "Ünal^Çağrı=李^华")]
+
+
+def _charsets(box: Sandbox) -> dict[str, ImageInfo]:
+    imgs: list[ImageInfo] = []
+    for k, (cs, name) in enumerate(RT_CHARSETS):
+        imgs += [replace(i, charset=cs, patient_name=name, fid=(f"PA{k + 1:03d}",) + i.fid[1:])
+                 for i in corpus(f"rtcs{k}", patients=1, series=1, images=2)]
+    write_medium(box.src, imgs)
+    return {i.sop_uid: i for i in imgs}
+
+
+def _subfolder_renamed(box: Sandbox) -> dict[str, ImageInfo]:
+    imgs = corpus("rtsub", patients=2, series=1, images=2)
+    write_medium(box.src, imgs, base="DICOM", dicomdir_name="DIRFILE",
+                 disk=disk_suffix(".dcm"))
+    write_file(box.src, "AUTORUN.INF", b"[autorun]\r\nopen=viewer.exe\r\n")
+    write_file(box.src, "VIEWER/VIEWER.EXE", pe_bytes())
+    return {i.sop_uid: i for i in imgs}
+
+
+def _scan_odd(box: Sandbox) -> dict[str, ImageInfo]:
+    imgs = corpus("rtscan", patients=2, series=2, images=1)
+    for k, (info, rel) in enumerate(zip(imgs, ["IMAGES/1.dcm", "x y/IMG 2", "deep/a/b/c/d/e",
+                                               "raw"], strict=True)):
+        write_file(box.src, rel, dicom_bytes(info, preamble=k != 3, meta=k != 3))
+    write_file(box.src, "INDEX.HTM", html_bytes())
+    write_file(box.src, "IHE_PDI/IMG.JPG", jpeg_bytes())
+    write_file(box.src, "viewer/run.exe", pe_bytes())
+    return {i.sop_uid: i for i in imgs}
+
+
+def _unreferenced_inactive(box: Sandbox) -> dict[str, ImageInfo]:
+    imgs = corpus("rtunref", patients=3, series=1, images=2)
+    roots = records_for(imgs[:4])
+    roots[1].in_use = 0
+    write_medium(box.src, imgs, roots=roots)  # patient 3: files only; patient 2: inactive
+    return {i.sop_uid: i for i in imgs}
+
+
+def _iso_source(box: Sandbox) -> dict[str, ImageInfo]:
+    stage = box.tmp / "stage"
+    imgs = corpus("rtiso", patients=2, series=1, images=2)
+    write_medium(stage, imgs)
+    files = {p.relative_to(stage).as_posix(): p.read_bytes()
+             for p in sorted(stage.rglob("*")) if p.is_file()}
+    box.src = box.tmp / "src.iso"
+    write_iso(box.src, files, joliet=True)
+    return {i.sop_uid: i for i in imgs}
+
+
+HOSTILE_SOURCES: dict[str, Callable[[Sandbox], dict[str, ImageInfo]]] = {
+    "fuseiso-lowercase-semicolon": _fuseiso,
+    "implicit-zero-offsets-no-meta": _implicit_zero,
+    "per-record-charsets": _charsets,
+    "renamed-dicomdir-in-subfolder": _subfolder_renamed,
+    "scan-odd-folders-no-preamble": _scan_odd,
+    "unreferenced-and-inactive": _unreferenced_inactive,
+    "iso-image": _iso_source,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_SOURCES))
+def test_export_hostile_source_to_folder(box: Sandbox, case: str) -> None:
+    want = HOSTILE_SOURCES[case](box)
+    roundtrip(box, want)
+
+
+@pytest.mark.parametrize("case", ["fuseiso-lowercase-semicolon", "per-record-charsets",
+                                  "scan-odd-folders-no-preamble"])
+def test_export_hostile_source_to_iso(box: Sandbox, case: str) -> None:
+    import pycdlib
+
+    want = HOSTILE_SOURCES[case](box)
+    iso = box.tmp / "out.iso"
+    before = tree_state(box.src)
+    r = box.export(box.src, "--iso", iso, "--fileset-id", "QA_ISO_1")
+    assert_sane(r, (0,), EXPORT_TIMEOUT)
+    assert tree_state(box.src) == before
+    assert not list(box.tmpdir.iterdir()), "staging folder left behind"
+    assert not box.dest.exists()
+    # our reader, straight from the image
+    d = _check_in_process(iso)
+    assert [x for x in d["problems"] if x["severity"] != "info"] == []
+    assert d["source"] == "dicomdir"
+    assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(want)
+    assert {p["patient_name"] for p in d["patients"]} == {i.patient_name for i in want.values()}
+    # ISO 9660 primary names are the DICOM names; Volume ID = File-set ID
+    img = pycdlib.PyCdlib()
+    img.open(str(iso))
+    try:
+        assert img.pvd.volume_identifier.decode().strip() == "QA_ISO_1"
+        names = []
+        for dirname, dirlist, filelist in img.walk(iso_path="/"):
+            names += [f"{dirname.rstrip('/')}/{f}" for f in filelist]
+            for dn in dirlist:
+                assert COMPONENT.fullmatch(dn), dn
+        for n in names:
+            base = n.rsplit("/", 1)[1]
+            assert re.fullmatch(r"[A-Z0-9_]{1,8}(\.TXT)?;1|[A-Z0-9_]{1,8}\.;1", base) or \
+                re.fullmatch(r"[A-Z0-9_]{1,8}\.?;1", base), n
+        out = box.tmp / "extracted"
+        out.mkdir()
+        for n in names:
+            target = out / n.split(";")[0].rstrip(".").lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as fp:
+                img.get_file_from_iso_fp(fp, iso_path=n)
+    finally:
+        img.close()
+    validate_medium(out, want)
+
+
+# ------------------------------------------------------------------------ Type 1 fixes
+
+
+def test_export_fills_missing_type1_keys_in_file_and_record(box: Sandbox) -> None:
+    imgs = corpus("rtfix", patients=2, series=2, images=2)
+    imgs = [replace(i, study_id="" if i.patient_id == "RTFIX1" else i.study_id,
+                    series_number=None if i.series_number == "2" else i.series_number,
+                    instance_number=None if i.fid[-1] == "IM00002" else i.instance_number,
+                    patient_id="" if i.patient_id == "RTFIX2" else i.patient_id)
+            for i in imgs]
+    write_medium(box.src, imgs)
+    report = box.tmp / "report.json"
+    got = roundtrip(box, {i.sop_uid: i for i in imgs}, "--report", report)
+    changed = [ds for ds in got.values() if "OriginalAttributesSequence" in ds]
+    assert len(changed) == len(got), "every fixed file keeps the replaced values"
+    pids = {str(ds.PatientName): ds.PatientID for ds in got.values()}
+    assert len(set(pids.values())) == 2, pids
+    # every change is listed in the report (whatever its layout: count dicts naming the keyword)
+    seen: dict[str, int] = {}
+    stack: list[Any] = [json.loads(report.read_text())]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for kw in ("StudyID", "SeriesNumber", "InstanceNumber", "PatientID"):
+                if kw in node.values():
+                    seen[kw] = seen.get(kw, 0) + 1
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    assert seen == {"StudyID": 4, "SeriesNumber": 4, "InstanceNumber": 4, "PatientID": 4}, seen
+
+
+def test_export_missing_study_date_stops_and_asks(box: Sandbox) -> None:
+    imgs = [replace(i, study_date=None) for i in corpus("rtnodate", patients=1, series=1,
+                                                         images=2)]
+    write_medium(box.src, imgs)
+    r = box.export(box.src, "--to", box.dest)
+    assert_sane(r, (1,), EXPORT_TIMEOUT)
+    assert "--study-date" in r.err + r.out
+    assert not box.dest.exists() or not any(box.dest.iterdir())
+    r = box.export(box.src, "--to", box.dest, "--study-date", "20200202")
+    assert_sane(r, (0,), EXPORT_TIMEOUT)
+    got = validate_medium(box.dest, {i.sop_uid: i for i in imgs})
+    assert {ds.StudyDate for ds in got.values()} == {"20200202"}
+
+
+def test_export_study_date_from_series_date(box: Sandbox) -> None:
+    imgs = [replace(i, study_date=None, extra={"SeriesDate": "20230303", "SeriesTime": "090000"})
+            for i in corpus("rtserdate", patients=1, series=1, images=2)]
+    write_medium(box.src, imgs)
+    got = roundtrip(box, {i.sop_uid: i for i in imgs})
+    assert {ds.StudyDate for ds in got.values()} == {"20230303"}
+
+
+# ------------------------------------------------------------------------ export contract
+
+
+def test_export_duplicate_patient_id_different_names(box: Sandbox) -> None:
+    a = corpus("rtclash", patients=1, series=1, images=1)
+    b = [replace(i, patient_name="OTHER^PERSON", sop_uid=uid("clash-b", k),
+                 study_uid=uid("clash-b-st"), series_uid=uid("clash-b-se"),
+                 fid=("PA002",) + i.fid[1:])
+         for k, i in enumerate(corpus("rtclash", patients=1, series=1, images=1))]
+    write_medium(box.src, a + b)
+    r = box.export(box.src, "--to", box.dest)
+    assert_sane(r, (1,), EXPORT_TIMEOUT)
+    assert "RTCLASH1" in r.err
+    assert not box.dest.exists() or not any(box.dest.iterdir())
+    got = roundtrip(box, {i.sop_uid: i for i in a + b}, "--on-id-clash", "separate")
+    ids = {str(ds.PatientName): ds.PatientID for ds in got.values()}
+    assert len(set(ids.values())) == 2, ids
+    moved = [ds for ds in got.values() if ds.PatientID != "RTCLASH1"]
+    assert moved and all("OtherPatientIDsSequence" in ds for ds in moved)
+
+
+def test_export_refuses_to_replace_medium_without_force(box: Sandbox) -> None:
+    want = _fuseiso(box)
+    roundtrip(box, want)
+    state = tree_state(box.dest)
+    r = box.export(box.src, "--to", box.dest)
+    assert_sane(r, (1,), EXPORT_TIMEOUT)
+    assert str(box.dest) in r.err or "--force" in r.err
+    assert tree_state(box.dest) == state
+    r = box.export(box.src, "--to", box.dest, "--force")
+    assert_sane(r, (0,), EXPORT_TIMEOUT)
+    validate_medium(box.dest, want)
+
+
+def test_export_merges_sources_dropping_duplicates(box: Sandbox) -> None:
+    imgs = corpus("rtmerge", patients=2, series=1, images=2)
+    write_medium(box.src, imgs)
+    other = box.tmp / "src2"
+    write_medium(other, imgs[2:], disk=disk_suffix(";1", lower=True), dicomdir_name="dicomdir")
+    roundtrip(box, {i.sop_uid: i for i in imgs}, sources=[box.src, other])
+
+
+def test_export_of_export_is_stable(box: Sandbox) -> None:
+    want = _charsets(box)
+    roundtrip(box, want)
+    dest2 = box.tmp / "dest2"
+    r = box.export(box.dest, "--to", dest2)
+    assert_sane(r, (0,), EXPORT_TIMEOUT)
+    validate_medium(dest2, want)
+    assert sorted(p.relative_to(dest2).as_posix() for p in dest2.rglob("*")) == sorted(
+        p.relative_to(box.dest).as_posix() for p in box.dest.rglob("*"))
+
+
+# ------------------------------------------------------------------------ partly broken sources
+
+
+@pytest.mark.parametrize("case", ["escapes-and-sentinel", "broken-referenced-files"])
+def test_export_partly_broken_source(box: Sandbox, case: str) -> None:
+    """Either a valid medium of what is readable (exit 0) or nothing written (exit 1)."""
+    imgs = corpus("rtbroken", patients=2, series=1, images=3)
+    good = list(imgs)
+    if case == "escapes-and-sentinel":
+        evil = [replace(imgs[0], sop_uid=uid("rtbroken", "evil", k), instance_number=str(90 + k))
+                for k in range(3)]
+        fids = {evil[0].sop_uid: ("..", "outside", "SENTINEL"),
+                evil[1].sop_uid: ("LINKS", "EVIL"),
+                evil[2].sop_uid: ("C:", "outside", "SENTINEL")}
+        roots = records_for(imgs + evil, lambda i: fids.get(i.sop_uid, i.fid))
+        box.src.mkdir()
+        (box.src / "LINKS").mkdir()
+        os.symlink(box.tmp / "outside" / "SENTINEL", box.src / "LINKS" / "EVIL")
+        os.symlink(box.tmp / "outside", box.src / "OUTDIR")
+        write_medium(box.src, imgs, roots=roots)
+    else:
+        built: Built = write_medium(box.src, imgs)
+        (box.src / built.expected[imgs[0].sop_uid]).unlink()
+        (box.src / built.expected[imgs[1].sop_uid]).write_bytes(b"")
+        (box.src / built.expected[imgs[2].sop_uid]).write_bytes(html_bytes())
+        (box.src / built.expected[imgs[3].sop_uid]).write_bytes(dicom_bytes(imgs[3])[:300])
+        good = imgs[4:]
+    before_src = tree_state(box.src)
+    before_out = box.outside_state()
+    r = box.export(box.src, "--to", box.dest)
+    assert_sane(r, (0, 1), EXPORT_TIMEOUT)
+    assert tree_state(box.src) == before_src
+    assert box.outside_state() == before_out
+    assert_home_only_app_folders(box)
+    if r.rc == 0:
+        validate_medium(box.dest, {i.sop_uid: i for i in good})
+    else:
+        assert r.err.strip()
+        assert not box.dest.exists() or not any(box.dest.iterdir())
+
+
+def test_encode_dicomdir_used_by_sources_is_valid(tmp_path: Path) -> None:
+    """The sources above are hostile on purpose; the clean builder output itself is valid."""
+    imgs = corpus("rtvalid", patients=2, series=1, images=1)
+    write_images(tmp_path, imgs)
+    write_file(tmp_path, "DICOMDIR", encode_dicomdir(records_for(imgs)))
+    p = subprocess.run([require_tool("dciodvfy"), str(tmp_path / "DICOMDIR")],
+                       capture_output=True, text=True, errors="replace", timeout=60)
+    assert not [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("Error")]
+    assert len(FileSet(pydicom.dcmread(tmp_path / "DICOMDIR"))) == 2
