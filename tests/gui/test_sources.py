@@ -276,3 +276,20 @@ def test_format_bytes() -> None:
     assert format_bytes(999) == "999 B"
     assert format_bytes(3_400_000_000) == "3.4 GB"
     assert format_bytes(None) == "?"
+
+
+def test_ask_policy_shows_a_question_and_opens_on_yes(qtbot, runner: TaskRunner, disc: Path) -> None:
+    from PySide6.QtWidgets import QMessageBox, QWidget
+
+    from app.gui.sources import DetectionPolicy
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    policy = DetectionPolicy(runner, lambda: "ask", parent, interactive=True)
+    with qtbot.wait_signal(policy.offered, timeout=5000):
+        policy.volume_inserted(usb(disc, "PATIENT CD"))
+    box = next(w for w in parent.findChildren(QMessageBox))
+    assert "PATIENT CD" in box.text() and box.isVisible()  # open(): no nested event loop
+    with qtbot.wait_signal(policy.open_requested, timeout=2000) as blocker:
+        box.button(QMessageBox.StandardButton.Open).click()
+    assert blocker.args == [str(disc)]
