@@ -93,7 +93,7 @@ class DirFS:
     def listdir(self, rel: str) -> list[Entry]:
         """Entries of ``rel``; dangling symlinks are left out (their target does not exist)."""
         out: list[Entry] = []
-        with os.scandir(self._path(rel)) as it:
+        with os.scandir(self._real_dir(rel)) as it:
             for de in it:
                 try:
                     is_link = de.is_symlink()
@@ -118,7 +118,16 @@ class DirFS:
         """The verified real path of a folder (cached: resolved once per folder)."""
         got = self._dirs.get(rel_dir)
         if got is None:
-            got = str(self._path(rel_dir))
+            parts = _fast_parts(rel_dir)
+            if not parts:
+                got = str(self.root)
+            else:
+                parent = self._real_dir("/".join(parts[:-1]))
+                joined = os.path.join(parent, parts[-1])
+                if stat.S_ISLNK(os.lstat(joined).st_mode):
+                    got = str(self._path(rel_dir))  # a symlink: resolved and checked
+                else:
+                    got = joined  # a plain folder inside a verified one
             self._dirs[rel_dir] = got
         return got
 
