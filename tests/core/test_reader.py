@@ -226,3 +226,24 @@ def test_garbage_collector_restored(tmp_path: Path) -> None:
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_cancel_mid_scan_leaves_no_thread(tmp_path: Path) -> None:
+    import threading
+
+    from tests.defect_media import loose_files
+
+    loose_files(tmp_path / "m", {f"S{i % 3}/IM{i}": {} for i in range(40)})
+    token = CancelToken()
+    seen: list[Progress] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if p.phase == "scan":
+            token.cancel()
+
+    before = set(threading.enumerate())
+    with pytest.raises(Cancelled):
+        open_medium(tmp_path / "m", progress=progress, cancel=token)
+    assert [p.phase for p in seen] == ["dicomdir", "scan"]
+    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
