@@ -27,25 +27,21 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QSplitter,
     QStackedWidget,
     QStyle,
-    QToolButton,
     QWidget,
 )
 
 from app import APP_NAME, __version__
-from app.core.jobs import Progress
 from app.core.model import Medium, Series
-from app.gui import ntr
 from app.gui.browser import (
     KindRole,
     MediumRole,
     NodeRole,
     PatientTree,
 )
-from app.gui.problems import ProblemsPanel
+from app.gui.problems import ProblemsPanel, StatusArea
 from app.gui.settings import DETECTION_POLICIES, Settings
 from app.gui.sources import (
     DetectionPolicy,
@@ -90,7 +86,6 @@ class MainWindow(QMainWindow):
         self.loader.opened.connect(self._opened)
         self.loader.failed.connect(self._open_failed)
         self.loader.cancelled.connect(self._open_cancelled)
-        self.loader.progress.connect(self._open_progress)
         self.interactive = interactive  # False: no modal questions (screenshots, tests)
         self.messages: list[str] = []  # what was told to the user (tests, screenshot mode)
         self.thumbs = ThumbnailModel(self.runner, parent=self)
@@ -160,29 +155,14 @@ class MainWindow(QMainWindow):
         self.left_split.setSizes([500, 160])
         self.right_split.setSizes([220, 440])
 
-        # status bar: counts · source · problems · progress + cancel
-        sb = self.statusBar()
-        self.counts_label = QLabel(self)
-        self.source_label = QLabel(self)
-        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.problems_button = QToolButton(self)
-        self.problems_button.setAutoRaise(True)
-        self.problems_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.problems_button.clicked.connect(self.show_problems)
-        self.progress = QProgressBar(self)
-        self.progress.setMaximumWidth(220)
-        self.progress.setTextVisible(True)
-        self.cancel_button = QToolButton(self)
-        self.cancel_button.setText(self.tr("Cancel"))
-        self.cancel_button.clicked.connect(self.cancel_opening)
-        sb.addWidget(self.counts_label)
-        sb.addWidget(self.source_label, 1)
-        sb.addPermanentWidget(self.progress)
-        sb.addPermanentWidget(self.cancel_button)
-        sb.addPermanentWidget(self.problems_button)
-        self.progress.hide()
-        self.cancel_button.hide()
-        self.loader.busy_changed.connect(self._busy)
+        # status bar: counts · source · progress + cancel · problems
+        self.status = StatusArea(self.statusBar())
+        self.status.problems_clicked.connect(self.show_problems)
+        self.status.cancel_clicked.connect(self.cancel_opening)
+        self.counts_label, self.problems_button = self.status.counts_label, self.status.problems_button
+        self.source_label, self.cancel_button = self.status.source_label, self.status.cancel_button
+        self.loader.busy_changed.connect(self.status.set_busy)
+        self.loader.progress.connect(self.status.set_progress)
 
         self.welcome.sample_requested.connect(self.open_sample)
         self.welcome.folder_requested.connect(self.choose_folder)
@@ -330,26 +310,6 @@ class MainWindow(QMainWindow):
     def cancel_opening(self) -> None:
         self.loader.cancel_all()
 
-    def _busy(self, busy: bool) -> None:
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        if busy:
-            self.progress.setRange(0, 0)
-            self.progress.setFormat(self.tr("Reading…"))
-        else:
-            self.statusBar().clearMessage()
-
-    def _open_progress(self, p: Progress) -> None:
-        frac = p.fraction
-        if frac is None:
-            self.progress.setRange(0, 0)
-        else:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(frac * 1000))
-            self.progress.setFormat(f"{p.phase} %p%")
-        if p.message:
-            self.statusBar().showMessage(p.message)
-
     def _opened(self, medium: Medium, path: str, remember: bool) -> None:
         self.add_medium(medium)
         if remember and path:
@@ -463,36 +423,10 @@ class MainWindow(QMainWindow):
         self.left_split.setSizes([max(200, total - want), want])
 
     def _update_status(self) -> None:
-        pats, studies, series, images = self.tree_model.totals()
         media = self.tree_model.media
-        if not media:
-            self.counts_label.setText(self.tr("No medium open"))
-            self.source_label.setText("")
-            self.problems_button.hide()
-            self.setWindowTitle(APP_NAME)
-            return
-        c = "MainWindow"
-        self.counts_label.setText(" · ".join((
-            ntr(c, "%n patient(s)", pats), ntr(c, "%n study(ies)", studies),
-            ntr(c, "%n series", series), ntr(c, "%n image(s)", images))))
-        srcs = []
-        for m in media:
-            how = (self.tr("DICOMDIR") if m.source == "dicomdir"
-                   else self.tr("scanned, no usable DICOMDIR"))
-            srcs.append(f"{m.root} ({how})")
-        self.source_label.setText("   ".join(srcs))
-        n = self.problems.model.problem_count()
-        worst = next((s for s in ("error", "warning", "info")
-                      if any(m.worst_severity == s for m in media)), None)
-        sp = {"error": QStyle.StandardPixmap.SP_MessageBoxCritical,
-              "warning": QStyle.StandardPixmap.SP_MessageBoxWarning}.get(
-                  worst or "", QStyle.StandardPixmap.SP_DialogApplyButton)
-        self.problems_button.setIcon(self.style().standardIcon(sp))
-        self.problems_button.setText(ntr("MainWindow", "%n problem(s)", n) if n else
-                                     self.tr("No problems"))
-        self.problems_button.show()
-        last = Path(media[-1].root).name or media[-1].root
-        self.setWindowTitle(f"{last} — {APP_NAME}")
+        self.status.update(media, self.tree_model.totals(), self.problems.model.problem_count())
+        last = (Path(media[-1].root).name or media[-1].root) if media else ""
+        self.setWindowTitle(f"{last} — {APP_NAME}" if last else APP_NAME)
 
     def _enable_actions(self) -> None:
         has = bool(self.tree_model.media)

@@ -1,4 +1,5 @@
-"""The problems panel: what is wrong with the open media, in plain words, and what we did about it.
+"""The problems panel: what is wrong with the open media, in plain words, and what we did about it;
+and the status bar that counts what is open and how many problems it has (StatusArea).
 
 Problems come from the reader (``Medium.problems``). They are grouped by code, one row per code
 and medium ("3 images listed on the disc are not on it"), the files underneath. Each code has a
@@ -14,10 +15,12 @@ from PySide6.QtCore import (
     QAbstractItemModel,
     QCoreApplication,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QRect,
     QSize,
     Qt,
+    Signal,
 )
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
@@ -25,14 +28,18 @@ from PySide6.QtWidgets import (
     QApplication,
     QHeaderView,
     QLabel,
+    QProgressBar,
+    QStatusBar,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QToolButton,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
+from app.core.jobs import Progress
 from app.core.model import Medium, Problem
 from app.gui import ntr
 
@@ -259,12 +266,14 @@ class _WrapDelegate(QStyledItemDelegate):
         base = super().sizeHint(option, index)
         if index.column() == 2:
             return base
-        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        # Measure with spaces where the text allows breaks (zero-width spaces after separators).
+        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "").replace("\u200b", " ")
         width = self.view.columnWidth(index.column()) - 8
         if index.column() == 0:
             depth = 1 if index.parent().isValid() else 0
+            has_icon = index.data(Qt.ItemDataRole.DecorationRole) is not None
             icon = max(self.view.iconSize().width(), option.decorationSize.width(), 16)
-            width -= self.view.indentation() * (depth + 1) + icon + 16
+            width -= self.view.indentation() * (depth + 1) + (icon + 8 if has_icon else 0) + 8
         if width < 40 or not text:
             return base
         rect = option.fontMetrics.boundingRect(QRect(0, 0, width, 100000),
@@ -321,3 +330,81 @@ class ProblemsPanel(QWidget):
         """Height that shows the heading and, when there are problems, a few rows."""
         head = self.heading.sizeHint().height() + 6
         return head if self.model.problem_count() == 0 else max(head + 220, 260)
+
+
+class StatusArea(QObject):
+    """The main window's status bar: counts · source · progress + Cancel · problems button.
+
+    Signals
+    -------
+    problems_clicked(), cancel_clicked()
+    """
+
+    problems_clicked = Signal()
+    cancel_clicked = Signal()
+
+    def __init__(self, bar: QStatusBar) -> None:
+        super().__init__(bar)
+        self.bar = bar
+        self.counts_label = QLabel(bar)
+        self.source_label = QLabel(bar)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems_button = QToolButton(bar)
+        self.problems_button.setAutoRaise(True)
+        self.problems_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.problems_button.clicked.connect(self.problems_clicked.emit)
+        self.progress = QProgressBar(bar)
+        self.progress.setMaximumWidth(220)
+        self.cancel_button = QToolButton(bar)
+        self.cancel_button.setText(_t("Cancel"))
+        self.cancel_button.clicked.connect(self.cancel_clicked.emit)
+        bar.addWidget(self.counts_label)
+        bar.addWidget(self.source_label, 1)
+        for w in (self.progress, self.cancel_button, self.problems_button):
+            bar.addPermanentWidget(w)
+        self.set_busy(False)
+
+    def set_busy(self, busy: bool) -> None:
+        """Show the progress bar and Cancel while something is being read."""
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(_t("Reading…"))
+        else:
+            self.bar.clearMessage()
+
+    def set_progress(self, p: Progress) -> None:
+        frac = p.fraction
+        if frac is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(frac * 1000))
+            self.progress.setFormat(f"{p.phase} %p%")
+        if p.message:
+            self.bar.showMessage(p.message)
+
+    def update(self, media: list[Medium], totals: tuple[int, int, int, int],
+               problem_count: int) -> None:
+        """Counts over every open medium, where they came from, and the problem count."""
+        if not media:
+            self.counts_label.setText(_t("No medium open"))
+            self.source_label.setText("")
+            self.problems_button.hide()
+            return
+        pats, studies, series, images = totals
+        self.counts_label.setText(" · ".join((
+            ntr("problems", "%n patient(s)", pats), ntr("problems", "%n study(ies)", studies),
+            ntr("problems", "%n series", series), ntr("problems", "%n image(s)", images))))
+        self.source_label.setText("   ".join(
+            f"{m.root} ({_t('DICOMDIR') if m.source == 'dicomdir' else _t('scanned, no usable DICOMDIR')})"
+            for m in media))
+        worst = next((s for s in ("error", "warning", "info")
+                      if any(m.worst_severity == s for m in media)), None)
+        icon = severity_icon(worst) if worst else QApplication.style().standardIcon(
+            QStyle.StandardPixmap.SP_DialogApplyButton)
+        self.problems_button.setIcon(icon)
+        self.problems_button.setText(ntr("problems", "%n problem(s)", problem_count)
+                                     if problem_count else _t("No problems"))
+        self.problems_button.show()
