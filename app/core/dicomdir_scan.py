@@ -71,6 +71,7 @@ class RawRecord:
     lower: int = 0
     in_use: bool = True
     has_file_id: bool = False
+    end: int = 0  # first byte after the item (0: unknown)
 
 
 @dataclass
@@ -238,6 +239,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                     continue
                 elems[tag] = (vr, voff, length)
                 p = voff + length
+            rec.end = p
             append(rec)
             pos = p
     except (_Bail, struct.error):
@@ -291,6 +293,7 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
         elif kind == EV_ITEM_END:
             if depth == 2 and rec is not None:
                 rec.complete = True
+                rec.end = pos
             elif icon_depth and depth == icon_depth and rec is not None and icon is not None:
                 rec.icon_complete = True
             depth -= 1
@@ -342,11 +345,11 @@ def _salvage(raw: RawDicomdir) -> None:
         ilen = u32(buf, c + 4)[0]
         if ilen != UNDEFINED and c + 8 + ilen < bound:
             bound = c + 8 + ilen
-        elems, icon, icon_complete = _record_body(buf, layout.little, layout.explicit, c + 8,
+        elems, icon, icon_complete = record_body(buf, layout.little, layout.explicit, c + 8,
                                                   bound)
         if T_TYPE not in elems and T_FILE_ID not in elems:
             continue
-        records.append(RawRecord(c, elems, icon, icon_complete))
+        records.append(RawRecord(c, elems, icon, icon_complete, end=bound))
         added += 1
         if len(records) >= MAX_RECORDS:
             break
@@ -371,7 +374,7 @@ def _record_candidates(buf: bytes, little: bool, start: int) -> list[int]:
     return found
 
 
-def _record_body(buf: bytes, little: bool, explicit: bool, start: int, end: int
+def record_body(buf: bytes, little: bool, explicit: bool, start: int, end: int
                  ) -> tuple[Elems, Elems | None, bool]:
     """Elements of one record item (and its icon item) between ``start`` and ``end``."""
     reader = ElementReader(buf, little, explicit, max_elements=100_000)

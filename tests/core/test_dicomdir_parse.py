@@ -656,3 +656,35 @@ def test_item_length_far_too_long() -> None:
     res = parse_dicomdir(bytes(data), "DICOMDIR")
     assert _all_file_ids(res) == _want_file_ids(roots)
     assert shape(res) == expected(roots)
+
+
+# -- attrs ---------------------------------------------------------------------------------
+
+def test_attrs_with_and_without_text_agree_with_pydicom() -> None:
+    """Leaf keys with and without charset-dependent text decode as pydicom does."""
+    from pydicom import dcmread
+
+    img_text = db.image(("IM1",), Rows=8, ImageComments="Schädel", charset="ISO_IR 100")
+    img_plain = db.image(("IM2",), Rows=8, PixelSpacing=["0.5", "0.5"])
+    roots = [db.patient("P", "N", db.study(db.series(img_text, img_plain)))]
+    data = db.encode(roots)
+    res = parse_dicomdir(data, "DICOMDIR")
+    i1, i2 = res.patients[0].studies[0].series[0].instances
+    assert dict(i1.attrs) == {"Rows": "8", "ImageComments": "Schädel",
+                              "SpecificCharacterSet": "ISO_IR 100"}
+    assert dict(i2.attrs) == {"Rows": "8", "PixelSpacing": "0.5\\0.5"}
+    import io
+    ds = dcmread(io.BytesIO(data))
+    recs = [r for r in ds.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert i2.attrs["PixelSpacing"] == "\\".join(str(v) for v in recs[1].PixelSpacing)
+
+
+def test_bad_charset_in_leaf_text_is_reported() -> None:
+    img = db.image(("PA1", "IM1"), charset="ISO_IR 192")
+    img.raw[0x00204000] = ("LT", b"ok \xff\xfe")  # ImageComments, invalid UTF-8
+    res = parse_dicomdir(db.encode([db.patient("P", "N", db.study(db.series(img)))]),
+                         "DICOMDIR")
+    [p] = [p for p in res.problems if p.code == "bad-charset"]
+    assert p.path == "PA1/IM1"
+    inst = res.patients[0].studies[0].series[0].instances[0]
+    assert inst.attrs["ImageComments"] == "ok \ufffd\ufffd"
