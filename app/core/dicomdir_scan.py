@@ -106,6 +106,8 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
 
 
 _NESTED = frozenset({"SQ", "UN"})
+_SHORT_VRS = {k: v[0] for k, v in _VR_INFO.items() if not v[1]}
+_LONG_VRS = {k: v[0] for k, v in _VR_INFO.items() if v[1]}
 
 
 class _Bail(Exception):
@@ -173,7 +175,8 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
     seq_end = n if slen == UNDEFINED else pos + slen
     if seq_end > n:
         return None
-    vr_info = _VR_INFO
+    short_vr = _SHORT_VRS.get
+    long_vr = _LONG_VRS.get
     impl_vr = _implicit_vr
     records: list[RawRecord] = []
     append = records.append
@@ -214,16 +217,16 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                         break
                     return None
                 if explicit:
-                    info = vr_info.get(vrb)
-                    if info is None:
+                    vr = short_vr(vrb)
+                    if vr is not None:
+                        elems[tag] = (vr, p + 8, l16)
+                        p += 8 + l16
+                        continue
+                    vr = long_vr(vrb)
+                    if vr is None:
                         return None
-                    vr = info[0]
-                    if info[1]:
-                        length = u32(buf, p + 8)[0]
-                        voff = p + 12
-                    else:
-                        length = l16
-                        voff = p + 8
+                    length = u32(buf, p + 8)[0]
+                    voff = p + 12
                 else:
                     vr = impl_vr(tag)
                     length = hhi(buf, p)[2]
