@@ -362,3 +362,48 @@ def test_crash_dialog_names_the_log(qapp, tmp_path: Path, monkeypatch) -> None:
         uninstall()
     assert len(shown) == 1
     assert "OSError: disk on fire" in shown[0] and str(crash.crash_log_path()) in shown[0]
+
+
+def test_progress_of_a_read_reaches_the_status_bar(qtbot, make_window, build_medium) -> None:
+    from app.core.jobs import Progress
+
+    gate = threading.Event()
+
+    def reader(p: str, progress=None, cancel=None):  # noqa: ANN001, ANN202
+        progress(Progress("scan", 25, 100, message="Reading headers: 25 of 100"))
+        gate.wait(5)
+        return build_medium(p)
+
+    win = make_window(reader)
+    win.open_path("/media/slow")
+    bar = win.status.progress
+    qtbot.wait_until(lambda: bar.maximum() == 1000 and bar.value() == 250, timeout=5000)
+    assert bar.isVisibleTo(win) and "Reading headers" in win.statusBar().currentMessage()
+    with qtbot.wait_signal(win.medium_opened, timeout=5000):
+        gate.set()
+    assert not bar.isVisibleTo(win)
+
+
+def test_tab_order_walks_the_whole_window(qtbot, make_window, build_medium) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    win = make_window(lambda p, progress=None, cancel=None: build_medium(p))
+    _open(qtbot, win, "/media/cd")
+    win.show()
+    win.activateWindow()
+    qtbot.wait_active(win)
+    qtbot.wait_until(lambda: win.runner.active_count() == 0, timeout=5000)
+    win.activateWindow()
+    win.sources.tree.setFocus()
+    qtbot.wait_until(win.sources.tree.hasFocus, timeout=3000)
+    seen = [QApplication.focusWidget()]
+    for _ in range(12):
+        focus = QApplication.focusWidget()
+        assert focus is not None, [type(w).__name__ for w in seen]
+        qtbot.keyClick(focus, Qt.Key.Key_Tab)
+        seen.append(QApplication.focusWidget())
+    want = [win.sources.tree, win.sources.open_folder_button, win.sources.open_dicomdir_button,
+            win.sources.open_iso_button, win.search, win.tree, win.thumb_view]
+    positions = [seen.index(w) for w in want]  # every stop is reached, in this order
+    assert positions == sorted(positions)
+    assert win.problems.view in seen or not win.problems.view.isVisible()
