@@ -19,13 +19,14 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from app.core.errors import UnreadableMedium, UnsafePath
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One directory entry as listed (a tuple: tens of thousands are made per medium)."""
+
     name: str
     is_dir: bool
     size: int  # bytes; 0 for directories
