@@ -96,3 +96,17 @@ def test_iso_xorriso_with_rock_ridge_and_joliet(tmp_path: Path) -> None:
     m = open_medium(iso)
     assert m.to_dict()["patients"] == expected_tree(b.roots)
     assert m.problems == []
+
+
+@pytest.mark.parametrize("udf", [False, True])
+def test_reads_the_exporters_iso(tmp_path: Path, udf: bool) -> None:
+    """Images made by app.core.iso.write_iso (Level 1, or the UDF 2.60 bridge) read back."""
+    from app.core.iso import write_iso
+
+    b = conformant(tmp_path / "staging")
+    iso = tmp_path / "export.iso"
+    write_iso(b.root, iso, "TESTFS", udf=udf)
+    m = open_medium(iso)
+    assert m.to_dict()["patients"] == expected_tree(b.roots)
+    assert m.problems == []
+    assert check_medium(m) == []
