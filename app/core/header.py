@@ -89,6 +89,21 @@ def _tags_for(keywords: tuple[str, ...]) -> dict[int, str]:
     return tags
 
 
+_DEFAULT_TAGS: list[dict[int, str]] = []
+
+
+def _default_tags() -> dict[int, str]:
+    if not _DEFAULT_TAGS:
+        _DEFAULT_TAGS.append(_tags_for(HEADER_KEYWORDS))
+        _DEFAULT_TAGS.append(_tags_for(META_KEYWORDS))
+    return _DEFAULT_TAGS[0]
+
+
+def _meta_tags() -> dict[int, str]:
+    _default_tags()
+    return _DEFAULT_TAGS[1]
+
+
 @dataclass
 class Header:
     """What a file's header says (values decoded; absent or empty → None / missing).
@@ -205,8 +220,8 @@ def read_header(fp: BinaryIO, name: str, extra_keywords: Iterable[str] = ()) -> 
     TruncatedFile
         The file ends inside its header.
     """
-    keywords = HEADER_KEYWORDS + tuple(extra_keywords)
-    wanted = _tags_for(keywords)
+    extra = tuple(extra_keywords)
+    wanted = _tags_for(HEADER_KEYWORDS + extra) if extra else _default_tags()
     buf, eof = _read_more(fp, b"", FIRST_CHUNK)
     if not buf:
         raise NotDicom(f"{name}: file is empty")
@@ -248,11 +263,15 @@ def _parse(buf: bytes, layout: Layout, name: str, wanted: dict[int, str], eof: b
     header = Header(name=name, has_preamble=layout.has_preamble, has_meta=bool(layout.meta),
                     declared_transfer_syntax=layout.declared_ts, ts_mismatch=layout.ts_mismatch)
     ascii_dec = decoder_for(None)
-    meta_names = _tags_for(META_KEYWORDS)
+    meta_names = _meta_tags()
+    meta = header.meta
     for tag, (vr, off, length) in layout.meta.items():
         kw = meta_names.get(tag)
         if kw is not None:
-            header.meta[kw] = _decode(buf, vr, off, length, True, ascii_dec)[0]
+            if vr == "UI" and length != UNDEFINED:
+                meta[kw] = buf[off:off + length].decode("ascii", "replace").strip(" \0") or None
+            else:
+                meta[kw] = _decode(buf, vr, off, length, True, ascii_dec)[0]
     # Compressed transfer syntaxes keep the declared UID: the bytes only tell us the dataset
     # encoding (always Explicit VR LE for them).
     declared = layout.declared_ts
