@@ -102,6 +102,8 @@ def check_medium(medium: Medium, profile: str | None = None,
             add(p)
         if res.info.charset_problem:
             add(Problem("warning", "bad-charset", inst.path, res.info.charset_problem))
+        if res.info.truncated:
+            add(Problem("error", "truncated-file", inst.path, "file ends inside its Pixel Data"))
         if _file_wins(inst, res.info, pat, st, se):
             moves.append((inst, se, res.info.values))
     if moves:

@@ -421,7 +421,7 @@ class _Reader:
                 continue
             inst = instance_from_header(r.info, r.ref, referenced=False)
             self._add_instance(self.builder.place(r.info.values), inst)
-            self._charset(r)
+            self._header_problems(r)
             found += 1
         if found:
             why = ("no usable DICOMDIR" if had_dicomdir else "no DICOMDIR found")
@@ -462,9 +462,13 @@ class _Reader:
                                          "DICOM file not referenced by any DICOMDIR record; "
                                          "listed from its header"))
             self._add_instance(self.builder.place(r.info.values), inst)
-            self._charset(r)
+            self._header_problems(r)
 
-    def _charset(self, r: HeaderResult) -> None:
+    def _header_problems(self, r: HeaderResult) -> None:
+        """Problems a listed file's header shows: undecodable text, pixel data cut short."""
         if r.info is not None and r.info.charset_problem:
             self.problems.append(Problem("warning", "bad-charset", r.ref.path,
                                          r.info.charset_problem))
+        if r.info is not None and r.info.truncated:
+            self.problems.append(Problem("error", "truncated-file", r.ref.path,
+                                         "file ends inside its Pixel Data"))

@@ -114,6 +114,7 @@ class HeaderInfo:
     is_dicomdir: bool
     has_pixels: bool = False
     charset_problem: str | None = None  # text that could not be decoded cleanly
+    truncated: bool = False  # the file ends inside its Pixel Data
 
 
 def plausible_head(head: bytes) -> bool:
@@ -135,7 +136,8 @@ def header_info(header: Any) -> HeaderInfo:
         _str(meta.get("MediaStorageSOPClassUID")), values.get("SOPClassUID"))
     return HeaderInfo(values, _str(getattr(header, "transfer_syntax", None)), is_dd,
                       bool(getattr(header, "has_pixels", False)),
-                      getattr(header, "charset_problem", None))
+                      getattr(header, "charset_problem", None),
+                      bool(getattr(header, "truncated", False)))
 
 
 def _str(v: object) -> str | None:

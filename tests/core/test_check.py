@@ -172,3 +172,23 @@ def test_missing_base_keys_reported_once(tmp_path: Path) -> None:
     keys = [p for p in probs if p.code == "missing-key"]
     assert keys[:3] == base
     assert len(keys) == 4 and "Rows, Columns" in keys[3].message
+
+
+def test_pixel_data_cut_short(tmp_path: Path) -> None:
+    b = conformant(tmp_path / "m", patients=1)
+    rec = leaves(b.roots)[0]
+    path = b.root.joinpath(*rec.file_id)  # type: ignore[misc]
+    data = path.read_bytes()
+    path.write_bytes(data[:-40])  # the last pixels are missing
+    m = open_medium(b.root)
+    assert m.problems == []  # ls does not open it
+    rel = "/".join(rec.file_id)  # type: ignore[arg-type]
+    assert _codes(check_medium(m)) == [("error", "truncated-file", rel)]
+    # an unreferenced copy is read by ls itself, and reported there
+    (b.root / "EXTRA").mkdir()
+    write_instance(b.root / "EXTRA" / "IM1", make_dataset())
+    extra = (b.root / "EXTRA" / "IM1").read_bytes()
+    (b.root / "EXTRA" / "IM1").write_bytes(extra[:-40])
+    m = open_medium(b.root)
+    assert _codes(m.problems) == [("warning", "unreferenced-file", "EXTRA/IM1"),
+                                  ("error", "truncated-file", "EXTRA/IM1")]
