@@ -29,6 +29,7 @@ __all__ = ["Tree", "walk_offsets", "consistent", "detect_shift", "sequence_order
 
 
 def top_offset(raw: RawDicomdir, tag: int) -> int:
+    """A top-level UL offset ((0004,1200) or (0004,1202)); 0 when absent or malformed."""
     v = raw.top.get(tag)
     if v is None or v[2] != 4:
         return 0
