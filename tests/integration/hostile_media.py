@@ -86,6 +86,7 @@ class ImageInfo:
     charset: str | None = None
     transfer_syntax: str = EXPLICIT_LE
     extra: dict[str, Any] = field(default_factory=dict)  # further attributes, by keyword
+    pixels: bool = True  # False: no Image Pixel module (SR, encapsulated documents, ...)
 
 
 def corpus(tag: str, patients: int = 2, studies: int = 1, series: int = 2, images: int = 2, *,
@@ -143,6 +144,9 @@ def make_dataset(info: ImageInfo) -> Dataset:
     ds.PixelRepresentation = 0
     for kw, v in info.extra.items():
         setattr(ds, kw, v)
+    if not info.pixels:
+        del ds.ImageType
+        return ds
     seed = int(hashlib.sha1(info.sop_uid.encode()).hexdigest()[:6], 16)
     ds.PixelData = bytes(((seed + k * 37) & 0xFF) if k % 2 == 0 else ((seed >> 8) & 0x0F)
                          for k in range(128))
@@ -815,3 +819,56 @@ def assert_each_once(d: dict[str, Any], built: Built, *, exact_paths: bool = Tru
     assert len(paths) == len(set(paths)), f"a file listed twice: {sorted(paths)}"
     text = json.dumps(d)
     assert SENTINEL_UID not in text and SENTINEL_NAME not in text and SENTINEL_PID not in text
+
+
+SR_BASIC_TEXT = "1.2.840.10008.5.1.4.1.1.88.11"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+MINIMAL_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]"
+               b"/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    c = Dataset()
+    c.CodeValue = value
+    c.CodingSchemeDesignator = scheme
+    c.CodeMeaning = meaning
+    return c
+
+
+def sr_info(base: ImageInfo) -> ImageInfo:
+    """A Basic Text SR (SR DOCUMENT record) with its record keys present."""
+    return replace(base, sop_class=SR_BASIC_TEXT, modality="SR", pixels=False, extra={
+        "CompletionFlag": "COMPLETE", "VerificationFlag": "UNVERIFIED",
+        "ContentDate": "20240102", "ContentTime": "101600", "ValueType": "CONTAINER",
+        "ContinuityOfContent": "SEPARATE",
+        "ConceptNameCodeSequence": [_code("11528-7", "LN", "Radiology Report")]})
+
+
+def pdf_info(base: ImageInfo) -> ImageInfo:
+    """An Encapsulated PDF (ENCAP DOC record)."""
+    pdf = MINIMAL_PDF + (b"\0" if len(MINIMAL_PDF) % 2 else b"")
+    return replace(base, sop_class=ENCAPSULATED_PDF, modality="DOC", pixels=False, extra={
+        "MIMETypeOfEncapsulatedDocument": "application/pdf", "EncapsulatedDocument": pdf,
+        "ContentDate": "20240102", "ContentTime": "101700", "BurnedInAnnotation": "NO",
+        "DocumentTitle": "REPORT", "ConceptNameCodeSequence": [],
+        "AcquisitionDateTime": "20240102101700"})
+
+
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+
+
+def rle_bytes(info: ImageInfo) -> bytes:
+    """The image RLE Lossless compressed by pydicom (a compressed source for transcoding)."""
+    from pydicom.uid import RLELossless
+
+    ds = pydicom_read(dicom_bytes(info))
+    ds.compress(RLELossless, generate_instance_uid=False)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def pydicom_read(data: bytes) -> Dataset:
+    import pydicom
+
+    return pydicom.dcmread(io.BytesIO(data), force=True)

@@ -464,3 +464,121 @@ def test_encode_dicomdir_used_by_sources_is_valid(tmp_path: Path) -> None:
                        capture_output=True, text=True, errors="replace", timeout=60)
     assert not [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("Error")]
     assert len(FileSet(pydicom.dcmread(tmp_path / "DICOMDIR"))) == 2
+
+
+# ------------------------------------------------------------------------ destinations that overlap
+
+
+@pytest.mark.parametrize("case", ["dest-is-src", "dest-is-src-force", "dest-inside-src",
+                                  "src-inside-dest-force", "dest-symlink-into-src",
+                                  "iso-is-source-iso", "iso-inside-src"])
+def test_export_never_writes_into_its_source(box: Sandbox, case: str) -> None:
+    want = _fuseiso(box)
+    src: Path = box.src
+    args: list[str | os.PathLike[str]]
+    if case == "dest-is-src":
+        args = [src, "--to", src]
+    elif case == "dest-is-src-force":
+        args = [src, "--to", src, "--force"]
+    elif case == "dest-inside-src":
+        args = [src, "--to", src / "OUT"]
+    elif case == "src-inside-dest-force":
+        inner = box.dest / "incoming"
+        box.dest.mkdir()
+        src.rename(inner)
+        src = inner
+        write_file(box.dest, "DICOMDIR", (src / "dicomdir").read_bytes())  # "a medium in DEST"
+        args = [src, "--to", box.dest, "--force"]
+    elif case == "dest-symlink-into-src":
+        os.symlink(src / "pa001", box.tmp / "link")
+        args = [src, "--to", box.tmp / "link", "--force"]
+    elif case == "iso-is-source-iso":
+        _iso_source(box)
+        src = box.src
+        args = [src, "--iso", src, "--force"]
+    else:
+        args = [src, "--iso", src / "OUT.ISO"]
+    before = tree_state(src) if src.is_dir() else {"iso": src.read_bytes().hex()}
+    r = box.export(*args)
+    assert_sane(r, (1, 2), EXPORT_TIMEOUT)
+    assert r.err.strip()
+    after = tree_state(src) if src.is_dir() else {"iso": src.read_bytes().hex()}
+    assert after == before, "the source was modified"
+    assert want
+
+
+# ------------------------------------------------------------------------ other objects and encodings
+
+
+def test_export_sr_and_encapsulated_pdf(box: Sandbox) -> None:
+    from tests.integration.hostile_media import pdf_info, sr_info
+
+    base = corpus("rtdocs", patients=1, series=3, images=1)
+    imgs = [base[0], sr_info(base[1]), pdf_info(base[2])]
+    write_medium(box.src, imgs)
+    got = roundtrip(box, {i.sop_uid: i for i in imgs}, pixels=False)
+    dd = pydicom.dcmread(box.dest / "DICOMDIR")
+    types = {r.ReferencedSOPInstanceUIDInFile: r.DirectoryRecordType
+             for r in dd.DirectoryRecordSequence if "ReferencedSOPInstanceUIDInFile" in r}
+    assert types == {imgs[0].sop_uid: "IMAGE", imgs[1].sop_uid: "SR DOCUMENT",
+                     imgs[2].sop_uid: "ENCAP DOC"}
+    assert got[imgs[2].sop_uid].EncapsulatedDocument.rstrip(b"\0") == \
+        make_dataset(imgs[2]).EncapsulatedDocument.rstrip(b"\0")
+
+
+@pytest.mark.parametrize("encoding", ["big-endian", "implicit", "rle", "no-meta"])
+def test_export_transcodes_to_explicit_le_losslessly(box: Sandbox, encoding: str) -> None:
+    from tests.integration.hostile_media import EXPLICIT_BE, IMPLICIT_LE, pydicom_read, rle_bytes
+
+    imgs = corpus("rtts", patients=1, series=1, images=2)
+    box.src.mkdir()
+    source_pixels = {}
+    for i in imgs:
+        if encoding == "big-endian":
+            data = dicom_bytes(replace(i, transfer_syntax=EXPLICIT_BE))
+        elif encoding == "implicit":
+            data = dicom_bytes(replace(i, transfer_syntax=IMPLICIT_LE))
+        elif encoding == "rle":
+            data = rle_bytes(i)
+        else:
+            data = dicom_bytes(i, preamble=False, meta=False)
+        write_file(box.src, "/".join(i.fid), data)
+        ds = pydicom_read(data)
+        if encoding == "no-meta":
+            ds.file_meta = pydicom.dataset.FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = IMPLICIT_LE
+        source_pixels[i.sop_uid] = ds.pixel_array.copy()
+    write_file(box.src, "DICOMDIR", encode_dicomdir(records_for(
+        [replace(i, transfer_syntax={"big-endian": EXPLICIT_BE, "rle": "1.2.840.10008.1.2.5"}
+                 .get(encoding, IMPLICIT_LE)) for i in imgs])))
+    got = roundtrip(box, {i.sop_uid: i for i in imgs}, pixels=False)
+    for u, ds in got.items():
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert (ds.pixel_array == source_pixels[u]).all(), u
+        assert ds.file_meta.ImplementationClassUID != "1.2.826.0.1.3680043.8.498.424242"
+
+
+# ------------------------------------------------------------------------ options with hostile values
+
+
+@pytest.mark.parametrize("fsid", ["bad id/../x", "lowercase", "WAYTOOLONGFILESETIDENTIFIER",
+                                  "ÄÖÜ", ""])
+def test_export_fileset_id_values(box: Sandbox, fsid: str) -> None:
+    want = _implicit_zero(box)
+    r = box.export(box.src, "--to", box.dest, "--fileset-id", fsid)
+    assert_sane(r, (0, 1, 2), EXPORT_TIMEOUT)
+    if r.rc == 0:
+        validate_medium(box.dest, want)
+        got = pydicom.dcmread(box.dest / "DICOMDIR").get("FileSetID", "")
+        assert re.fullmatch(r"[A-Z0-9_ ]{0,16}", got), got
+    else:
+        assert r.err.strip()
+        assert not box.dest.exists() or not any(box.dest.iterdir())
+
+
+def test_export_readme_stays_ascii_with_non_ascii_institution(box: Sandbox) -> None:
+    want = _fuseiso(box)
+    roundtrip(box, want, "--institution", "Hôpital Saint-Éloi 病院", "--contact",
+              "Dr. Müller ☎ +33 1 23 45 67 89")
+    text = (box.dest / "README.TXT").read_bytes()
+    assert b"Saint" in text and b"+33 1 23 45 67 89" in text
