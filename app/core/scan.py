@@ -16,22 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.core.errors import NotDicom, TruncatedFile, UnsafePath
 from app.core.fs import Entry, MediumFS
+from app.core.header import read_header
 from app.core.jobs import CancelToken
 from app.core.model import Instance, Patient, Problem, Series, Study
-from app.core.paths import Listings, describe_os_error, join, name_key, retry_once
+from app.core.paths import Listings, describe_os_error, join, name_key
 
 MAX_DEPTH = 32  # PS3.10 allows 8 levels; anything this deep is a loop or garbage
 MIN_DICOM_SIZE = 16  # smaller than any dataset holding a single UID
 HEAD_SIZE = 132
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-
-# A header with none of these is not a usable DICOM instance (e.g. "DICM" followed by junk).
-_IDENTIFIERS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
-                "PatientID")
 
 # First two bytes of a dataset without preamble: group 0002, 0004 (a DICOMDIR) or 0008,
 # little or big endian.
@@ -147,8 +144,10 @@ def _str(v: object) -> str | None:
     return s or None
 
 
-@dataclass
-class HeaderResult:
+class HeaderResult(NamedTuple):
+    """One file's header read: ``info`` when it is DICOM, ``problem`` when it looked like DICOM
+    but could not be read."""
+
     ref: FileRef
     info: HeaderInfo | None = None
     problem: Problem | None = None  # set when the file looked like DICOM but failed
@@ -158,45 +157,50 @@ def read_one(fs: MediumFS, ref: FileRef, *, prefilter: bool = True) -> HeaderRes
     """Read one file's header (retrying an I/O error once). Non-DICOM → no info, no problem."""
     if prefilter and ref.entry.size < MIN_DICOM_SIZE:
         return HeaderResult(ref)
-    from app.core.header import read_header
+    for attempt in (1, 2):
+        try:
+            return _attempt(fs, ref, prefilter)
+        except UnsafePath as exc:
+            return HeaderResult(ref, None, Problem("error", "outside-root", ref.path, str(exc)))
+        except FileNotFoundError:
+            return HeaderResult(ref, None, Problem("error", "missing-file", ref.path,
+                                                   "file vanished while the medium was read"))
+        except OSError as exc:
+            if attempt == 2 or isinstance(exc, NotADirectoryError | IsADirectoryError):
+                return HeaderResult(ref, None, Problem(
+                    "error", "read-error", ref.path,
+                    f"cannot read the file (tried twice): {describe_os_error(exc)}"))
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    def attempt() -> HeaderResult:
-        with fs.open(ref.path) as fp:
-            peek = getattr(fp, "peek", None)
-            if peek is not None:  # look without moving: read_header starts at byte 0
-                head = peek(HEAD_SIZE)[:HEAD_SIZE]
-            else:
-                head = fp.read(HEAD_SIZE)
-                fp.seek(0)
-            has_dicm = len(head) >= HEAD_SIZE and head[128:132] == b"DICM"
-            if prefilter and not plausible_head(head):
-                return HeaderResult(ref)
-            try:
-                info = header_info(read_header(fp, ref.path))
-                if not info.is_dicomdir and not any(info.values.get(k) for k in _IDENTIFIERS):
-                    raise NotDicom("no SOP, study, series or patient identifier in its header")
-                return HeaderResult(ref, info)
-            except NotDicom as exc:
-                if has_dicm or not prefilter:
-                    return HeaderResult(ref, None, Problem(
-                        "error" if not prefilter else "warning", "not-dicom", ref.path,
-                        f"not a readable DICOM file: {_unprefixed(exc, ref.path)}"))
-                return HeaderResult(ref)
-            except TruncatedFile as exc:
-                return HeaderResult(ref, None, Problem("error", "truncated-file", ref.path,
-                                                       _unprefixed(exc, ref.path)))
 
-    try:
-        return retry_once(attempt)
-    except UnsafePath as exc:
-        return HeaderResult(ref, None, Problem("error", "outside-root", ref.path, str(exc)))
-    except FileNotFoundError:
-        return HeaderResult(ref, None, Problem("error", "missing-file", ref.path,
-                                               "file vanished while the medium was read"))
-    except OSError as exc:
-        return HeaderResult(ref, None, Problem(
-            "error", "read-error", ref.path,
-            f"cannot read the file (tried twice): {describe_os_error(exc)}"))
+def _attempt(fs: MediumFS, ref: FileRef, prefilter: bool) -> HeaderResult:
+    with fs.open(ref.path) as fp:
+        peek = getattr(fp, "peek", None)
+        if peek is not None:  # look without moving: read_header starts at byte 0
+            head = peek(HEAD_SIZE)[:HEAD_SIZE]
+        else:
+            head = fp.read(HEAD_SIZE)
+            fp.seek(0)
+        has_dicm = len(head) >= HEAD_SIZE and head[128:132] == b"DICM"
+        if prefilter and not plausible_head(head):
+            return HeaderResult(ref)
+        try:
+            info = header_info(read_header(fp, ref.path))
+            v = info.values
+            if not info.is_dicomdir and not (
+                    v.get("SOPInstanceUID") or v.get("SOPClassUID") or v.get("StudyInstanceUID")
+                    or v.get("SeriesInstanceUID") or v.get("PatientID")):
+                raise NotDicom("no SOP, study, series or patient identifier in its header")
+            return HeaderResult(ref, info)
+        except NotDicom as exc:
+            if has_dicm or not prefilter:
+                return HeaderResult(ref, None, Problem(
+                    "error" if not prefilter else "warning", "not-dicom", ref.path,
+                    f"not a readable DICOM file: {_unprefixed(exc, ref.path)}"))
+            return HeaderResult(ref)
+        except TruncatedFile as exc:
+            return HeaderResult(ref, None, Problem("error", "truncated-file", ref.path,
+                                                   _unprefixed(exc, ref.path)))
 
 
 def _unprefixed(exc: BaseException, path: str) -> str:
