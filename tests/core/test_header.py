@@ -279,3 +279,119 @@ def test_deflated() -> None:
     assert h.transfer_syntax == "1.2.840.10008.1.2.1.99"
     assert h.values["SOPInstanceUID"] == ds.SOPInstanceUID
     assert h.has_pixels
+
+
+# -- the low-level element reader (app.core.dcmbytes) ----------------------------------------
+
+def _el(tag: int, vr: str, value: bytes, *, little: bool = True, explicit: bool = True,
+        length: int | None = None) -> bytes:
+    e = "<" if little else ">"
+    n = len(value) if length is None else length
+    if not explicit:
+        return struct.pack(e + "HHI", tag >> 16, tag & 0xFFFF, n) + value
+    if vr in ("OB", "OW", "SQ", "UN", "UT", "UC", "UR", "OF", "OD", "OL", "OV", "SV", "UV"):
+        return struct.pack(e + "HH2s2xI", tag >> 16, tag & 0xFFFF, vr.encode(), n) + value
+    return struct.pack(e + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), n) + value
+
+
+def _item(body: bytes, *, little: bool = True, undefined: bool = False) -> bytes:
+    e = "<" if little else ">"
+    if undefined:
+        return (struct.pack(e + "HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + body
+                + struct.pack(e + "HHI", 0xFFFE, 0xE00D, 0))
+    return struct.pack(e + "HHI", 0xFFFE, 0xE000, len(body)) + body
+
+
+@pytest.mark.parametrize("little", [True, False])
+def test_element_reader_event_stream(little: bool) -> None:
+    from app.core.dcmbytes import (
+        EV_ELEM,
+        EV_ITEM,
+        EV_ITEM_END,
+        EV_SQ,
+        EV_SQ_END,
+        UNDEFINED,
+        ElementReader,
+    )
+
+    e = "<" if little else ">"
+    seq_delim = struct.pack(e + "HHI", 0xFFFE, 0xE0DD, 0)
+    inner = _el(0x00081150, "UI", b"1.2\0", little=little)
+    sq = (_el(0x00081140, "SQ", b"", little=little, length=UNDEFINED)
+          + _item(inner, little=little, undefined=True) + _item(inner, little=little)
+          + seq_delim)
+    # A UN-encoded sequence: Implicit VR Little Endian inside, whatever the file's encoding.
+    un_inner = _el(0x00091002, "", b"ab", explicit=False)
+    un = (_el(0x00091001, "UN", b"", little=little, length=UNDEFINED)
+          + _item(un_inner, undefined=True) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    frags = (struct.pack(e + "HHI", 0xFFFE, 0xE000, 0) + struct.pack(e + "HHI", 0xFFFE, 0xE000, 4)
+             + b"\1\2\3\4" + seq_delim)
+    pixels = _el(0x7FE00010, "OB", b"", little=little, length=UNDEFINED) + frags
+    data = (_el(0x00080016, "UI", b"1.2.3\0", little=little) + sq + un
+            + _el(0x00090010, "LO", b"ACME", little=little) + pixels
+            + _el(0xFFFCFFFC, "OB", b"\0\0", little=little))
+    reader = ElementReader(data, little, True)
+    events = [(k, t) for k, t, _vr, _o, _n, _p in reader.events()]
+    assert events == [
+        (EV_ELEM, 0x00080016), (EV_SQ, 0x00081140),
+        (EV_ITEM, 0xFFFEE000), (EV_ELEM, 0x00081150), (EV_ITEM_END, 0),
+        (EV_ITEM, 0xFFFEE000), (EV_ELEM, 0x00081150), (EV_ITEM_END, 0), (EV_SQ_END, 0),
+        (EV_SQ, 0x00091001), (EV_ITEM, 0xFFFEE000), (EV_ELEM, 0x00091002), (EV_ITEM_END, 0),
+        (EV_SQ_END, 0), (EV_ELEM, 0x00090010), (EV_ELEM, 0x7FE00010), (EV_ELEM, 0xFFFCFFFC),
+    ]
+    assert reader.stop_reason is None and not reader.truncated
+    pix = [ev for ev in reader.events() if ev[1] == 0x7FE00010][0]
+    assert pix[4] == UNDEFINED and data[pix[3]:pix[3] + 4] == struct.pack(e + "HH", 0xFFFE, 0xE000)
+    # Stopping before Pixel Data, and reading only the top level.
+    tags = [t for k, t, *_ in ElementReader(data, little, True).events(stop_tag=0x7FE00000)
+            if k == EV_ELEM]
+    assert tags[-1] == 0x00090010
+
+
+def test_element_reader_limits_and_tolerance() -> None:
+    from app.core.dcmbytes import EV_ELEM, ElementReader
+
+    flat = b"".join(_el(0x00100010 + i, "LO", b"AB") for i in range(50))
+    r = ElementReader(flat, max_elements=10)
+    assert len(list(r.events())) == 10 and r.stop_reason == "too many elements"
+    deep = (_el(0x00091010, "SQ", b"", length=0xFFFFFFFF)
+            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)) * 200
+    r = ElementReader(deep, max_depth=16)
+    list(r.events())
+    assert r.stop_reason == "nesting too deep"
+    # An implicit element inside an explicit dataset, and stray delimiters, are tolerated.
+    mixed = (_el(0x00080016, "UI", b"1.2\0") + _el(0x00100010, "", b"Doe^J ", explicit=False)
+             + struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + _el(0x00100020, "LO", b"ID"))
+    got = [(t, vr) for k, t, vr, *_ in ElementReader(mixed).events() if k == EV_ELEM]
+    assert got == [(0x00080016, "UI"), (0x00100010, "PN"), (0x00100020, "LO")]
+    # Truncated inside a value: says so, yields nothing broken.
+    r = ElementReader(flat[:25])
+    assert len(list(r.events())) == 2 and r.truncated
+
+
+def test_numeric_values() -> None:
+    from app.core.dcmbytes import numeric_value
+
+    assert numeric_value(struct.pack("<3H", 1, 2, 3), "US", 0, 6, True) == "1\\2\\3"
+    assert numeric_value(struct.pack(">h", -5), "SS", 0, 2, False) == "-5"
+    assert numeric_value(struct.pack("<f", 1.5), "FL", 0, 4, True) == "1.5"
+    assert numeric_value(struct.pack("<d", -2.25), "FD", 0, 8, True) == "-2.25"
+    assert numeric_value(struct.pack("<HH", 0x0010, 0x0020), "AT", 0, 4, True) == "(0010,0020)"
+    assert numeric_value(b"\1", "US", 0, 1, True) is None
+    assert numeric_value(b"", "US", 0, 0, True) is None
+
+
+def test_undefined_length_sequence_before_pixels_in_header() -> None:
+    ds = make_dataset(8, 8)
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3"
+    ds.ReferencedImageSequence = Sequence([item])
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    data = to_bytes(ds, enforce_file_format=True)
+    assert struct.pack("<HH2s2xI", 0x0008, 0x1140, b"SQ", 0xFFFFFFFF) in data
+    h = header_of(data)
+    assert h.has_pixels and h.values["SOPInstanceUID"] == ds.SOPInstanceUID
+    assert h.values["InstanceNumber"] == ds.InstanceNumber
