@@ -70,10 +70,11 @@ def _maps() -> dict[str, dict]:
     if not _MAPS:
         dictionary = dicom_dictionary()
         tags = {entry[4]: tag for tag, entry in dictionary.items() if entry[4]}
-        _MAPS["keyword"] = {tag: entry[4] for tag, entry in dictionary.items() if entry[4]}
-        _MAPS["required"] = {t: tuple((k, tags[k]) for k in keys)
-                             for t, keys in REQUIRED_KEYS.items()}
-        _MAPS["file_keys"] = {"": tuple((k, tags[k]) for k in FILE_KEYS)}
+        # One update call: other threads see all three maps or none.
+        _MAPS.update(
+            keyword={tag: entry[4] for tag, entry in dictionary.items() if entry[4]},
+            required={t: tuple((k, tags[k]) for k in keys) for t, keys in REQUIRED_KEYS.items()},
+            file_keys={"": tuple((k, tags[k]) for k in FILE_KEYS)})
     return _MAPS
 
 

@@ -89,19 +89,22 @@ def _tags_for(keywords: tuple[str, ...]) -> dict[int, str]:
     return tags
 
 
-_DEFAULT_TAGS: list[dict[int, str]] = []
+_DEFAULT_TAGS: tuple[dict[int, str], dict[int, str]] | None = None
+
+
+def _defaults() -> tuple[dict[int, str], dict[int, str]]:
+    global _DEFAULT_TAGS
+    if _DEFAULT_TAGS is None:  # a race only computes the same maps twice
+        _DEFAULT_TAGS = (_tags_for(HEADER_KEYWORDS), _tags_for(META_KEYWORDS))
+    return _DEFAULT_TAGS
 
 
 def _default_tags() -> dict[int, str]:
-    if not _DEFAULT_TAGS:
-        _DEFAULT_TAGS.append(_tags_for(HEADER_KEYWORDS))
-        _DEFAULT_TAGS.append(_tags_for(META_KEYWORDS))
-    return _DEFAULT_TAGS[0]
+    return _defaults()[0]
 
 
 def _meta_tags() -> dict[int, str]:
-    _default_tags()
-    return _DEFAULT_TAGS[1]
+    return _defaults()[1]
 
 
 @dataclass

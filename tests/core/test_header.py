@@ -395,3 +395,23 @@ def test_undefined_length_sequence_before_pixels_in_header() -> None:
     h = header_of(data)
     assert h.has_pixels and h.values["SOPInstanceUID"] == ds.SOPInstanceUID
     assert h.values["InstanceNumber"] == ds.InstanceNumber
+
+
+def test_threads_share_the_parsers_safely() -> None:
+    """The GUI reads headers and DICOMDIRs on worker threads: same results as one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.core.dicomdir import parse_dicomdir
+
+    blobs = [to_bytes(make_dataset(8, 8, PatientName=f"P{i}^Ü", SpecificCharacterSet="ISO_IR 100"),
+                      enforce_file_format=True) for i in range(24)]
+    ddir = db.encode(db.simple_tree(2, 1, 2, 5, charset="ISO_IR 100", name="Zoë"))
+
+    def work(i: int) -> tuple[str | None, int]:
+        h = header_of(blobs[i % len(blobs)])
+        res = parse_dicomdir(ddir, "DICOMDIR")
+        return h.values["PatientName"], sum(1 for p in res.patients for _ in p.instances())
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(work, range(96)))
+    assert got == [(f"P{i % 24}^Ü", 20) for i in range(96)]
