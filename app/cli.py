@@ -78,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_json(obj: object) -> None:
+    """Write JSON as UTF-8 bytes (RFC 8259), whatever the console's encoding.
+
+    One write: json.dump() would make a call per token (600,000 on a 20,000-image disc).
+    File names that are not valid UTF-8 reach us as lone surrogates (PEP 383); they are written
+    as JSON ``\\udcXX`` escapes, which ``os.fsencode`` maps back to the bytes on the medium.
+    """
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 def _format_tree(medium: object) -> str:
     from app.core.model import Medium
 
@@ -114,8 +127,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_FAIL
     if args.json:
-        json.dump(medium.to_dict(), sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        _write_json(medium.to_dict())
     else:
         print(_format_tree(medium))
     return EXIT_OK
@@ -139,8 +151,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         out = medium.to_dict()
         out["problems"] = [p.to_dict() for p in problems]
         out["profile"] = args.profile
-        json.dump(out, sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        _write_json(out)
     else:
         n = sum(1 for _ in medium.instances())
         print(f"{medium.root}: {len(medium.patients)} patient(s), {n} instance(s)")
@@ -230,7 +241,19 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(path=path, demo=demo, screenshot=getattr(args, "screenshot", None))
 
 
+def _tolerant_console() -> None:
+    """Never die on a name the console cannot encode (Windows cp1252, an ASCII pipe)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_console()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
