@@ -872,3 +872,18 @@ def pydicom_read(data: bytes) -> Dataset:
     import pydicom
 
     return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
+def meta_end(data: bytes) -> int:
+    """Offset of the first body byte of a file written by :func:`dicom_bytes` (with preamble)."""
+    assert data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00"
+    return 144 + struct.unpack("<I", data[140:144])[0]
+
+
+def set_meta_ts(data: bytes, ts: str) -> bytes:
+    """Rewrite (0002,0010) in place (same length, NUL padded) to claim another transfer syntax."""
+    pos = data.index(b"\x02\x00\x10\x00UI", 132)
+    n = struct.unpack("<H", data[pos + 6:pos + 8])[0]
+    new = ts.encode()
+    assert len(new) <= n
+    return data[:pos + 8] + new.ljust(n, b"\0") + data[pos + 8 + n:]

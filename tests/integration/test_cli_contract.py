@@ -389,3 +389,15 @@ def test_non_unicode_console_never_crashes(tmp_path: Path, encoding: str,
     else:
         assert "Yamada^Tarou" in r.out
 
+
+
+def test_medium_opened_through_a_symlink(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/media/cdrom is often a symlink: opening through it is not 'outside the root'."""
+    built = write_medium(tmp_path / "m", corpus("symroot", patients=1, series=1, images=2))
+    os.symlink(built.root, tmp_path / "cdrom")
+    for target in (tmp_path / "cdrom", tmp_path / "cdrom" / "DICOMDIR"):
+        r = run_inproc(capsys, "ls", target, "--json")
+        assert_sane(r)
+        d = json.loads(r.out)
+        assert d["problems"] == []
+        assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)

@@ -998,6 +998,8 @@ def test_two_thousand_files_in_one_folder(medium_dir: Path, tmp_path: Path,
     d = ls(capsys, medium_dir, tmp_path)
     assert_each_once(d, Built(medium_dir, [], expected))
     assert len(problems(d, "unreferenced-file")) == 1900
+    d = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    assert_each_once(d, Built(medium_dir, [], expected))
 
 
 # ------------------------------------------------------------------------ ISO images
@@ -1388,3 +1390,158 @@ def test_iso_with_rock_ridge_symlinks(tmp_path: Path, capsys: pytest.CaptureFixt
         assert sorted(r["sop_instance_uid"] for r in rows if r["path"] and r["path"] != "LINK") \
             == sorted(i.sop_uid for i in imgs)
         assert SENTINEL_UID not in json.dumps(d)
+
+
+# ------------------------------------------------------------------------ hostile image headers
+
+
+def _explicit(tag: int, vr: str, length: int) -> bytes:
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
+    if vr in ("OB", "OW", "SQ", "UN", "UT"):
+        return head + b"\0\0" + struct.pack("<I", length)
+    return head + struct.pack("<H", length)
+
+
+ITEM = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+SEQ_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _deep_sq(depth: int) -> bytes:
+    open_ = _explicit(0x00080006, "SQ", 0xFFFFFFFF) + ITEM
+    return open_ * depth + (ITEM_END + SEQ_END) * depth
+
+
+def _hostile_header(kind: str, data: bytes) -> tuple[bytes, bool]:
+    """(file bytes, whether the image is still readable and must be listed)."""
+    from tests.integration.hostile_media import meta_end, set_meta_ts
+
+    m = meta_end(data)
+    body = data[m:]
+    if kind == "sq-huge-length":
+        return data[:m] + _explicit(0x00080006, "SQ", 0xFFFFFFF0) + body, False
+    if kind == "ob-huge-length":
+        return data[:m] + _explicit(0x00080006, "OB", 0x7FFFFFFF) + body, False
+    if kind == "sq-10000-deep":
+        return data[:m] + _deep_sq(10_000) + body, True
+    if kind == "sq-never-closed":
+        return data[:m] + _explicit(0x00080006, "SQ", 0xFFFFFFFF) + ITEM + body, False
+    if kind == "un-undefined-length":
+        inner = b"\x08\x00\x00\x01\x04\x00\x00\x00ABCD"  # implicit (0008,0100) "ABCD"
+        un = _explicit(0x00080006, "UN", 0xFFFFFFFF) + ITEM + inner + ITEM_END + SEQ_END
+        return data[:m] + un + body, True
+    if kind == "meta-length-huge":
+        return data[:140] + struct.pack("<I", 0xFFFFFFF0) + data[144:], False
+    if kind == "meta-length-small":
+        return data[:140] + struct.pack("<I", 4) + data[144:], True
+    if kind == "meta-says-big-endian":
+        return set_meta_ts(data, "1.2.840.10008.1.2.2"), True
+    if kind == "meta-says-implicit":
+        return set_meta_ts(data, "1.2.840.10008.1.2"), True
+    if kind == "meta-ts-empty":
+        return set_meta_ts(data, ""), True
+    if kind == "no-meta-after-dicm":
+        return data[:132] + body, True
+    if kind == "stray-delimiters":
+        return data[:m] + SEQ_END + ITEM_END + body, True
+    if kind == "invalid-vr":
+        return data[:m] + b"\x08\x00\x06\x00\x00\x00\x04\x00ABCD" + body, False
+    if kind == "tags-descending":
+        return data[:m] + body + _explicit(0x00080005, "CS", 10) + b"ISO_IR 100", True
+    raise KeyError(kind)
+
+
+HOSTILE_HEADERS = ["sq-huge-length", "ob-huge-length", "sq-10000-deep", "sq-never-closed",
+                   "un-undefined-length", "meta-length-huge", "meta-length-small",
+                   "meta-says-big-endian", "meta-says-implicit", "meta-ts-empty",
+                   "no-meta-after-dicm", "stray-delimiters", "invalid-vr", "tags-descending"]
+
+
+@pytest.mark.parametrize("with_dicomdir", [False, True], ids=["scan", "dicomdir"])
+def test_hostile_image_headers(medium_dir: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str], with_dicomdir: bool) -> None:
+    """One medium, one hostile file per kind next to good ones: nothing crashes or hangs; every
+    readable file is listed once; an unreadable one is named in a problem, never dropped silently."""
+    imgs = corpus("hdr", patients=1, series=2, images=len(HOSTILE_HEADERS))
+    good, victims = imgs[: len(imgs) - len(HOSTILE_HEADERS)], imgs[len(imgs) - len(HOSTILE_HEADERS):]
+    expected = write_images(medium_dir, good)
+    must_list: dict[str, str] = {}
+    may_fail: dict[str, str] = {}
+    for info, kind in zip(victims, HOSTILE_HEADERS, strict=True):
+        data, readable = _hostile_header(kind, dicom_bytes(info))
+        rel = f"HOSTILE/{kind.upper().replace('-', '_')[:8]}{len(must_list) + len(may_fail)}"
+        write_file(medium_dir, rel, data)
+        (must_list if readable else may_fail)[info.sop_uid] = rel
+    if with_dicomdir:  # the DICOMDIR references the good ones only
+        write_file(medium_dir, "DICOMDIR", encode_dicomdir(records_for(good)))
+    for cmd, rcs in (("ls", (0,)), ("check", (1,))):
+        d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
+        assert_each_once(d, Built(medium_dir, good, {**expected, **must_list}))
+        rows = {r["sop_instance_uid"]: r for r in listed(d)}
+        named = {p["path"] for p in d["problems"]}
+        for u, rel in may_fail.items():
+            assert u in rows or rel in named, f"{cmd}: {rel} neither listed nor reported"
+
+
+def test_image_header_fuzz(medium_dir: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Seeded mutations of whole image files (scan mode): bounded, no crash, good files kept."""
+    imgs = corpus("hfuzz", patients=1, series=1, images=40)
+    good = imgs[:4]
+    expected = write_images(medium_dir, good)
+    rnd = random.Random(4242)
+    for k, info in enumerate(imgs[4:]):
+        b = bytearray(dicom_bytes(info))
+        for _ in range(rnd.choice([1, 3, 8, 30])):
+            pos = rnd.randrange(128, len(b))
+            r = rnd.random()
+            if r < 0.5:
+                b[pos] = rnd.randrange(256)
+            elif r < 0.75:
+                b[pos:pos + 4] = struct.pack("<I", rnd.choice([0xFFFFFFFF, 0xFFFFFFF0, 0x7FFFFFFF,
+                                                               0, 1, len(b)]))
+            else:
+                del b[pos:pos + rnd.randrange(1, 40)]
+        write_file(medium_dir, f"FUZZ/F{k:03d}", bytes(b))
+    for cmd, rcs in (("ls", (0,)), ("check", (0, 1))):
+        d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
+        rows = listed(d)
+        for u, rel in expected.items():
+            assert [r["path"] for r in rows if r["sop_instance_uid"] == u] == [rel]
+        paths = [r["path"] for r in rows if r["path"]]
+        assert len(paths) == len(set(paths))
+
+
+def test_scan_decodes_each_files_charset(medium_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    imgs: list[ImageInfo] = []
+    for k, (cs, name) in enumerate(CHARSETS):
+        imgs += [replace_info(i, charset=cs, patient_name=name, fid=(f"P{k}",) + i.fid[1:])
+                 for i in corpus(f"scs{k}", patients=1, series=1, images=1)]
+    expected = write_images(medium_dir, imgs)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert d["source"] == "scan"
+    assert_each_once(d, Built(medium_dir, imgs, expected))
+    assert {p["patient_id"]: p["patient_name"] for p in d["patients"]} == \
+        {i.patient_id: i.patient_name for i in imgs}
+    assert "bad-charset" not in codes(d)
+
+
+def test_check_record_file_disagreements(medium_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Never trust the DICOMDIR over the file: each disagreement is reported, naming the file."""
+    imgs = corpus("disagree", patients=1, series=1, images=5)
+    recorded = [replace_info(imgs[0], sop_uid=uid("disagree", "other")),
+                replace_info(imgs[1], transfer_syntax=IMPLICIT_LE),
+                replace_info(imgs[2], sop_class="1.2.840.10008.5.1.4.1.1.7"),
+                replace_info(imgs[3], series_uid=uid("disagree", "other-series")),
+                imgs[4]]
+    expected = write_images(medium_dir, imgs)
+    write_file(medium_dir, "DICOMDIR", encode_dicomdir(records_for(recorded)))
+    d = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    mism = {p["path"] for p in problems(d, "record-file-mismatch")}
+    for i in imgs[:4]:
+        assert expected[i.sop_uid] in mism, (i.fid, d["problems"])
+    assert expected[imgs[4].sop_uid] not in mism
+    paths = [r["path"] for r in listed(d) if r["path"]]
+    assert sorted(paths) == sorted(expected.values())

@@ -6,6 +6,7 @@ outside DEST (plus the application's own report folder, redirected here into a s
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -582,3 +583,52 @@ def test_export_readme_stays_ascii_with_non_ascii_institution(box: Sandbox) -> N
               "Dr. Müller ☎ +33 1 23 45 67 89")
     text = (box.dest / "README.TXT").read_bytes()
     assert b"Saint" in text and b"+33 1 23 45 67 89" in text
+
+
+def test_export_trusts_the_file_over_the_record(box: Sandbox) -> None:
+    """The DICOMDIR says one thing, the file another: the exported copy and record follow the file."""
+    imgs = corpus("rttrust", patients=1, series=1, images=2)
+    write_images(box.src, imgs)
+    lies = [replace(i, patient_name="RECORD^LIE", study_desc="RECORD DESC", modality="MR",
+                    series_number="42") for i in imgs]
+    write_file(box.src, "DICOMDIR", encode_dicomdir(records_for(lies)))
+    got = roundtrip(box, {i.sop_uid: i for i in imgs})
+    assert {str(ds.PatientName) for ds in got.values()} == {"RTTRUST^PATIENT1"}
+    dd = pydicom.dcmread(box.dest / "DICOMDIR")
+    text = str(dd)
+    assert "RECORD^LIE" not in text and "RECORD DESC" not in text
+    series = [r for r in dd.DirectoryRecordSequence if r.DirectoryRecordType == "SERIES"]
+    assert [(r.Modality, str(r.SeriesNumber)) for r in series] == [("CT", "1")]
+
+
+def _sparse_big_image(path: Path, info: ImageInfo, frames: int) -> int:
+    """A valid image whose (zero) pixel data is ``frames`` × 50 MB, written sparse."""
+    ds = make_dataset(info)
+    del ds.PixelData
+    ds.Rows = ds.Columns = 5000
+    ds.NumberOfFrames = frames
+    n = 5000 * 5000 * 2 * frames
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = info.sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = info.sop_uid
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    head = buf.getvalue() + b"\xe0\x7f\x10\x00OW\0\0" + n.to_bytes(4, "little")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fp:
+        fp.write(head)
+        fp.truncate(len(head) + n)
+    return len(head) + n
+
+
+def test_export_too_big_for_a_cd_is_refused_before_writing(box: Sandbox) -> None:
+    imgs = corpus("rtbig", patients=1, series=1, images=8)
+    total = sum(_sparse_big_image(box.src / "/".join(i.fid), i, 2) for i in imgs)
+    assert total > 750_000_000
+    before = box.outside_state()
+    r = box.export(box.src, "--to", box.dest, "--media", "cd")
+    assert_sane(r, (1,), 30)
+    assert re.search(r"(?i)\d MB|capacity|too (big|large)|does not fit|exceed", r.err), r.err
+    assert not box.dest.exists() or not any(box.dest.iterdir())
+    assert box.outside_state() == before
