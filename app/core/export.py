@@ -45,6 +45,8 @@ from app.core.export_write import (
 from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
 from app.core.transcode import FileResult, header_only, set_our_meta
 
+COPY_THREADS = 2
+
 __all__ = ["ExportPlan", "ExportReport", "execute", "plan_export", "run_export"]
 
 
@@ -303,21 +305,34 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
         if heavy or icons else None
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-hash")
     hashes: dict[str, Future[str]] = {}
+    copies = [f for f in files if f.action in ("copy", "meta")]
+
+    def copy(f: PlannedFile) -> None:
+        if cancel.cancelled or "error" in pool_out:
+            return
+        res = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel, tick)
+        if want_hash and res.sha256 is None and f.src.local is not None:
+            hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local, f.meta_bytes or b"",
+                                              f.src.body_offset if f.action == "meta" else 0)
+        results[f.sop_uid] = res
+        tick(0, True)
+
     try:
         if worker is not None:
             worker.start()
-        for f in files:
-            if f.action not in ("copy", "meta"):
-                continue
-            if cancel.cancelled or "error" in pool_out:
-                break
-            res = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel, tick)
-            if want_hash and res.sha256 is None and f.src.local is not None:
-                hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local,
-                                                  f.meta_bytes or b"",
-                                                  f.src.body_offset if f.action == "meta" else 0)
-            results[f.sop_uid] = res
-            tick(0, True)
+        threads = _copy_threads(plan)
+        if threads == 1:
+            for f in copies:
+                copy(f)
+        else:  # kernel copies release the GIL: a few in flight keep the device busy
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="export-copy") as ex:
+                window: list[Future[None]] = []
+                for f in copies:
+                    window.append(ex.submit(copy, f))
+                    if len(window) >= 4 * threads:
+                        window.pop(0).result()
+                for fut in window:
+                    fut.result()
         while worker is not None and worker.is_alive():
             if cancel.cancelled:
                 inner.cancel()
@@ -341,6 +356,24 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
         else:
             results[uid] = res
     return results
+
+
+def _copy_threads(plan: ExportPlan) -> int:
+    """Copy threads: 2 from disks and folders; 1 from optical discs and .iso images, where
+    interleaved reads would make the drive seek."""
+    from app.core.capacity import filesystem_type
+
+    for m in plan.media:
+        root = Path(m.root)
+        if not root.is_dir():
+            return 1  # an .iso image (read through its fs)
+        try:
+            kind = (filesystem_type(root) or "").lower()
+        except Exception:  # noqa: BLE001 - unknown: be gentle with the device
+            return 1
+        if kind in ("iso9660", "udf", "cd9660", "cdfs", "cdrom") or kind.startswith("fuse"):
+            return 1
+    return COPY_THREADS
 
 
 def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,

@@ -84,7 +84,7 @@ def test_cancel_inside_a_big_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(export_write, "_kernel_copy", counting)
     with pytest.raises(Cancelled):
         execute(_plan(src, dest, verify=False), None, token)
-    assert calls["n"] == 1
+    assert 1 <= calls["n"] <= 2  # stopped after one chunk (per copy thread), not 32 chunks
     assert not dest.exists()
 
 
