@@ -136,6 +136,14 @@ class RecordBuilder:
         self.top_decoder = self._charset(top_cs) if top_cs else decoder_for(None)
 
     # -- values ------------------------------------------------------------------------
+    def _charset_terms(self, value: str) -> CharsetDecoder:
+        dec = decoder_for(value)
+        if not dec.valid:
+            terms = "\\".join(dec.terms)
+            self._bad_charset(None, f"Specific Character Set {terms!r} is not valid; decoded "
+                              "with the closest known character set")
+        return dec
+
     def _charset(self, v: tuple[str, int, int]) -> CharsetDecoder:
         if v[2] == UNDEFINED:
             return decoder_for(None)
@@ -187,6 +195,18 @@ class RecordBuilder:
             self._plans[id(mapping)] = plan
         return plan
 
+    def _step(self, plan: dict[int, tuple[bool, str] | None], mapping: dict[int, str],
+              tag: int) -> tuple[bool, str] | None:
+        name = mapping.get(tag)
+        if name is not None:
+            step: tuple[bool, str] | None = (True, name)
+        elif tag in _STRUCTURAL or (kw := self.keywords.get(tag)) is None:
+            step = None
+        else:
+            step = (False, kw)
+        plan[tag] = step
+        return step
+
     def decode_record(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
                       where: str | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
         """Model fields (``mapping``: tag → field name; absent → None) and ``attrs`` (every
@@ -199,17 +219,19 @@ class RecordBuilder:
         strip_both = _STRIP_BOTH
         cache = self.ascii_cache
         missing = _MISSING
+        for tag, text in rec.vals.items():  # already decoded during the scan
+            step = plan.get(tag, missing)
+            if step is missing:
+                step = self._step(plan, mapping, tag)
+            if step is not None and text:
+                if step[0]:
+                    fields[step[1]] = text
+                else:
+                    attrs[step[1]] = text
         for tag, v in rec.elems.items():
             step = plan.get(tag, missing)
             if step is missing:
-                name = mapping.get(tag)
-                if name is not None:
-                    step = (True, name)
-                elif tag in _STRUCTURAL or (kw := self.keywords.get(tag)) is None:
-                    step = None
-                else:
-                    step = (False, kw)
-                plan[tag] = step
+                step = self._step(plan, mapping, tag)
             if step is None:
                 continue
             vr, off, length = v
@@ -249,9 +271,15 @@ class RecordBuilder:
         if not required:
             return
         e = rec.elems
+        vals = rec.vals
         buf = self.buf
         missing = []
         for kw, tag in required:
+            text = vals.get(tag)
+            if text is not None:
+                if not text:
+                    missing.append(kw)
+                continue
             v = e.get(tag)
             if v is None or v[2] == 0 or (v[0] != "SQ" and v[2] <= 16 and (
                     not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
@@ -347,9 +375,13 @@ class RecordBuilder:
                 continue  # inactive: hide it and its subtree
             if not rec.complete:
                 continue
-            cs = rec.elems.get(T_CHARSET)
-            if cs is not None:
-                dec = self._charset(cs)
+            csv = rec.vals.get(T_CHARSET)
+            if csv is not None:
+                dec = self._charset_terms(csv)
+            else:
+                cs = rec.elems.get(T_CHARSET)
+                if cs is not None:
+                    dec = self._charset(cs)
             t = rec.rtype
             if t == PATIENT or (t not in (STUDY, SERIES) and idx in children
                                 and t not in LEAF_TYPES):
@@ -399,11 +431,15 @@ class RecordBuilder:
                     stack.append((k, patient, study, series, dec, depth + 1))
 
     def instance(self, rec: RawRecord, dec: CharsetDecoder) -> Instance:
-        fid_v = rec.elems.get(T_FILE_ID)
         file_id: tuple[str, ...] | None = None
-        if fid_v is not None and fid_v[2] not in (0, UNDEFINED):
-            file_id = split_file_id(self.buf[fid_v[1]:fid_v[1] + fid_v[2]]
-                                    .decode("latin-1")) or None
+        fid_text = rec.vals.get(T_FILE_ID)
+        if fid_text is not None:
+            file_id = split_file_id(fid_text) or None
+        else:
+            fid_v = rec.elems.get(T_FILE_ID)
+            if fid_v is not None and fid_v[2] not in (0, UNDEFINED):
+                file_id = split_file_id(self.buf[fid_v[1]:fid_v[1] + fid_v[2]]
+                                        .decode("latin-1")) or None
         where = self.where(rec, file_id)
         self.check_keys(rec, where, True)
         f, a = self.decode_record(rec, _INSTANCE_FIELDS, dec, where)

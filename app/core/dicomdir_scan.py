@@ -10,7 +10,7 @@ a tree) is :mod:`app.core.dicomdir_tree`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.core.dcmbytes import (
     _VR_INFO,
@@ -57,12 +57,19 @@ LEAF_TYPES = frozenset({
 })
 
 
-@dataclass
+@dataclass(slots=True)
 class RawRecord:
-    """One Directory Record item as found in the bytes (nothing decoded)."""
+    """One Directory Record item as found in the bytes.
+
+    ``vals`` holds the string values that decode the same in every character set (ASCII, no
+    escape sequence), already decoded and stripped (``""``: present but empty); ``elems``
+    holds every other element as ``(vr, value offset, length)`` (numbers, binary, sequences,
+    text that needs the record's Specific Character Set). A tag is in one or the other.
+    """
 
     pos: int  # first byte of its Item tag (what offsets point at)
     elems: Elems
+    vals: dict[int, str] = field(default_factory=dict)
     icon: Elems | None = None  # elements of the first Icon Image Sequence item
     icon_complete: bool = True
     complete: bool = True  # False: the item was cut by the end of the data
@@ -106,6 +113,8 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
 
 
 _NESTED = frozenset({"SQ", "UN"})
+# String VRs padded at both ends: ASCII values are decoded during the scan.
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI"})
 _SHORT_VRS = {k: v[0] for k, v in _VR_INFO.items() if not v[1]}
 _LONG_VRS = {k: v[0] for k, v in _VR_INFO.items() if v[1]}
 
@@ -178,6 +187,9 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
     short_vr = _SHORT_VRS.get
     long_vr = _LONG_VRS.get
     impl_vr = _implicit_vr
+    plain = _PLAIN_VRS
+    cache: dict[bytes, str] = {}
+    cget = cache.get
     records: list[RawRecord] = []
     append = records.append
     try:
@@ -202,7 +214,8 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
             if iend > n:
                 return None
             elems: Elems = {}
-            rec = RawRecord(start, elems)
+            vals: dict[int, str] = {}
+            rec = RawRecord(start, elems, vals)
             while True:
                 if p >= iend:
                     if p > iend or ilen == UNDEFINED:
@@ -219,8 +232,23 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                 if explicit:
                     vr = short_vr(vrb)
                     if vr is not None:
-                        elems[tag] = (vr, p + 8, l16)
-                        p += 8 + l16
+                        voff = p + 8
+                        p = voff + l16
+                        if vr in plain and l16 <= 1024:
+                            # ASCII strings decode alike in every charset: decode them now.
+                            raw = buf[voff:p]
+                            text = cget(raw)
+                            if text is None:
+                                if raw.isascii() and b"\x1b" not in raw:
+                                    text = raw.decode("ascii").strip(" \0")
+                                    if l16 <= 64 and len(cache) < 200_000:
+                                        cache[raw] = text
+                                else:
+                                    elems[tag] = (vr, voff, l16)
+                                    continue
+                            vals[tag] = text
+                        else:
+                            elems[tag] = (vr, voff, l16)
                         continue
                     vr = long_vr(vrb)
                     if vr is None:
@@ -231,6 +259,17 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                     vr = impl_vr(tag)
                     length = hhi(buf, p)[2]
                     voff = p + 8
+                    if vr in plain and length <= 1024:
+                        raw = buf[voff:voff + length]
+                        text = cget(raw)
+                        if text is None and raw.isascii() and b"\x1b" not in raw:
+                            text = raw.decode("ascii").strip(" \0")
+                            if length <= 64 and len(cache) < 200_000:
+                                cache[raw] = text
+                        if text is not None and len(raw) == length:
+                            vals[tag] = text
+                            p = voff + length
+                            continue
                 if vr in _NESTED or length == UNDEFINED:
                     want = tag == T_ICON and rec.icon is None
                     p2, icon = _nested(buf, p, iend, little, explicit, want)
@@ -352,7 +391,7 @@ def _salvage(raw: RawDicomdir) -> None:
                                                   bound)
         if T_TYPE not in elems and T_FILE_ID not in elems:
             continue
-        records.append(RawRecord(c, elems, icon, icon_complete, end=bound))
+        records.append(RawRecord(c, elems, icon=icon, icon_complete=icon_complete, end=bound))
         added += 1
         if len(records) >= MAX_RECORDS:
             break
@@ -422,9 +461,13 @@ def _fill_structure(raw: RawDicomdir) -> None:
     u16 = struct.Struct("<H" if raw.layout.little else ">H").unpack_from
     for rec in raw.records:
         e = rec.elems
-        t = e.get(T_TYPE)
-        if t is not None and t[2] != UNDEFINED:
-            rec.rtype = buf[t[1]:t[1] + t[2]].decode("ascii", "replace").strip(" \0").upper()
+        tv = rec.vals.get(T_TYPE)
+        if tv is not None:
+            rec.rtype = tv.upper()
+        else:
+            t = e.get(T_TYPE)
+            if t is not None and t[2] != UNDEFINED:
+                rec.rtype = buf[t[1]:t[1] + t[2]].decode("ascii", "replace").strip(" \0").upper()
         v = e.get(T_NEXT)
         if v is not None and v[2] == 4:
             rec.next = u32(buf, v[1])[0]
@@ -434,5 +477,9 @@ def _fill_structure(raw: RawDicomdir) -> None:
         v = e.get(T_INUSE)
         if v is not None and v[2] >= 2:
             rec.in_use = u16(buf, v[1])[0] != 0
-        v = e.get(T_FILE_ID)
-        rec.has_file_id = v is not None and 0 < v[2] != UNDEFINED
+        fv = rec.vals.get(T_FILE_ID)
+        if fv is not None:
+            rec.has_file_id = bool(fv)
+        else:
+            v = e.get(T_FILE_ID)
+            rec.has_file_id = v is not None and 0 < v[2] != UNDEFINED
