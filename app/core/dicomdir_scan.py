@@ -247,6 +247,9 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                                     elems[tag] = (vr, voff, l16)
                                     continue
                             vals[tag] = text
+                        elif vr == "US" and l16 == 2 and group != 0x0004:
+                            vals[tag] = str(buf[voff] | buf[voff + 1] << 8 if little
+                                            else buf[voff] << 8 | buf[voff + 1])
                         else:
                             elems[tag] = (vr, voff, l16)
                         continue
