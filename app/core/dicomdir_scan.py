@@ -105,9 +105,9 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
     makes it start over with the general event reader, which tolerates everything.
     """
     raw = _scan_fast(buf, layout)
-    if raw is None:
+    if raw is None:  # the fast path read every item of an intact sequence: nothing to salvage
         raw = _scan_generic(buf, layout)
-    _salvage(raw)
+        _salvage(raw)
     _fill_structure(raw)
     return raw
 
@@ -115,6 +115,7 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
 _NESTED = frozenset({"SQ", "UN"})
 # String VRs padded at both ends: ASCII values are decoded during the scan.
 _PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI"})
+_PLAIN_BY_BYTES = {v.encode(): v for v in _PLAIN_VRS}
 _SHORT_VRS = {k: v[0] for k, v in _VR_INFO.items() if not v[1]}
 _LONG_VRS = {k: v[0] for k, v in _VR_INFO.items() if v[1]}
 
@@ -184,6 +185,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
     seq_end = n if slen == UNDEFINED else pos + slen
     if seq_end > n:
         return None
+    plain_vr = _PLAIN_BY_BYTES.get
     short_vr = _SHORT_VRS.get
     long_vr = _LONG_VRS.get
     impl_vr = _implicit_vr
@@ -230,24 +232,28 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                         break
                     return None
                 if explicit:
+                    vr = plain_vr(vrb)
+                    if vr is not None:
+                        # ASCII strings decode alike in every charset: decode them now.
+                        voff = p + 8
+                        p = voff + l16
+                        raw = buf[voff:p]
+                        text = cget(raw)
+                        if text is None:
+                            if raw.isascii() and b"\x1b" not in raw:
+                                text = raw.decode("ascii").strip(" \0")
+                                if l16 <= 64 and len(cache) < 200_000:
+                                    cache[raw] = text
+                            else:
+                                elems[tag] = (vr, voff, l16)
+                                continue
+                        vals[tag] = text
+                        continue
                     vr = short_vr(vrb)
                     if vr is not None:
                         voff = p + 8
                         p = voff + l16
-                        if vr in plain and l16 <= 1024:
-                            # ASCII strings decode alike in every charset: decode them now.
-                            raw = buf[voff:p]
-                            text = cget(raw)
-                            if text is None:
-                                if raw.isascii() and b"\x1b" not in raw:
-                                    text = raw.decode("ascii").strip(" \0")
-                                    if l16 <= 64 and len(cache) < 200_000:
-                                        cache[raw] = text
-                                else:
-                                    elems[tag] = (vr, voff, l16)
-                                    continue
-                            vals[tag] = text
-                        elif vr == "US" and l16 == 2 and group != 0x0004:
+                        if vr == "US" and l16 == 2 and group != 0x0004:
                             vals[tag] = str(buf[voff] | buf[voff + 1] << 8 if little
                                             else buf[voff] << 8 | buf[voff + 1])
                         else:
