@@ -165,7 +165,7 @@ def _harmonize_names(items: Sequence[Item]) -> None:
         pid = it.get("PatientID") or ""
         name = it.get("PatientName") or ""
         known = first.setdefault(pid, name)
-        if name != known and norm_name(name) == norm_name(known) and known:
+        if name != known and norm_name(name) == norm_name(known):
             it.fix("PatientName", known, "Patient's Name spelled differently in files of the "
                    "same patient; one spelling so the medium has one PATIENT record")
 
@@ -205,6 +205,25 @@ def _date_time_from(members: Iterable[Item]) -> tuple[str, str | None, str] | No
     return None
 
 
+_ACR_DATE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")
+_ACR_TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?$")
+
+
+def _acr_nema_date(value: str | None) -> str | None:
+    """``YYYYMMDD`` for an old ACR-NEMA ``YYYY.MM.DD`` date (invalid DA today), else None."""
+    m = _ACR_DATE.match(value or "")
+    return "".join(m.groups()) if m else None
+
+
+def _acr_nema_time(value: str | None) -> str | None:
+    """``HHMMSS[.F]`` for an old ``HH:MM[:SS[.F]]`` time (invalid TM today), else None."""
+    m = _ACR_TIME.match(value or "")
+    if not m:
+        return None
+    hh, mm, ss, frac = m.groups()
+    return hh + mm + (ss or "") + (frac or "")
+
+
 def _earliest_time(members: Iterable[Item]) -> str | None:
     for _date_kw, time_kw, _label in _DATE_SOURCES:
         times = sorted(t for it in members if (t := it.get(time_kw)))
@@ -222,7 +241,11 @@ def fix_studies(studies: dict[str, list[Item]], study_date: str | None) -> None:
     for uid, members in studies.items():
         date = next((d for it in members if (d := it.get("StudyDate"))), None)
         time = next((t for it in members if (t := it.get("StudyTime"))), None)
-        if date:
+        legacy_date, legacy_time = _acr_nema_date(date), _acr_nema_time(time)
+        if legacy_date:
+            date = legacy_date
+            why = "Study Date in the old ACR-NEMA form YYYY.MM.DD; written as YYYYMMDD"
+        elif date:
             why = "Study Date missing; taken from another instance of the study"
         else:
             derived = _date_time_from(members)
@@ -239,7 +262,10 @@ def fix_studies(studies: dict[str, list[Item]], study_date: str | None) -> None:
                 continue
         for it in members:
             it.fix("StudyDate", date, why)
-        if time:
+        if legacy_time:
+            time, twhy = legacy_time, "Study Time in the old ACR-NEMA form HH:MM:SS; written " \
+                                      "as HHMMSS"
+        elif time:
             twhy = "Study Time missing; taken from another instance of the study or the " \
                    "Series/Acquisition/Content time"
         else:

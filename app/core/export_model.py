@@ -60,7 +60,9 @@ class PlannedFile:
         return "/".join(self.file_id)
 
     def value(self, keyword: str) -> str | None:
-        return self.fixes.get(keyword) or self.src.get(keyword)
+        if keyword in self.fixes:
+            return self.fixes[keyword] or None
+        return self.src.get(keyword)
 
 
 @dataclass

@@ -197,9 +197,10 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
     if refused:
         shown = "; ".join(f"{f}: {r}" for f, r in refused[:20])
         more = f" (and {len(refused) - 20} more)" if len(refused) > 20 else ""
-        raise RefusedInstances(f"{len(refused)} instance(s) cannot go on a {profile.name} "
-                               f"medium: {shown}{more}. Nothing was written; choose another "
-                               "profile (--profile) or leave them out.", refused)
+        raise RefusedInstances(f"{len(refused)} instance(s) cannot be exported ({profile.name}):"
+                               f" {shown}{more}. Nothing was written; leave them out, or choose "
+                               "another profile (--profile) where the profile is the reason.",
+                               refused)
     items = [Item(sources[n].label, sources[n].header, getter=sources[n].get) for n in targets]
     assign_patient_ids(items, options.on_id_clash)
     studies: dict[str, list[Item]] = {}
@@ -221,8 +222,9 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
         record_type = record_type_for(s.get("SOPClassUID"))
         missing = _missing_leaf_keys(s, it.fixes, record_type, profile)
         if missing:
-            unfit.append((s.label, f"{record_type} record needs {', '.join(missing)} (Type 1), "
-                          "which the instance lacks and which cannot be made up"))
+            unfit.append((s.label, f"its DICOMDIR records ({record_type}) need "
+                          f"{', '.join(missing)} (Type 1), which the instance lacks and which "
+                          "cannot be made up"))
             continue
         out.append(_planned(s, it, targets[n], record_type))
     if unfit:
@@ -241,17 +243,22 @@ _FOUND_ELSEWHERE = frozenset({"ImagePositionPatient", "ImageOrientationPatient",
 
 def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
                        profile: Profile) -> list[str]:
-    """Type 1 keys of the leaf record that neither the instance nor our fixes provide."""
+    """Type 1 keys of the instance's records (PATIENT, STUDY, SERIES, leaf) that neither the
+    instance nor our fixes provide (e.g. Modality, an SR's Concept Name Code Sequence)."""
     from pydicom.datadict import tag_for_keyword
 
     from app.core.records import required_keys
 
-    try:
-        keys = required_keys(record_type, profile)
-    except ValueError:
-        return []
-    missing = []
+    keys: list[tuple[str, str]] = []
+    for level in ("PATIENT", "STUDY", "SERIES", record_type):
+        try:
+            keys += required_keys(level, profile)
+        except ValueError:
+            continue
+    missing: list[str] = []
     for keyword, typ in keys:
+        if keyword in missing:
+            continue
         if typ != "1" or keyword in fixes or keyword in _FOUND_ELSEWHERE:
             continue
         tag = tag_for_keyword(keyword)

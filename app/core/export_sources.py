@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -217,7 +218,9 @@ def read_source(medium: Medium, inst: Instance,
                 ds, header_bytes = fast
             else:
                 fp.seek(0)
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                with warnings.catch_warnings():  # odd files: problems are reported, not warned
+                    warnings.simplefilter("ignore")
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
                 header_bytes = fp.tell()
     except DiscBridgeError as exc:
         raise ExportError(f"{label}: {exc}") from exc

@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -226,10 +227,18 @@ class FileResult:
 
 
 def load_dataset(source: str | bytes) -> Dataset:
-    """Read a whole source file (pixel data left encoded)."""
+    """Read a whole source file (pixel data left encoded), every element converted.
+
+    Converting up front gives each element its VR even when the file's body is encoded other
+    than its File Meta says (e.g. Implicit VR under an explicit transfer syntax), so that it
+    can be written in the target encoding.
+    """
     fp: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
-    with fp:
-        return pydicom.dcmread(fp, force=True)
+    with fp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(fp, force=True)
+        ds.walk(lambda _ds, _elem: None)
+    return ds
 
 
 def header_only(ds: Dataset) -> Dataset:

@@ -221,9 +221,11 @@ def test_leaf_record_keys_that_cannot_be_made_up_are_refused(tmp_path: Path) -> 
         delattr(sr, kw)
     sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
     # No Concept Name Code Sequence: an SR DOCUMENT record needs it (Type 1).
-    with pytest.raises(RefusedInstances, match=r"f000\.dcm: SR DOCUMENT record needs "
-                                               r"ConceptNameCodeSequence"):
+    with pytest.raises(RefusedInstances, match=r"f000\.dcm: its DICOMDIR records \(SR DOCUMENT\) "
+                                               r"need ConceptNameCodeSequence"):
         _plan(tmp_path, [sr])
+    with pytest.raises(RefusedInstances, match=r"need Modality"):
+        _plan(tmp_path / "m", [make_dataset(Modality=None)])
 
 
 def test_destination_overlapping_a_source_is_refused(tmp_path: Path) -> None:
@@ -249,3 +251,19 @@ def test_study_under_two_patients_stops_before_writing(tmp_path: Path) -> None:
     b = make_dataset(PatientID="B1", PatientName="B^B", StudyInstanceUID=study)
     with pytest.raises(ExportError, match="filed under Patient IDs A1, B1"):
         _plan(tmp_path, [a, b])
+
+
+def test_empty_name_spellings_are_one_patient(tmp_path: Path) -> None:
+    a = make_dataset(PatientName="", PatientID="")
+    b = make_dataset(PatientName="^^^^", PatientID="")
+    plan = _plan(tmp_path, [a, b])
+    assert len(plan.patients) == 1
+    assert {f.value("PatientName") for f in plan.files} == {None}
+
+
+def test_acr_nema_study_date_and_time_are_converted(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, [make_dataset(StudyDate="1997.04.24", StudyTime="14:04:38")])
+    f = plan.files[0]
+    assert (f.value("StudyDate"), f.value("StudyTime")) == ("19970424", "140438")
+    assert {c.attribute for c in plan.changes} == {"StudyDate", "StudyTime"}
+    assert all("ACR-NEMA" in c.reason for c in plan.changes)
