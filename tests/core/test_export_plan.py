@@ -6,6 +6,7 @@ Nothing here writes a medium: ``plan_export`` must decide everything before writ
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ def test_corpus_plan_fixes_every_type1_gap_and_writes_nothing(tmp_path: Path) ->
     # Names follow layout order and each change names a File ID.
     assert all(c.file.startswith("PA") for c in plan.changes)
     assert plan.disc_label == plan.fileset_id and plan.fileset_id.startswith("DB")
+    summary = json.loads(json.dumps(plan.summary()))  # the GUI's summary page data is plain
+    assert summary["files"] == 40 and len(summary["patients"]) == 6
+    assert summary["capacity_bytes"] == CAP and summary["total_bytes"] <= CAP
 
 
 def test_study_date_missing_everywhere_stops_and_asks(tmp_path: Path) -> None:
