@@ -262,3 +262,29 @@ def test_progress_protocol_phases_files_and_bytes(tmp_path: Path) -> None:
     assert verifies[-1].done_files == verifies[-1].total_files == 8  # + README, DICOMDIR
     assert verifies[-1].done_bytes == verifies[-1].total_bytes > 0
     assert all(p.cancellable for p in seen)
+
+
+def test_cancel_while_transcoding_on_the_pool(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for n in range(12):
+        ds = make_dataset(64, 64)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"  # Implicit VR: transcoded
+        write_instance(src / f"i{n}.dcm", ds)
+    dest = _dest_with_unrelated_file(tmp_path)
+    token = CancelToken()
+
+    def progress(p: Progress) -> None:
+        if p.phase == "write" and p.done_files >= 1:
+            token.cancel()
+
+    plan = _plan(src, dest)
+    assert {f.action for f in plan.files} == {"transcode"}
+    with pytest.raises(Cancelled):
+        execute(plan, progress, token)
+    assert listing(dest) == ["keep.txt"]
+
+
+def test_burn_cannot_span(tmp_path: Path) -> None:
+    src = _source(tmp_path, n=2)
+    with pytest.raises(ExportError, match="--span"):
+        _plan(src, tmp_path / "d", burn="stdio:/dev/null", span=True)
