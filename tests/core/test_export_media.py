@@ -246,3 +246,23 @@ def test_readme_has_no_patient_data(tmp_path: Path) -> None:
         assert p.patient_id.upper() not in readme
         family = (p.name or "").split("^")[0].upper()
         assert family not in readme
+
+
+def test_xabc_keeps_jpeg_lossless_xa_with_128_icons(tmp_path: Path) -> None:
+    """STD-XABC-CD: an XA image already JPEG Lossless SV1 is copied; icons are 128x128."""
+    ds = pydicom.dcmread(pydicom_test_file("SC_rgb_jpeg_gdcm.dcm"))
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1"
+    ds.Modality = "XA"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "SINGLE PLANE"]
+    ds.PatientID = ds.PatientID or "XA1"
+    ds.StudyID = ds.StudyID or "1"
+    src = tmp_path / "src"
+    write_instance(src / "xa.dcm", ds)
+    plan, report = export([src], tmp_path / "out", profile="STD-XABC-CD")
+    (f,) = plan.files
+    assert f.target_ts == "1.2.840.10008.1.2.4.70" and not report.transcodings
+    rec = next(iter(FileSet(tmp_path / "out" / "DICOMDIR"))).node._record
+    icon = rec.IconImageSequence[0]
+    assert (icon.Rows, icon.Columns, icon.BitsAllocated) == (128, 128, 8)
+    check_medium(tmp_path / "out", [src])
