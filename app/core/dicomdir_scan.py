@@ -242,7 +242,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                         if text is None:
                             if raw.isascii() and b"\x1b" not in raw:
                                 text = raw.decode("ascii").strip(" \0")
-                                if l16 <= 64 and len(cache) < 200_000:
+                                if l16 <= 32 and len(cache) < 200_000:  # repeats
                                     cache[raw] = text
                             else:
                                 elems[tag] = (vr, voff, l16)
