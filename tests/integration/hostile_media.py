@@ -738,8 +738,12 @@ class Run:
     out: str
     err: str
     secs: float
+    raw_out: bytes = b""
 
     def json(self) -> dict[str, Any]:
+        """stdout as JSON; from a subprocess it must be strict UTF-8 (RFC 8259)."""
+        if self.raw_out:
+            return json.loads(self.raw_out.decode("utf-8"))
         return json.loads(self.out)
 
 
@@ -756,7 +760,7 @@ def run_cli(*args: str | os.PathLike[str], timeout: float = 10.0,
     p = subprocess.run([sys.executable, "-m", "app", *map(str, args)], cwd=REPO,
                        capture_output=True, timeout=timeout, env=full_env)
     return Run(p.returncode, p.stdout.decode("utf-8", "replace"),
-               p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+               p.stderr.decode("utf-8", "replace"), time.monotonic() - t0, p.stdout)
 
 
 def listed(d: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1143,8 +1143,17 @@ def test_undecodable_file_names(medium_dir: Path, tmp_path: Path) -> None:
             fp.write(dicom_bytes(info))
     r = run_cli("ls", medium_dir, "--json", env={"PYTHONIOENCODING": "utf-8"})
     assert_sane(r, (0,))
-    d = r.json()
+    d = r.json()  # strict UTF-8
     assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(i.sop_uid for i in imgs)
+    # the listed paths open the right files through the medium's own file system
+    from app.core.reader import open_medium
+
+    m = open_medium(medium_dir)
+    assert m.fs is not None
+    by_path = {x["path"]: x["sop_instance_uid"] for x in listed(d)}
+    for path, u in by_path.items():
+        with m.fs.open(path) as fp:
+            assert pydicom.dcmread(fp, stop_before_pixels=True).SOPInstanceUID == u
     r = run_cli("ls", medium_dir, env={"PYTHONIOENCODING": "utf-8"})
     assert_sane(r, (0,))
 
@@ -1545,3 +1554,104 @@ def test_check_record_file_disagreements(medium_dir: Path, tmp_path: Path,
     assert expected[imgs[4].sop_uid] not in mism
     paths = [r["path"] for r in listed(d) if r["path"]]
     assert sorted(paths) == sorted(expected.values())
+
+
+# ------------------------------------------------------------------------ pydicom's real variants
+
+
+PYDICOM_VARIANTS = ["DICOMDIR", "DICOMDIR-bigEnd", "DICOMDIR-implicit", "DICOMDIR-nooffset",
+                    "DICOMDIR-reordered", "DICOMDIR-nopatient", "DICOMDIR-empty.dcm"]
+
+
+@pytest.fixture(scope="module")
+def pydicom_truth() -> tuple[Path, dict[str, str]]:
+    """pydicom's dicomdirtests (read-only) and, read independently, SOP UID → relative path."""
+    from pydicom.data import get_testdata_file
+
+    src = Path(str(get_testdata_file("DICOMDIR", read=False))).parent
+    truth: dict[str, str] = {}
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and "DICOMDIR" not in p.name and p.suffix.lower() != ".txt":
+            ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
+            if "SOPInstanceUID" in ds:  # TINY_ALPHA/README is a text file
+                truth[str(ds.SOPInstanceUID)] = p.relative_to(src).as_posix()
+    assert len(truth) == 81
+    return src, truth
+
+
+@pytest.mark.parametrize("variant", PYDICOM_VARIANTS)
+def test_pydicom_dicomdir_variants(medium_dir: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str], variant: str,
+                                   pydicom_truth: tuple[Path, dict[str, str]]) -> None:
+    import shutil
+
+    src, truth = pydicom_truth
+    shutil.copytree(src, medium_dir, ignore=lambda d, names: [
+        n for n in names if n.startswith("DICOMDIR") and Path(d) == src])
+    shutil.copyfile(src / variant, medium_dir / "DICOMDIR")
+    for cmd, rcs in (("ls", (0,)), ("check", (0, 1))):
+        d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
+        assert_each_once(d, Built(medium_dir, [], truth))
+    assert "DICOMDIR" in d["dicomdirs"] or variant == "DICOMDIR-empty.dcm"
+
+
+# ------------------------------------------------------------------------ odd hierarchies
+
+
+def _leaf(i: ImageInfo, fid: tuple[str, ...] | None = None) -> Rec:
+    return Rec("IMAGE", [(0x00041500, "CS", "\\".join(fid or i.fid)),
+                         (0x00041510, "UI", i.sop_class), (0x00041511, "UI", i.sop_uid),
+                         (0x00041512, "UI", i.transfer_syntax),
+                         (0x00200013, "IS", i.instance_number or "1")])
+
+
+def _odd_roots(kind: str, imgs: list[ImageInfo]) -> list[Rec]:
+    if kind == "images-under-patient":
+        return [Rec("PATIENT", [(0x00100020, "LO", "ODD1"), (0x00100010, "PN", "ODD^ONE")],
+                    [_leaf(i) for i in imgs])]
+    if kind == "study-at-root":
+        return [Rec("STUDY", [(0x0020000D, "UI", imgs[0].study_uid)],
+                    [Rec("SERIES", [(0x0020000E, "UI", imgs[0].series_uid),
+                                    (0x00080060, "CS", "CT")], [_leaf(i) for i in imgs])])]
+    if kind == "series-at-root":
+        return [Rec("SERIES", [(0x0020000E, "UI", imgs[0].series_uid)],
+                    [_leaf(i) for i in imgs])]
+    if kind == "images-at-root":
+        return [_leaf(i) for i in imgs]
+    if kind == "no-records":
+        return []
+    if kind == "leaf-points-at-dicomdir":
+        roots = records_for(imgs)
+        find_rec(roots, f"SERIES:{imgs[0].series_uid}").children.append(
+            _leaf(replace_info(imgs[0], sop_uid=uid("odd", "dd")), ("DICOMDIR",)))
+        return roots
+    if kind == "children-under-image":
+        roots = records_for(imgs[:1])
+        find_rec(roots, f"IMAGE:{imgs[0].sop_uid}").children.extend(_leaf(i) for i in imgs[1:])
+        return roots
+    raise KeyError(kind)
+
+
+@pytest.mark.parametrize("kind", ["images-under-patient", "study-at-root", "series-at-root",
+                                  "images-at-root", "no-records", "leaf-points-at-dicomdir",
+                                  "children-under-image"])
+def test_odd_hierarchies_lose_nothing(medium_dir: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    imgs = corpus("odd", patients=1, series=1, images=3)
+    built = write_medium(medium_dir, imgs, roots=_odd_roots(kind, imgs))
+    for cmd, rcs in (("ls", (0,)), ("check", (0, 1))):
+        d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
+        assert_each_once(d, built)
+
+
+def test_subfolder_dicomdir_with_dotdot_ids(medium_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """DICOM/DICOMDIR references ..\\PA001\\...: inside the medium, but '..' is refused
+    (PS3.10 §8.6); the files are still listed (unreferenced) and the refusal is reported."""
+    imgs = small("updot")
+    expected = write_images(medium_dir, imgs)
+    write_file(medium_dir, "DICOM/DICOMDIR",
+               encode_dicomdir(records_for(imgs, lambda i: ("..",) + i.fid)))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, Built(medium_dir, imgs, expected))
+    assert problems(d, "outside-root") or problems(d, "bad-file-id"), d["problems"]
