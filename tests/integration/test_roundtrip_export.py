@@ -632,3 +632,101 @@ def test_export_too_big_for_a_cd_is_refused_before_writing(box: Sandbox) -> None
     assert re.search(r"(?i)\d MB|capacity|too (big|large)|does not fit|exceed", r.err), r.err
     assert not box.dest.exists() or not any(box.dest.iterdir())
     assert box.outside_state() == before
+
+
+# ------------------------------------------------------------------------ profiles, icons, sources
+
+
+def test_export_icons_on_every_image_record(box: Sandbox) -> None:
+    want = _charsets(box)
+    roundtrip(box, want, "--icons")
+    dd = pydicom.dcmread(box.dest / "DICOMDIR")
+    images = [r for r in dd.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert len(images) == len(want)
+    for r in images:
+        icon = r.IconImageSequence[0]
+        assert (icon.Rows, icon.Columns, icon.BitsAllocated) == (64, 64, 8)
+        assert icon.PhotometricInterpretation in ("MONOCHROME2", "PALETTE COLOR")
+        assert len(icon.PixelData) == 64 * 64
+    d = run_cli("ls", box.dest, "--json", timeout=30).json()
+    assert all(x["has_icon"] for x in listed(d))
+
+
+@pytest.mark.parametrize("media,profile", [("dvd", "STD-GEN-DVD-JPEG"),
+                                           ("usb", "STD-GEN-USB-JPEG")])
+def test_export_media_profiles_are_conformant(box: Sandbox, media: str, profile: str) -> None:
+    from app.core.check import check_medium
+    from app.core.reader import open_medium
+
+    want = _fuseiso(box)
+    roundtrip(box, want, "--media", media)
+    problems_ = check_medium(open_medium(box.dest), profile=profile)
+    assert [p for p in problems_ if p.severity != "info"] == []
+    dd = pydicom.dcmread(box.dest / "DICOMDIR")
+    for r in dd.DirectoryRecordSequence:
+        if r.DirectoryRecordType == "IMAGE":
+            assert r.Rows == 8 and r.Columns == 8  # PS3.11 H.3-2 keys
+
+
+def test_export_mixed_source_kinds(box: Sandbox) -> None:
+    """A folder, a DICOMDIR file in a subfolder, and an .iso image, overlapping: merged once."""
+    a = corpus("rtmixa", patients=1, series=1, images=2)
+    b = corpus("rtmixb", patients=1, series=1, images=2)
+    write_medium(box.src, a + b[:1])
+    sub = box.tmp / "other" / "DICOM"
+    write_medium(sub, b, disk=disk_suffix(";1", lower=True), dicomdir_name="DICOMDIR")
+    stage = box.tmp / "stage"
+    write_medium(stage, a[:1] + b[1:])
+    iso = box.tmp / "third.iso"
+    write_iso(iso, {p.relative_to(stage).as_posix(): p.read_bytes()
+                    for p in sorted(stage.rglob("*")) if p.is_file()}, joliet=False)
+    roundtrip(box, {i.sop_uid: i for i in a + b}, sources=[box.src, sub / "DICOMDIR", iso])
+
+
+def test_export_interrupted_leaves_dest_as_it_was(box: Sandbox) -> None:
+    """Ctrl-C during the write phase: exit 1 and DEST untouched, or (if it was already done) a
+    complete, valid medium. Never a traceback or a half-written medium."""
+    import signal
+    import subprocess as sp
+    import sys
+    import time
+
+    imgs = corpus("rtint", patients=1, series=4, images=50)
+    box.src.mkdir()
+    for i in imgs:
+        ds = make_dataset(i)
+        ds.Rows = ds.Columns = 256
+        ds.PixelData = bytes(256 * 256 * 2)
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = i.sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = i.sop_uid
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"  # implicit: must be transcoded
+        path = box.src / "/".join(i.fid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+    box.dest.mkdir()
+    write_file(box.dest, "KEEP.TXT", b"the user's own file")
+    before_dest = tree_state(box.dest)
+    before_src = tree_state(box.src)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **box.env())
+    p = sp.Popen([sys.executable, "-m", "app", "export", str(box.src), "--to", str(box.dest)],
+                 stdout=sp.PIPE, stderr=sp.PIPE, env=env)
+    assert p.stderr is not None
+    t0 = time.monotonic()
+    err = b""
+    while time.monotonic() - t0 < EXPORT_TIMEOUT:
+        line = p.stderr.readline()
+        err += line
+        if not line or line.startswith((b"[write]", b"[stage]")):
+            break
+    p.send_signal(signal.SIGINT)
+    out, rest = p.communicate(timeout=EXPORT_TIMEOUT)
+    err += rest
+    assert b"Traceback" not in err, err.decode(errors="replace")
+    assert tree_state(box.src) == before_src
+    if p.returncode == 0:
+        validate_medium(box.dest, {i.sop_uid: i for i in imgs}, pixels=False)
+    else:
+        assert p.returncode == 1, (p.returncode, err[-2000:])
+        assert tree_state(box.dest) == before_dest, "DEST changed by a cancelled export"
+    assert not list(box.tmpdir.iterdir())
