@@ -1655,3 +1655,36 @@ def test_subfolder_dicomdir_with_dotdot_ids(medium_dir: Path, tmp_path: Path,
     d = ls(capsys, medium_dir, tmp_path)
     assert_each_once(d, Built(medium_dir, imgs, expected))
     assert problems(d, "outside-root") or problems(d, "bad-file-id"), d["problems"]
+
+
+def test_iso_image_of_a_multisession_disc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``dd`` of a two-session CD: LBA 16 holds session 1's PVD; session 2 (its own PVD at its
+    start + 16, a tree with every file and a DICOMDIR listing all) comes after (PS3.12 F: readers
+    must support multi-session)."""
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    xorriso = require_tool("xorriso")
+    imgs = corpus("msess", patients=1, series=2, images=2)
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    write_images(s1, imgs[:2])
+    write_file(s1, "DICOMDIR", encode_dicomdir(records_for(imgs[:2])))
+    write_images(s2, imgs[2:])
+    write_file(s2, "DICOMDIR", encode_dicomdir(records_for(imgs)))
+    first = tmp_path / "s1.iso"
+    subprocess.run([xorriso, "-as", "mkisofs", "-o", str(first), str(s1)], check=True,
+                   capture_output=True, timeout=60)
+    blocks = (first.stat().st_size + 2047) // 2048
+    second = tmp_path / "s2.img"
+    subprocess.run([xorriso, "-as", "mkisofs", "-C", f"0,{blocks}", "-M", str(first), "-o",
+                    str(second), str(s2)], check=True, capture_output=True, timeout=60)
+    disc = tmp_path / "multisession.iso"
+    disc.write_bytes(first.read_bytes().ljust(blocks * 2048, b"\0") + second.read_bytes())
+    check = subprocess.run([xorriso, "-load", "sbsector", str(blocks), "-indev",
+                            f"stdio:{disc}", "-find", "/", "-type", "f"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.stdout.count("'/PA001/") == 4, check.stdout  # the image itself is sound
+    d = ls(capsys, disc, tmp_path, root=disc)
+    assert sorted(r["sop_instance_uid"] for r in listed(d)) == sorted(i.sop_uid for i in imgs)
+    assert_all_referenced(d)
