@@ -174,10 +174,10 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
                             f"at {dest}")
             return expected
         cancel.raise_if_cancelled()
+        t = time.monotonic()
         top = [v.name for v in plan.volumes] if spanning else _top_names(staging)
-        install(staging, dest, top, replace=existing)
-        if hasattr(os, "sync"):
-            os.sync()
+        install(staging, dest, top, replace=existing)  # renames, then fsync of DEST
+        timings["install"] = time.monotonic() - t
     except (Cancelled, DiscBridgeError):
         _drop_if_created(dest, created_dest)
         raise
