@@ -1688,3 +1688,36 @@ def test_iso_image_of_a_multisession_disc(tmp_path: Path, capsys: pytest.Capture
     d = ls(capsys, disc, tmp_path, root=disc)
     assert sorted(r["sop_instance_uid"] for r in listed(d)) == sorted(i.sop_uid for i in imgs)
     assert_all_referenced(d)
+
+
+def test_iso_joliet_long_names_referenced_by_dicomdir(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A non-conformant mastering: 8.3 primary names, long Joliet names, and File IDs that use
+    the long (Windows-visible) names. Whatever view is used, no image may be lost."""
+    import pycdlib
+
+    imgs = corpus("jlong", patients=1, series=2, images=2)
+    long_ids = {i.sop_uid: (f"Patient {i.patient_id}", f"Series {i.series_number}",
+                            f"Image {i.instance_number}.dcm") for i in imgs}
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=1, joliet=3)
+    made: set[str] = set()
+    for k, i in enumerate(imgs):
+        p, s, f = long_ids[i.sop_uid]
+        for short, long_ in ((f"/D{k // 4}", f"/{p}"),
+                             (f"/D{k // 4}/S{i.series_number}", f"/{p}/{s}")):
+            if short not in made:
+                made.add(short)
+                iso.add_directory(short, joliet_path=long_)
+        data = dicom_bytes(i)
+        iso.add_fp(io.BytesIO(data), len(data), f"/D{k // 4}/S{i.series_number}/F{k}.DCM;1",
+                   joliet_path=f"/{p}/{s}/{f}")
+    dd = encode_dicomdir(records_for(imgs, lambda i: long_ids[i.sop_uid]))
+    iso.add_fp(io.BytesIO(dd), len(dd), "/DICOMDIR.;1", joliet_path="/DICOMDIR")
+    path = tmp_path / "joliet.iso"
+    iso.write(str(path))
+    iso.close()
+    d = ls(capsys, path, tmp_path, root=path)
+    rows = [r for r in listed(d) if r["path"]]
+    assert sorted(r["sop_instance_uid"] for r in rows) == sorted(i.sop_uid for i in imgs)
+    assert len({r["path"] for r in rows}) == len(rows)

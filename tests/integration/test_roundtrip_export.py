@@ -730,3 +730,47 @@ def test_export_interrupted_leaves_dest_as_it_was(box: Sandbox) -> None:
         assert p.returncode == 1, (p.returncode, err[-2000:])
         assert tree_state(box.dest) == before_dest, "DEST changed by a cancelled export"
     assert not list(box.tmpdir.iterdir())
+
+
+def test_export_after_a_killed_export(box: Sandbox) -> None:
+    """The power goes mid-write (SIGKILL): the next export to the same DEST still gives a valid
+    medium, and readers never mistake the leftovers for part of it."""
+    import signal
+    import subprocess as sp
+    import sys
+    import time
+
+    want = _charsets(box)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **box.env())
+    p = sp.Popen([sys.executable, "-m", "app", "export", str(box.src), "--to", str(box.dest)],
+                 stdout=sp.PIPE, stderr=sp.PIPE, env=env)
+    assert p.stderr is not None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < EXPORT_TIMEOUT:
+        line = p.stderr.readline()
+        if not line or line.startswith((b"[write]", b"[stage]")):
+            break
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=EXPORT_TIMEOUT)
+    r = box.export(box.src, "--to", box.dest)
+    assert_sane(r, (0,), EXPORT_TIMEOUT)
+    dd = pydicom.dcmread(box.dest / "DICOMDIR")
+    fs = FileSet(dd)
+    assert sorted(str(i.SOPInstanceUID) for i in (x.load() for x in fs)) == sorted(want)
+    d = _check_in_process(box.dest)
+    assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(want)
+    assert all(x["referenced"] for x in listed(d))
+
+
+def test_check_every_known_profile(box: Sandbox) -> None:
+    from app.core.check import check_medium
+    from app.core.profiles import PROFILES
+    from app.core.reader import open_medium
+
+    _fuseiso(box)
+    m = open_medium(box.src)
+    for name in PROFILES:
+        out = check_medium(m, profile=name)
+        assert all(p.severity in ("error", "warning", "info") for p in out), name
+    with pytest.raises(ValueError):
+        check_medium(m, profile="STD-NOPE")
