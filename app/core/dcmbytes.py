@@ -143,6 +143,7 @@ class ElementReader:
         self.stop_reason: str | None = None
         self.stop_position: int | None = None
         self.truncated = False
+        self.zero_fill = False  # stopped at (0000,xxxx) at the top level
         self.end_position = 0  # where reading ended (next unread byte)
 
     def _stop(self, reason: str, pos: int, truncated: bool = False) -> None:
@@ -168,7 +169,7 @@ class ElementReader:
         u32 = (_LE_I if little else _BE_I).unpack_from
         vr_info = _VR_INFO
         impl_vr = _implicit_vr
-        # Stack of open containers: [end (or -1 undefined), is_item, explicit, little].
+        # Open containers: [end (-1: undefined), is_item, explicit, little, cut by the data end].
         stack: list[list] = []
         pos = start
         count = 0
@@ -178,6 +179,10 @@ class ElementReader:
             # Close defined-length containers that end here.
             while stack and 0 <= stack[-1][0] <= pos:
                 frame = stack.pop()
+                if frame[4] and not self.truncated:
+                    # Its length went past the data: what is there was read; say so.
+                    self._stop("data ends inside an item" if frame[1]
+                               else "data ends inside a sequence", pos, True)
                 yield (EV_ITEM_END if frame[1] else EV_SQ_END, 0, "", pos, 0, pos)
                 if frame[2] != explicit or frame[3] != little:
                     explicit, little = (stack[-1][2], stack[-1][3]) if stack else (
@@ -198,6 +203,14 @@ class ElementReader:
                 return
             group, elem, vrb, len16 = hh2sh(buf, pos)
             tag = (group << 16) | elem
+            if group == 0:
+                # Command-group elements never occur in stored data: what follows is zero
+                # fill (padding, unreadable sectors) or garbage. Stop, cheaply.
+                self.stop_reason = "zero-filled data"
+                self.stop_position = pos
+                self.zero_fill = True
+                self.end_position = pos
+                return
             if group == 0xFFFE:
                 length = u32(buf, pos + 4)[0]
                 if tag == ITEM:
@@ -206,13 +219,11 @@ class ElementReader:
                         self.end_position = pos
                         return
                     if length == UNDEFINED:
-                        stack.append([-1, True, explicit, little])
+                        stack.append([-1, True, explicit, little, False])
                     else:
                         iend = pos + 8 + length
-                        if iend > end:
-                            # Truncated item: read what is there.
-                            iend = end
-                        stack.append([iend, True, explicit, little])
+                        # Truncated item: read what is there, then say so.
+                        stack.append([min(iend, end), True, explicit, little, iend > end])
                     yield (EV_ITEM, tag, "", pos + 8, length, pos)
                     pos += 8
                     continue
@@ -284,12 +295,11 @@ class ElementReader:
                 # UN-encoded sequences are Implicit VR Little Endian inside (PS3.5 §6.2.2).
                 inner_explicit, inner_little = (explicit, little) if vr == "SQ" else (False, True)
                 if length == UNDEFINED:
-                    stack.append([-1, False, inner_explicit, inner_little])
+                    stack.append([-1, False, inner_explicit, inner_little, False])
                 else:
                     send = voff + length
-                    if send > end:
-                        send = end
-                    stack.append([send, False, inner_explicit, inner_little])
+                    stack.append([min(send, end), False, inner_explicit, inner_little,
+                                  send > end])
                 yield (EV_SQ, tag, "SQ", voff, length, pos)
                 if inner_explicit != explicit or inner_little != little:
                     explicit, little = inner_explicit, inner_little

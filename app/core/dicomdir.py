@@ -141,11 +141,25 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
             f"DICOMDIR is damaged ({why}): {raw.salvaged} records from byte "
             f"{raw.salvage_from} on were found by scanning for record items"))
     elif raw.stop_reason:
-        result.recovered = True
-        problems.append(Problem(
-            "warning", "dicomdir-recovered", name,
-            f"DICOMDIR {raw.stop_reason} at byte {raw.stop_position}: "
-            f"{sum(r.complete for r in raw.records)} records read, the rest is lost"))
+        n_read = sum(r.complete for r in raw.records)
+        if raw.stop_reason == "zero-filled data" and not any(not r.complete
+                                                           for r in raw.records):
+            problems.append(Problem(
+                "info", "dicomdir-recovered", name,
+                f"DICOMDIR is followed by {len(buf) - (raw.stop_position or 0)} bytes of zeros "
+                f"from byte {raw.stop_position} on: ignored ({n_read} records read)"))
+        elif raw.truncated and raw.stop_position == len(buf) and n_read:
+            result.recovered = True
+            problems.append(Problem(
+                "warning", "dicomdir-recovered", name,
+                f"DICOMDIR ends before its declared lengths ({raw.stop_reason} at byte "
+                f"{raw.stop_position}): {n_read} records read; any after that point are lost"))
+        else:
+            result.recovered = True
+            problems.append(Problem(
+                "warning", "dicomdir-recovered", name,
+                f"DICOMDIR {raw.stop_reason} at byte {raw.stop_position}: "
+                f"{n_read} records read, the rest is lost"))
     tree, hard, soft = walk_offsets(raw)
     if hard:
         shift = detect_shift(raw)

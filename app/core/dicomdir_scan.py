@@ -304,9 +304,12 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
             top[tag] = (vr, voff, length)
         elif kind != EV_ELEM:
             return None
-    if tail.stop_reason:
+    if tail.stop_reason and not tail.zero_fill:
         return None
-    return RawDicomdir(buf, layout, top, records, True)
+    raw = RawDicomdir(buf, layout, top, records, True)
+    if tail.zero_fill:  # zeros after the data (padding): nothing is lost
+        raw.stop_reason, raw.stop_position = tail.stop_reason, tail.stop_position
+    return raw
 
 
 def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
@@ -365,6 +368,8 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
                 icon = None
             elif depth == 0:
                 in_records = False
+    if reader.truncated and records and T_TYPE not in records[-1].elems:
+        records[-1].complete = False  # cut before its type: not a record
     return RawDicomdir(buf, layout, top, records, has_seq, reader.stop_reason,
                        reader.truncated, reader.stop_position)
 
@@ -470,6 +475,9 @@ def _fill_structure(raw: RawDicomdir) -> None:
     u16 = struct.Struct("<H" if raw.layout.little else ">H").unpack_from
     for rec in raw.records:
         e = rec.elems
+        if not e and not rec.vals:
+            rec.complete = False  # an item cut right after its header: not a record
+            continue
         tv = rec.vals.get(T_TYPE)
         if tv is not None:
             rec.rtype = tv.upper()
@@ -492,3 +500,5 @@ def _fill_structure(raw: RawDicomdir) -> None:
         else:
             v = e.get(T_FILE_ID)
             rec.has_file_id = v is not None and 0 < v[2] != UNDEFINED
+        if not rec.rtype and not rec.has_file_id and not rec.lower:
+            rec.complete = False  # no type, no file, no children: nothing to list

@@ -61,6 +61,8 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
     starts = {rec.pos: i for i, rec in enumerate(raw.records)}
     records = raw.records
     tree = Tree()
+    if not any(r.complete for r in records):
+        return tree, [], []  # nothing to link (a truncation is reported on its own)
     hard: list[str] = []
     soft: list[str] = []
     parent: dict[int, int] = {}
