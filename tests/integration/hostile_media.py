@@ -891,3 +891,57 @@ def set_meta_ts(data: bytes, ts: str) -> bytes:
     new = ts.encode()
     assert len(new) <= n
     return data[:pos + 8] + new.ljust(n, b"\0") + data[pos + 8 + n:]
+
+
+def jpeg_baseline_bytes(info: ImageInfo, *, lossy_attrs: bool = True) -> bytes:
+    """The image as 8-bit JPEG Baseline (lossy), encapsulated (a compressed DVD/USB source)."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    ds = make_dataset(info)
+    arr = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=80)
+    ds.Rows = ds.Columns = 64
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    if lossy_attrs:
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = "8"
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = info.sop_class
+    fm.MediaStorageSOPInstanceUID = info.sop_uid
+    fm.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.file_meta = fm
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def mpeg2_video_bytes(info: ImageInfo) -> bytes:
+    """A Video Endoscopic instance in MPEG2 MP@ML (a CD profile cannot hold it)."""
+    from pydicom.encaps import encapsulate
+
+    ds = make_dataset(replace(info, sop_class="1.2.840.10008.5.1.4.1.1.77.1.1.1",
+                              modality="ES"))
+    ds.Rows, ds.Columns = 16, 16
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "YBR_PARTIAL_420"
+    ds.PlanarConfiguration = 0
+    ds.NumberOfFrames = 2
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
+    ds["PixelData"].VR = "OB"
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    fm.MediaStorageSOPInstanceUID = info.sop_uid
+    fm.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"
+    ds.file_meta = fm
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -1721,3 +1721,29 @@ def test_iso_joliet_long_names_referenced_by_dicomdir(tmp_path: Path,
     rows = [r for r in listed(d) if r["path"]]
     assert sorted(r["sop_instance_uid"] for r in rows) == sorted(i.sop_uid for i in imgs)
     assert len({r["path"] for r in rows}) == len(rows)
+
+
+def test_paths_longer_than_path_max(medium_dir: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """25 folders of 200-character names (a USB stick can hold that; > PATH_MAX = 4096): the
+    image at the bottom is listed, or its folder is reported; it is never dropped silently."""
+    imgs = small("longpath")
+    expected = write_images(medium_dir, imgs[:-1])
+    fd = os.open(medium_dir, os.O_RDONLY)
+    try:
+        for _ in range(25):
+            os.mkdir("D" * 200, dir_fd=fd)
+            nfd = os.open("D" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        wfd = os.open("IMG", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(wfd, dicom_bytes(imgs[-1]))
+        os.close(wfd)
+    finally:
+        os.close(fd)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, Built(medium_dir, imgs[:-1], expected))
+    deep_listed = imgs[-1].sop_uid in {r["sop_instance_uid"] for r in listed(d)}
+    reported = [p for p in d["problems"] if (p["path"] or "").startswith("DDDD")
+                and p["severity"] in ("error", "warning")]
+    assert deep_listed or reported, d["problems"]

@@ -774,3 +774,39 @@ def test_check_every_known_profile(box: Sandbox) -> None:
         assert all(p.severity in ("error", "warning", "info") for p in out), name
     with pytest.raises(ValueError):
         check_medium(m, profile="STD-NOPE")
+
+
+def test_export_lossy_source_to_cd_keeps_lossy_flags(box: Sandbox) -> None:
+    from tests.integration.hostile_media import jpeg_baseline_bytes, pydicom_read
+
+    imgs = corpus("rtlossy", patients=1, series=1, images=2)
+    box.src.mkdir()
+    src_pixels = {}
+    for k, i in enumerate(imgs):
+        data = jpeg_baseline_bytes(i, lossy_attrs=k == 0)  # the second one lacks the flags
+        write_file(box.src, "/".join(i.fid), data)
+        src_pixels[i.sop_uid] = pydicom_read(data).pixel_array.copy()
+    write_file(box.src, "DICOMDIR", encode_dicomdir(records_for(
+        [replace(i, transfer_syntax="1.2.840.10008.1.2.4.50") for i in imgs])))
+    got = roundtrip(box, {i.sop_uid: i for i in imgs}, "--media", "cd", pixels=False)
+    for u, ds in got.items():
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert ds.LossyImageCompression == "01", u
+        assert "ISO_10918_1" in list(ds.get("LossyImageCompressionMethod", [])) + \
+            [str(ds.get("LossyImageCompressionMethod", ""))], u
+        assert (ds.pixel_array == src_pixels[u]).all()
+
+
+def test_export_refuses_video_on_a_cd_by_name(box: Sandbox) -> None:
+    from tests.integration.hostile_media import mpeg2_video_bytes
+
+    imgs = corpus("rtvideo", patients=1, series=2, images=1)
+    box.src.mkdir()
+    write_file(box.src, "/".join(imgs[0].fid), dicom_bytes(imgs[0]))
+    write_file(box.src, "VIDEO/CLIP1", mpeg2_video_bytes(imgs[1]))
+    before = box.outside_state()
+    r = box.export(box.src, "--to", box.dest, "--media", "cd")
+    assert_sane(r, (1,), EXPORT_TIMEOUT)
+    assert "VIDEO/CLIP1" in r.err or imgs[1].sop_uid in r.err, r.err
+    assert not box.dest.exists() or not any(box.dest.iterdir())
+    assert box.outside_state() == before
