@@ -454,6 +454,15 @@ def _generic_top(buf: bytes, layout: Layout, wanted: dict[int, str], header: Hea
             depth += 1
         elif kind in (EV_ITEM_END, EV_SQ_END):
             depth -= 1
+    if reader.zero_fill and not header.is_dicomdir:
+        # Zeros where elements should be: unreadable sectors read back as zeros, or a file
+        # that was never written. With nothing before them the file has no dataset at all.
+        if not raw_values:
+            if layout.meta:
+                raise TruncatedFile(f"{name}: the dataset after the File Meta is zero-filled")
+            raise NotDicom(f"{name}: not a DICOM file (zeros where the dataset should be)")
+        header.truncated = True
+        return raw_values, reader.end_position, True
     if reader.truncated and not header.is_dicomdir:
         if not eof:
             return None, 0, True

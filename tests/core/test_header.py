@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +416,20 @@ def test_threads_share_the_parsers_safely() -> None:
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(work, range(96)))
     assert got == [(f"P{i % 24}^Ü", 20) for i in range(96)]
+
+
+def test_zero_filled_files_are_cheap() -> None:
+    """QA-7: zeros after DICM (unreadable sectors read back as zeros) cost nothing."""
+    fp = CountingReader(bytes(128) + b"DICM" + bytes(64_000_000))
+    t = time.perf_counter()
+    with pytest.raises(NotDicom, match="zeros"):
+        read_header(fp, "ZERO")
+    assert time.perf_counter() - t < 0.5 and fp.bytes_read <= 16 * 1024
+    data = to_bytes(make_dataset(8, 8), enforce_file_format=True)
+    meta_end = 144 + struct.unpack_from("<I", data, 140)[0]
+    with pytest.raises(TruncatedFile, match="zero-filled"):
+        header_of(data[:meta_end] + bytes(1_000_000), "Z2")
+    # Zeros after part of the dataset: what was read is kept, the file is flagged damaged.
+    h = header_of(data[:meta_end + 300] + bytes(1_000_000), "Z3")
+    assert h.truncated and not h.has_pixels
+    assert h.values["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.2"
