@@ -8,6 +8,7 @@ writers leave out preamble and meta altogether (STANDARDS.md §7).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from app.core.dcmbytes import (
@@ -30,7 +31,27 @@ from app.core.dcmbytes import (
     dicom_dictionary,
 )
 
-__all__ = ["Layout", "find_layout", "guess_encoding", "parse_meta", "ts_encoding"]
+__all__ = ["Layout", "find_layout", "guess_encoding", "parse_meta", "ts_encoding", "inflate"]
+
+MAX_INFLATED = 512 * 1024 * 1024
+
+
+def inflate(buf: bytes) -> bytes:
+    """A Deflated Explicit VR Little Endian file with its body inflated (PS3.5 A.5): the
+    preamble and File Meta as they are, then the raw-deflate-decompressed dataset.
+
+    Raises
+    ------
+    ParseError
+        When the body does not inflate.
+    """
+    start = 132 if buf[128:132] == b"DICM" else (4 if buf[:4] == b"DICM" else 0)
+    _meta, body, _reason = parse_meta(buf, start)
+    try:
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(buf[body:], MAX_INFLATED)
+    except zlib.error as exc:
+        raise ParseError(f"deflated dataset does not inflate ({exc})") from None
+    return buf[:body] + inflated
 
 
 def _score(buf: bytes, start: int, little: bool, explicit: bool, limit: int = 12) -> float:
@@ -109,7 +130,7 @@ def guess_encoding(buf: bytes, start: int, prefer: tuple[bool, bool] | None = No
 
 def ts_encoding(ts: str | None) -> tuple[bool, bool] | None:
     """``(little, explicit)`` a Transfer Syntax UID declares; None when unknown or absent."""
-    if not ts:
+    if not ts or ts == TS_DEFLATED:
         return None
     if ts == TS_IMPLICIT_LE:
         return (True, False)
@@ -217,7 +238,13 @@ def find_layout(buf: bytes) -> Layout:
     layout.body = body
     declared = ts_encoding(layout.declared_ts)
     if layout.declared_ts == TS_DEFLATED:
-        raise ParseError("deflated transfer syntax is not supported for this file")
+        if body + 8 <= len(buf):
+            little, explicit = guess_encoding(buf, body)
+            if _score(buf, body, little, explicit) >= 3:
+                # The meta says Deflated but the body is plain: the Transfer Syntax lies.
+                layout.little, layout.explicit, layout.ts_mismatch = little, explicit, True
+                return layout
+        raise ParseError("deflated transfer syntax: inflate the body first (inflate())")
     if body >= len(buf):
         if prefix_at is None and not layout.meta:
             raise ParseError("no DICOM data")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from app.core.charsets import decoder_for
 from app.core.dcmbytes import UNDEFINED, ParseError
-from app.core.dcmlayout import find_layout
+from app.core.dcmlayout import find_layout, inflate
 from app.core.dicomdir_build import FILE_KEYS, REQUIRED_KEYS, RecordBuilder, split_file_id
 from app.core.dicomdir_scan import T_FILESET_ID, T_RECORDS, RawDicomdir, scan_records
 from app.core.dicomdir_tree import consistent, detect_shift, sequence_order, walk_offsets
@@ -105,8 +105,16 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
         When nothing usable is there (not DICOM, or no Directory Record Sequence).
     """
     buf = data if isinstance(data, bytes) else bytes(data)
+    inflated = False
     try:
-        layout = find_layout(buf)
+        try:
+            layout = find_layout(buf)
+        except ParseError as exc:
+            if not str(exc).startswith("deflated"):
+                raise
+            buf = inflate(buf)  # a really deflated DICOMDIR (not allowed, but readable)
+            layout = find_layout(buf)
+            inflated = True
     except ParseError as exc:
         raise DicomdirUnreadable(f"{name}: not a readable DICOMDIR ({exc})") from None
     raw = scan_records(buf, layout)
@@ -119,7 +127,12 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
     fsid = raw.top.get(T_FILESET_ID)
     result.fileset_id = b.value(fsid, decoder_for(None)) if fsid else None
     result.fileset_uid = _meta_value(raw, 0x00020003)
-    if layout.ts_mismatch:
+    if inflated:
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            "DICOMDIR is deflated (PS3.10 requires Explicit VR Little Endian); inflated and "
+            "read (offsets count the inflated bytes)"))
+    elif layout.ts_mismatch:
         problems.append(Problem(
             "warning", "dicomdir-recovered", name,
             f"the Transfer Syntax in the File Meta ({layout.declared_ts}) does not match the "

@@ -728,3 +728,23 @@ def test_zeroed_sectors_in_the_middle_lose_only_those_records() -> None:
     assert got and set(got) < set(_want_file_ids(roots))
     assert ("PA2", "ST1", "SE1", "IM2") in got       # records after the zeros are found again
     assert res.recovered
+
+
+def test_deflated_transfer_syntax_lie_and_real() -> None:
+    """QA-3: a meta claiming Deflated over a plain body is a lie like the others; a really
+    deflated DICOMDIR is inflated and read."""
+    import zlib
+
+    roots = tree()
+    lie = db.encode(roots, meta_ts="1.2.840.10008.1.2.1.99")
+    res = parse_dicomdir(lie, "DICOMDIR")
+    assert shape(res) == expected(roots)
+    assert any("does not match" in m for m in recovered_messages(res))
+    meta_end = 144 + struct.unpack_from("<I", lie, 140)[0]
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    real = lie[:meta_end] + c.compress(lie[meta_end:]) + c.flush()
+    res = parse_dicomdir(real, "DICOMDIR")
+    assert shape(res) == expected(roots)
+    assert any("deflated" in m for m in recovered_messages(res))
+    with pytest.raises(DicomdirUnreadable, match="inflate"):
+        parse_dicomdir(lie[:meta_end] + b"\xff" * 200, "DICOMDIR")

@@ -138,6 +138,10 @@ def _variants() -> list[Any]:
     # The meta lies: it says Explicit VR LE, the body is Implicit VR LE (and vice versa).
     lying = full[:_body(full)] + implicit[_body(implicit):]
     lying2 = implicit[:_body(implicit)] + big[_body(big):]
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"  # Deflated, but written plain
+    deflate_meta = to_bytes(ds, enforce_file_format=True)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    lying3 = deflate_meta[:_body(deflate_meta)] + full[_body(full):]
     meta_no_preamble = full[128:]        # DICM + meta, no preamble
     meta_no_prefix = full[132:]          # meta without DICM
     return [
@@ -147,6 +151,7 @@ def _variants() -> list[Any]:
         pytest.param(big, ds, None, id="big-endian"),
         pytest.param(lying, ds, ImplicitVRLittleEndian, id="ts-lies-implicit-body"),
         pytest.param(lying2, ds, ExplicitVRBigEndian, id="ts-lies-big-endian-body"),
+        pytest.param(lying3, ds, "1.2.840.10008.1.2.1", id="ts-says-deflated-body-plain"),
         pytest.param(meta_no_preamble, ds, None, id="dicm-at-0"),
         pytest.param(meta_no_prefix, ds, None, id="meta-no-dicm"),
         pytest.param(full[:128] + full[132:], ds, None, id="preamble-without-dicm"),
