@@ -29,7 +29,7 @@ from app.core.dicomdir_tree import consistent, detect_shift, sequence_order, wal
 from app.core.errors import DicomdirUnreadable
 from app.core.model import Instance, Patient, Problem
 
-__all__ = ["DicomdirParse", "parse_dicomdir", "is_dicomdir", "split_file_id",
+__all__ = ["DicomdirParse", "parse_dicomdir", "is_dicomdir", "dicomdir_extent", "split_file_id",
            "REQUIRED_KEYS", "FILE_KEYS", "DICOMDIR_SOP_CLASS"]
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -79,6 +79,29 @@ def is_dicomdir(head: bytes) -> bool:
         else:
             return False
     return False
+
+
+def dicomdir_extent(head: bytes, slack: int = 64 * 1024) -> int | None:
+    """How many bytes of a DICOMDIR the parse needs, judged from its first KBs.
+
+    The end of a defined-length Directory Record Sequence plus ``slack`` (for top-level
+    elements after it, such as a Specific Character Set); None when that cannot be known (an
+    undefined length, or the sequence is not in ``head``): read the whole file then. Lets a
+    caller skip megabytes of padding after the records (QA-8). Never raises.
+    """
+    try:
+        layout = find_layout(head)
+    except ParseError:
+        return None
+    from app.core.dcmbytes import EV_ELEM, EV_SQ, ElementReader
+
+    reader = ElementReader(head, layout.little, layout.explicit, max_elements=256)
+    for kind, tag, _vr, voff, length, _pos in reader.events(layout.body):
+        if kind == EV_SQ and tag == T_RECORDS:
+            return None if length == UNDEFINED else voff + length + slack
+        if kind != EV_ELEM or tag > T_RECORDS:
+            return None
+    return None
 
 
 def _meta_value(raw: RawDicomdir, tag: int) -> str | None:

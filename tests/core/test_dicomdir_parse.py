@@ -748,3 +748,17 @@ def test_deflated_transfer_syntax_lie_and_real() -> None:
     assert any("deflated" in m for m in recovered_messages(res))
     with pytest.raises(DicomdirUnreadable, match="inflate"):
         parse_dicomdir(lie[:meta_end] + b"\xff" * 200, "DICOMDIR")
+
+
+def test_dicomdir_extent_lets_callers_skip_padding() -> None:
+    from app.core.dicomdir import dicomdir_extent
+
+    roots = tree()
+    data = db.encode(roots)
+    padded = data + bytes(10_000_000)
+    extent = dicomdir_extent(padded[:8192])
+    assert extent is not None and len(data) <= extent <= len(data) + 64 * 1024
+    assert shape(parse_dicomdir(padded[:extent], "DICOMDIR")) == expected(roots)
+    assert dicomdir_extent(db.encode(roots, undefined_sequences=True)[:8192]) is None
+    assert dicomdir_extent(b"<html>" * 100) is None
+    assert dicomdir_extent(data[:200]) is None  # sequence header not in the head
