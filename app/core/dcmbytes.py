@@ -24,7 +24,7 @@ from app.core.errors import DiscBridgeError
 __all__ = [
     "EV_ELEM", "EV_SQ", "EV_ITEM", "EV_ITEM_END", "EV_SQ_END", "UNDEFINED",
     "ITEM", "ITEM_DELIM", "SEQ_DELIM", "ParseError", "ElementReader", "dicom_dictionary",
-    "dictionary_vr", "numeric_value",
+    "dictionary_vr", "numeric_value", "element_end",
     "TS_IMPLICIT_LE", "TS_EXPLICIT_LE", "TS_EXPLICIT_BE", "TS_DEFLATED",
 ]
 
@@ -357,3 +357,40 @@ def numeric_value(buf: bytes, vr: str, offset: int, length: int, little: bool) -
     if vr == "AT":
         return "\\".join(f"({values[i]:04X},{values[i + 1]:04X})" for i in range(0, len(values), 2))
     return "\\".join(repr(v) if isinstance(v, float) else str(v) for v in values)
+
+
+def element_end(buf: bytes, pos: int, little: bool, explicit: bool) -> int | None:
+    """First byte after the one element at ``pos`` (sequences and encapsulated values of
+    undefined length included); None when it does not end inside ``buf``."""
+    reader = ElementReader(buf, little, explicit)
+    depth = 0
+    for kind, _tag, _vr, voff, length, _pos in reader.events(pos):
+        if kind == EV_SQ or kind == EV_ITEM:
+            depth += 1
+        elif kind == EV_ITEM_END:
+            depth -= 1
+        elif kind == EV_SQ_END:
+            depth -= 1
+            if depth == 0:
+                return voff
+        elif depth == 0:  # EV_ELEM at the top: an encapsulated value (fragments skipped)
+            return _encapsulated_end(buf, voff, length, little)
+    return None
+
+
+def _encapsulated_end(buf: bytes, voff: int, length: int, little: bool) -> int | None:
+    """End of an encapsulated value starting at ``voff`` (its items up to the delimiter)."""
+    if length != UNDEFINED:
+        return voff + length
+    hhi = struct.Struct("<HHI" if little else ">HHI").unpack_from
+    p = voff
+    n = len(buf)
+    while p + 8 <= n:
+        g, e, flen = hhi(buf, p)
+        p += 8
+        if (g, e) == (0xFFFE, 0xE0DD):
+            return p
+        if (g, e) != (0xFFFE, 0xE000) or flen == UNDEFINED:
+            return None
+        p += flen
+    return None

@@ -36,6 +36,7 @@ from app.core.dcmbytes import (
     ParseError,
     dicom_dictionary,
     dictionary_vr,
+    element_end,
     numeric_value,
 )
 from app.core.dcmlayout import Layout, find_layout, parse_meta
@@ -368,7 +369,7 @@ def _fast_top(buf: bytes, layout: Layout, wanted: dict[int, str]
             if length == UNDEFINED:
                 # An undefined-length sequence (or encapsulated value): the general reader
                 # finds its end; the loop carries on after it.
-                skipped = _skip_element(buf, pos, little, explicit)
+                skipped = element_end(buf, pos, little, explicit)
                 if skipped is None:
                     return None
                 if tag == 0x00041220:
@@ -389,42 +390,6 @@ def _fast_top(buf: bytes, layout: Layout, wanted: dict[int, str]
     except struct.error:
         return None
     return None if pos != n else (out, pos, False)
-
-
-def _skip_element(buf: bytes, pos: int, little: bool, explicit: bool) -> int | None:
-    """End of the one (undefined-length) element at ``pos``; None when it does not end."""
-    reader = ElementReader(buf, little, explicit)
-    depth = 0
-    for kind, _tag, _vr, voff, length, _pos in reader.events(pos):
-        if kind == EV_SQ or kind == EV_ITEM:
-            depth += 1
-        elif kind == EV_ITEM_END:
-            depth -= 1
-        elif kind == EV_SQ_END:
-            depth -= 1
-            if depth == 0:
-                return voff
-        elif depth == 0:  # EV_ELEM at the top: an encapsulated value (fragments skipped)
-            return _encapsulated_end(buf, voff, length, little)
-    return None
-
-
-def _encapsulated_end(buf: bytes, voff: int, length: int, little: bool) -> int | None:
-    """End of an encapsulated value starting at ``voff`` (its items up to the delimiter)."""
-    if length != UNDEFINED:
-        return voff + length
-    hhi = struct.Struct("<HHI" if little else ">HHI").unpack_from
-    p = voff
-    n = len(buf)
-    while p + 8 <= n:
-        g, e, flen = hhi(buf, p)
-        p += 8
-        if (g, e) == (0xFFFE, 0xE0DD):
-            return p
-        if (g, e) != (0xFFFE, 0xE000) or flen == UNDEFINED:
-            return None
-        p += flen
-    return None
 
 
 def _generic_top(buf: bytes, layout: Layout, wanted: dict[int, str], header: Header, name: str,
