@@ -1,10 +1,11 @@
-"""Raw DICOMDIR record scan and the record tree (by offsets, or by sequence order).
+"""Stage 1 of :func:`app.core.dicomdir.parse_dicomdir`: the raw Directory Record items.
 
-Stage 1 of :func:`app.core.dicomdir.parse_dicomdir`: one linear pass over the bytes collects
-every Directory Record item (its position, its elements as ``tag → (vr, offset, length)`` and
-its Icon Image Sequence item) without decoding anything. Damaged stretches (wrong lengths,
-garbage) are salvaged by finding record items by their tags. Stage 2 (linking the records into
-a tree) is :mod:`app.core.dicomdir_tree`.
+One linear pass over the bytes collects every record item: its position (what offsets point
+at), its elements as ``tag → (vr, offset, length)``, its Icon Image Sequence item, and, decoded
+on the fly, the ASCII string values that read the same in every character set. A tight loop
+handles intact sequences; anything unusual goes to the general event reader, and damaged
+stretches to :mod:`app.core.dicomdir_salvage`. Linking the records is
+:mod:`app.core.dicomdir_tree`.
 """
 
 from __future__ import annotations
