@@ -60,9 +60,11 @@ class Item:
         return self.getter(keyword) if self.getter is not None else value_str(self.ds, keyword)
 
     def get(self, keyword: str) -> str | None:
-        if keyword in self.fixes:
-            return self.fixes[keyword]
-        return self.source_value(keyword)
+        fixes = self.fixes
+        if fixes and keyword in fixes:
+            return fixes[keyword]
+        getter = self.getter
+        return getter(keyword) if getter is not None else value_str(self.ds, keyword)
 
     def fix(self, keyword: str, value: str, reason: str) -> None:
         if self.source_value(keyword) == value:
@@ -324,6 +326,8 @@ def fix_numbers(series_of_study: dict[str, list[Item]], level_kw: str, reason_ki
                 it.fix(level_kw, value, why)
         return
     for members in series_of_study.values():
+        if all(it.get(level_kw) is not None for it in members):
+            continue  # nothing to number
         taken = [n for it in members if (n := _as_int(it.get(level_kw))) is not None]
         nxt = max(taken, default=0) + 1
         for it in sorted(members, key=_instance_sort_key):

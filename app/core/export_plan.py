@@ -13,6 +13,7 @@ page; :func:`app.core.export.execute` carries it out.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from pathlib import Path
 
@@ -241,28 +242,35 @@ _FOUND_ELSEWHERE = frozenset({"ImagePositionPatient", "ImageOrientationPatient",
                               "VerificationDateTime"})
 
 
-def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
-                       profile: Profile) -> list[str]:
-    """Type 1 keys of the instance's records (PATIENT, STUDY, SERIES, leaf) that neither the
-    instance nor our fixes provide (e.g. Modality, an SR's Concept Name Code Sequence)."""
+@functools.lru_cache(maxsize=64)
+def _type1_keys(record_type: str, profile: Profile) -> tuple[tuple[str, int], ...]:
+    """(keyword, tag) of the Type 1 keys of PATIENT, STUDY, SERIES and ``record_type``."""
     from pydicom.datadict import tag_for_keyword
 
     from app.core.records import required_keys
 
-    keys: list[tuple[str, str]] = []
+    out: dict[str, int] = {}
     for level in ("PATIENT", "STUDY", "SERIES", record_type):
         try:
-            keys += required_keys(level, profile)
+            keys = required_keys(level, profile)
         except ValueError:
             continue
+        for keyword, typ in keys:
+            tag = tag_for_keyword(keyword)
+            if typ == "1" and keyword not in _FOUND_ELSEWHERE and tag is not None:
+                out.setdefault(keyword, int(tag))
+    return tuple(out.items())
+
+
+def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
+                       profile: Profile) -> list[str]:
+    """Type 1 keys of the instance's records (PATIENT, STUDY, SERIES, leaf) that neither the
+    instance nor our fixes provide (e.g. Modality, an SR's Concept Name Code Sequence)."""
     missing: list[str] = []
-    for keyword, typ in keys:
-        if keyword in missing:
+    for keyword, tag in _type1_keys(record_type, profile):
+        if keyword in fixes or keyword in missing:
             continue
-        if typ != "1" or keyword in fixes or keyword in _FOUND_ELSEWHERE:
-            continue
-        tag = tag_for_keyword(keyword)
-        elem = s.header.get_item(tag) if tag is not None else None
+        elem = s.header.get_item(tag)
         if elem is None or elem.value in (None, b"", "") or (
                 isinstance(elem.value, bytes) and not elem.value.strip(b" \0")):
             missing.append(keyword)

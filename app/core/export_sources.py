@@ -45,6 +45,7 @@ _LONG = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR"
 _VRS = frozenset(v.encode() for v in (
     "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
     "UN UR US UT UV").split())
+_VR_NAMES = {v: v.decode("ascii") for v in _VRS}
 _PIXELS = 0x7FE00008  # Float/Double Float/Pixel Data: the header ends before any of them
 HEAD = 65536
 FIRST_READ = 16384
@@ -133,28 +134,30 @@ def _fast_header(head: bytes, meta: MetaInfo, whole: bool) -> tuple[Dataset, int
         return None
     raw: dict[int, RawDataElement] = {}
     pos, size = meta.body_offset, len(head)
+    unpack, unpack32, vrs, long_vrs, names = (_HEAD.unpack_from, _U32.unpack_from, _VRS, _LONG,
+                                              _VR_NAMES)
     while True:
         if pos + 8 > size:
             if whole and pos == size:
                 break
             return None
-        group, elem, vr, short_len = _HEAD.unpack_from(head, pos)
+        group, elem, vr, short_len = unpack(head, pos)
         tag = group << 16 | elem
         if tag >= _PIXELS:
             break
-        if vr not in _VRS:
-            return None
-        if vr in _LONG:
+        if vr in long_vrs:
             if pos + 12 > size:
                 return None
-            length, start = _U32.unpack_from(head, pos + 8)[0], pos + 12
-        else:
+            length, start = unpack32(head, pos + 8)[0], pos + 12
+        elif vr in vrs:
             length, start = short_len, pos + 8
-        if length == 0xFFFFFFFF or start + length > size:
+        else:
             return None
-        raw[tag] = RawDataElement(tag, vr.decode("ascii"), length, head[start:start + length],
-                                  start, False, True)
-        pos = start + length
+        end = start + length
+        if length == 0xFFFFFFFF or end > size:
+            return None
+        raw[tag] = RawDataElement(tag, names[vr], length, head[start:end], start, False, True)
+        pos = end
     ds = Dataset(raw)
     file_meta = FileMetaDataset()
     for tag, value in ((0x00020002, meta.sop_class), (0x00020003, meta.sop_instance),
