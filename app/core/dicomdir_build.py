@@ -100,15 +100,26 @@ _MISSING = object()
 
 def split_file_id(value: str) -> tuple[str, ...]:
     """Referenced File ID components: split on ``\\`` and ``/``, space and NUL padding
-    stripped, empty components dropped (STANDARDS.md §7 "Referenced File ID")."""
+    stripped, empty components dropped (STANDARDS.md §7 "Referenced File ID").
+
+    Except leading ones: an ID recorded as absolute (``\\X``, ``/X``) or UNC
+    (``\\\\server\\share``) keeps one or two leading ``""`` components, so that the
+    resolver sees it for what it is and refuses it (STANDARDS.md §7 "Security").
+    """
     if "/" in value:
         value = value.replace("/", "\\")
     parts = value.split("\\")
     if " " in value or "\0" in value:
         parts = [c.strip(" \0") for c in parts]
-    if "" in parts:
-        return tuple(p for p in parts if p)
-    return tuple(parts)
+    if "" not in parts:
+        return tuple(parts)
+    lead = 0
+    while lead < len(parts) and parts[lead] == "":
+        lead += 1
+    rest = [p for p in parts[lead:] if p]
+    if not rest:
+        return ()
+    return ("",) * min(lead, 2) + tuple(rest)
 
 
 class RecordBuilder:

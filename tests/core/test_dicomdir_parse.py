@@ -587,7 +587,11 @@ def test_is_dicomdir_false() -> None:
 @pytest.mark.parametrize(("raw", "parts"), [
     ("PA1\\ST1\\IM1", ("PA1", "ST1", "IM1")),
     ("PA1/ST1/IM1 ", ("PA1", "ST1", "IM1")),
-    ("\\PA1\\\\IM1\0", ("PA1", "IM1")),
+    ("PA1\\\\IM1\\\0", ("PA1", "IM1")),
+    ("\\PA1\\\\IM1\0", ("", "PA1", "IM1")),        # absolute: kept recognisable
+    ("\\\\server\\share\\X", ("", "", "server", "share", "X")),  # UNC
+    ("/tmp/x/SENTINEL", ("", "tmp", "x", "SENTINEL")),
+    ("\\", ()),
     (" IM1 ", ("IM1",)),
     ("", ()),
 ])
