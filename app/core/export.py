@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.core.errors import DiscBridgeError, ExportError
-from app.core.export_finish import finish_volume, iso_and_burn
+from app.core.export_finish import finish_volume, iso_and_burn, prebuild_dicomdirs
 from app.core.export_options import ExportOptions
 from app.core.export_plan import ExportPlan, PlannedFile, Volume, plan_export
 from app.core.export_report import ExportReport, Verification, VolumeResult
@@ -136,13 +136,19 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
         raise ExportError(f"{dest}: cannot write here ({exc.strerror or exc})") from exc
     timings = report.timings
     expected: dict[int, list[Expected]] = {}
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-dicomdir")
     try:
+        # Copies only: the DICOMDIRs depend on the plan alone; build them while copying.
+        prebuilt: Future[dict[int, bytes] | None] = side.submit(prebuild_dicomdirs, plan,
+                                                                cancel)
         results = _write_files(plan, staging, progress, cancel)
         timings["write"] = time.monotonic() - t_start
         t = time.monotonic()
+        ready = prebuilt.result() or {}
         for v in plan.volumes:
             cancel.raise_if_cancelled()
-            expected[v.index] = finish_volume(plan, v, staging, results, progress, cancel)
+            expected[v.index] = finish_volume(plan, v, staging, results, progress, cancel,
+                                              ready.get(v.index))
         timings["dicomdir"] = time.monotonic() - t
         t = time.monotonic()
         _emit(progress, Progress("write", message="flushing to the device"))
@@ -189,6 +195,7 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
         raise ExportError(f"export failed ({type(exc).__name__}: {' '.join(str(exc).split())});"
                           f" nothing was left behind, {dest} is as it was") from exc
     finally:
+        side.shutdown(wait=True, cancel_futures=True)
         remove_tree(staging)
         if not report.ok:
             _drop_if_created(dest, created_dest)

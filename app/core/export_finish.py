@@ -31,28 +31,60 @@ def _emit(progress: ProgressCallback | None, p: Progress) -> None:
         progress(p)
 
 
-def finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str, FileResult],
-                   progress: ProgressCallback | None, cancel: CancelToken) -> list[Expected]:
-    """README.TXT and the DICOMDIR of one volume; returns what verification must find."""
+def copy_header(f: PlannedFile) -> Dataset:
+    """The record dataset of a copied file: its header, with our File Meta for a new header."""
+    from app.core.transcode import header_only, set_our_meta
+
+    if f.action != "meta":
+        return f.src.header
+    header = header_only(f.src.header)
+    set_our_meta(header, f.target_ts)
+    return header
+
+
+def prebuild_dicomdirs(plan: ExportPlan, cancel: CancelToken) -> dict[int, bytes] | None:
+    """The DICOMDIR of every volume, built from the plan alone, when the written files cannot
+    differ from the plan (copies only, no icons): the export builds it while the files are
+    being copied. None when some file's header comes from a rewrite."""
+    if plan.icon_size or any(f.action not in ("copy", "meta") for f in plan.files):
+        return None
+    return {v.index: _build(plan, v, {f.sop_uid: copy_header(f) for f in v.files}, {}, None,
+                            cancel) for v in plan.volumes}
+
+
+def _build(plan: ExportPlan, v: Volume, headers: dict[str, Dataset], icons: dict[str, Dataset],
+           progress: ProgressCallback | None, cancel: CancelToken) -> bytes:
     from app.core.dicomdir_write import DirEntry, build_dicomdir  # E1a's module
 
-    root = staging / v.name if v.name else staging
-    root.mkdir(parents=True, exist_ok=True)
-    entries = []
-    expected: list[Expected] = []
-    for f in v.files:
-        res = results[f.sop_uid]
-        assert res.header is not None
-        entries.append(DirEntry(f.file_id, res.header, res.icon))
-        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,
-                                 res.size))
-    _emit(progress, Progress("dicomdir", 0, len(entries), message=f"DICOMDIR {v.fileset_id}"))
+    entries = [DirEntry(f.file_id, headers[f.sop_uid], icons.get(f.sop_uid)) for f in v.files]
     try:
-        data = build_dicomdir(entries, fileset_id=v.fileset_id, fileset_uid=generate_uid(),
-                              profile=plan.profile, series_icons=_series_icons(v, results),
+        return build_dicomdir(entries, fileset_id=v.fileset_id, fileset_uid=generate_uid(),
+                              profile=plan.profile, series_icons=_series_icons(v, icons),
                               progress=progress, cancel=cancel)
     except (ValueError, DiscBridgeError) as exc:
         raise ExportError(f"DICOMDIR of {v.fileset_id} cannot be written: {exc}") from exc
+
+
+def finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str, FileResult],
+                  progress: ProgressCallback | None, cancel: CancelToken,
+                  prebuilt: bytes | None = None) -> list[Expected]:
+    """README.TXT and the DICOMDIR of one volume; returns what verification must find."""
+    root = staging / v.name if v.name else staging
+    root.mkdir(parents=True, exist_ok=True)
+    expected: list[Expected] = []
+    headers: dict[str, Dataset] = {}
+    icons: dict[str, Dataset] = {}
+    for f in v.files:
+        res = results[f.sop_uid]
+        assert res.header is not None
+        headers[f.sop_uid] = res.header
+        if res.icon is not None:
+            icons[f.sop_uid] = res.icon
+        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,
+                                 res.size))
+    _emit(progress, Progress("dicomdir", 0, len(v.files), message=f"DICOMDIR {v.fileset_id}"))
+    data = prebuilt if prebuilt is not None else _build(plan, v, headers, icons, progress,
+                                                         cancel)
     total = sum(results[f.sop_uid].size for f in v.files)
     readme = render_readme(profile=plan.profile.name, fileset_id=v.fileset_id,
                            files=len(v.files), total_bytes=total,
@@ -65,24 +97,22 @@ def finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str,
     return expected
 
 
-def _series_icons(v: Volume, results: dict[str, FileResult]) -> dict[str, Dataset]:
+def _series_icons(v: Volume, icons: dict[str, Dataset]) -> dict[str, Dataset]:
     """The icon of each series' representative instance (DESIGN.md: the middle one)."""
     from app.core.imaging import series_representative
     from app.core.model import Instance
 
     by_series: dict[str, list[PlannedFile]] = {}
     for f in v.files:
-        if results[f.sop_uid].icon is not None:
+        if f.sop_uid in icons:
             by_series.setdefault(f.value("SeriesInstanceUID") or "", []).append(f)
-    icons: dict[str, Dataset] = {}
+    out: dict[str, Dataset] = {}
     for series_uid, files in by_series.items():
         insts = [Instance(f.sop_uid, f.sop_class, f.record_type, f.value("InstanceNumber"))
                  for f in files]
         rep = series_representative(insts)
-        icon = results[rep.sop_instance_uid or ""].icon
-        if icon is not None:
-            icons[series_uid] = icon
-    return icons
+        out[series_uid] = icons[rep.sop_instance_uid or ""]
+    return out
 
 
 def iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected]],
