@@ -250,6 +250,7 @@ class DDOpts:
     meta_ts: str | None = None  # the Transfer Syntax UID written in the meta (a lie if ≠ syntax)
     undefined_items: bool = False
     undefined_seq: bool = False
+    deflate: bool = False  # Deflated Explicit VR LE: the body after the meta is raw-deflated
     offsets: str = "correct"  # correct zero shift random cycle self_lower missing
     shift: int = 0
     order: str = "depth"  # depth | levels | reverse
@@ -464,6 +465,11 @@ def encode_dicomdir(roots: list[Rec], o: DDOpts | None = None) -> bytes:
         seq = enc.header(0x00041220, "SQ", len(items) if o.seq_length is None
                          else o.seq_length) + items
     data = prefix + top(first, last) + seq
+    if o.deflate:  # offsets stay those of the inflated stream (as pydicom and dcmtk read them)
+        import zlib
+
+        c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = prefix + c.compress(top(first, last) + seq) + c.flush()
     return data
 
 
@@ -945,3 +951,175 @@ def mpeg2_video_bytes(info: ImageInfo) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny read-only FUSE file system that fails reads with EIO (a scratched disc), pure Python
+# --------------------------------------------------------------------------------------------
+
+_FUSE_HDR = struct.Struct("<IIQQIIII")  # len, opcode, unique, nodeid, uid, gid, pid, padding
+_ATTR = struct.Struct("<QQQQQQIIIIIIIIII")  # fuse_attr (88 bytes)
+
+
+def serve_fuse(spec_path: str) -> None:
+    """Mount and serve the tree described in ``spec_path`` (JSON) until unmounted.
+
+    Spec: ``{"mount": dir, "files": {rel: hex}, "eio": [rel...], "eio_dirs": [rel...],
+    "log": path}``. Reads of an ``eio`` file fail with EIO (each attempt is logged to ``log``),
+    listings of an ``eio_dirs`` folder fail with EIO. Needs root (mount(2) with fd=).
+    """
+    import ctypes
+    import errno
+
+    spec = json.loads(Path(spec_path).read_text())
+    files = {k: bytes.fromhex(v) for k, v in spec["files"].items()}
+    eio, eio_dirs = set(spec["eio"]), set(spec.get("eio_dirs", []))
+    dirs: set[str] = {""}
+    for rel in files:
+        parts = rel.split("/")
+        dirs.update("/".join(parts[:k]) for k in range(1, len(parts)))
+    paths = sorted(dirs) + sorted(files)
+    ino = {p: k + 1 for k, p in enumerate(paths)}  # root = 1
+    by_ino = {v: k for k, v in ino.items()}
+    log = open(spec["log"], "a", buffering=1)  # noqa: SIM115
+    fd = os.open("/dev/fuse", os.O_RDWR)
+    libc = ctypes.CDLL(None, use_errno=True)
+    opts = f"fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other".encode()
+    if libc.mount(b"qafuse", spec["mount"].encode(), b"fuse", ctypes.c_ulong(6), opts) != 0:
+        raise OSError(ctypes.get_errno(), "mount failed")
+    Path(spec["log"] + ".ready").write_text("ok")
+
+    def attr(p: str) -> bytes:
+        is_dir = p in dirs
+        size = 0 if is_dir else len(files[p])
+        mode = (0o040555 if is_dir else 0o100444)
+        return _ATTR.pack(ino[p], size, (size + 511) // 512, 0, 0, 0, 0, 0, 0, mode,
+                          2 if is_dir else 1, 0, 0, 0, 4096, 0)
+
+    def children(p: str) -> list[str]:
+        pre = p + "/" if p else ""
+        return sorted({q[len(pre):].split("/")[0] for q in paths
+                       if q.startswith(pre) and q != p and q})
+
+    while True:
+        try:
+            buf = os.read(fd, 1 << 20 | 4096)
+        except OSError as exc:
+            if exc.errno in (errno.ENODEV, errno.EBADF):
+                return
+            if exc.errno in (errno.EINTR, errno.ENOENT, errno.EAGAIN):
+                continue
+            raise
+        if not buf:
+            return
+        _, op, unique, node, *_ = _FUSE_HDR.unpack_from(buf)
+        body = buf[_FUSE_HDR.size:]
+        err, out = 0, b""
+        p = by_ino.get(node, "")
+        if op == 26:  # INIT
+            major, minor = struct.unpack_from("<II", body)
+            out = struct.pack("<IIIIHHIIHHI", 7, min(minor, 31), 0, 0, 0, 0, 1 << 20, 1, 0, 0,
+                              0) + b"\0" * 28
+        elif op == 1:  # LOOKUP
+            name = body.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            q = f"{p}/{name}" if p else name
+            if q in ino:
+                out = struct.pack("<QQQQII", ino[q], 0, 1, 1, 0, 0) + attr(q)
+            else:
+                err = -errno.ENOENT
+        elif op == 3:  # GETATTR
+            out = struct.pack("<QII", 1, 0, 0) + attr(p)
+        elif op in (14, 27):  # OPEN, OPENDIR
+            out = struct.pack("<QII", 0, 0, 0)
+        elif op == 15:  # READ
+            _, off, size = struct.unpack_from("<QQI", body)
+            if p in eio:
+                log.write(f"EIO {p}\n")
+                err = -errno.EIO
+            else:
+                out = files[p][off:off + size]
+        elif op == 28:  # READDIR
+            _, off, size = struct.unpack_from("<QQI", body)
+            if p in eio_dirs:
+                log.write(f"EIO-DIR {p}\n")
+                err = -errno.EIO
+            else:
+                entries = [(".", p), ("..", p)] + [
+                    (c, f"{p}/{c}" if p else c) for c in children(p)]
+                chunks = []
+                for k, (name, q) in enumerate(entries[off:], start=off + 1):
+                    nb = name.encode()
+                    ent = struct.pack("<QQII", ino[q], k, len(nb),
+                                      4 if q in dirs else 8) + nb
+                    ent += b"\0" * (-len(ent) % 8)
+                    if sum(map(len, chunks)) + len(ent) > size:
+                        break
+                    chunks.append(ent)
+                out = b"".join(chunks)
+        elif op == 17:  # STATFS
+            out = struct.pack("<QQQQQIIII", 1000, 0, 0, len(paths), 0, 2048, 255, 2048, 0) \
+                + b"\0" * 24
+        elif op in (2, 42, 36):  # FORGET, BATCH_FORGET, INTERRUPT: no reply
+            continue
+        elif op in (18, 25, 29, 34, 38):  # RELEASE, FLUSH, RELEASEDIR, ACCESS, DESTROY
+            pass
+        else:
+            err = -errno.ENOSYS
+        reply = struct.pack("<IiQ", 16 + len(out), err, unique) + out
+        try:
+            os.write(fd, reply)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:  # the request was interrupted
+                continue
+            raise
+        if op == 38:
+            return
+
+
+@dataclass
+class FuseMount:
+    mount: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def eio_reads(self) -> list[str]:
+        return [ln.split(" ", 1)[1] for ln in self.log.read_text().splitlines()
+                if ln.startswith("EIO ")]
+
+    def close(self) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.umount2(str(self.mount).encode(), 2)  # MNT_DETACH
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def mount_fuse(tmp: Path, files: dict[str, bytes], eio: Iterable[str] = (),
+               eio_dirs: Iterable[str] = ()) -> FuseMount:
+    """Serve ``files`` read-only at ``tmp/fusemnt`` with EIO on the given files/folders."""
+    mnt = tmp / "fusemnt"
+    mnt.mkdir()
+    log = tmp / "fuse.log"
+    log.write_text("")
+    spec = tmp / "fuse.json"
+    spec.write_text(json.dumps({"mount": str(mnt), "files": {k: v.hex() for k, v in
+                                                            files.items()},
+                                "eio": list(eio), "eio_dirs": list(eio_dirs), "log": str(log)}))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import sys; from tests.integration.hostile_media import serve_fuse;"
+                             " serve_fuse(sys.argv[1])", str(spec)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ready = Path(str(log) + ".ready")
+    t0 = time.monotonic()
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() - t0 > 10:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            proc.kill()
+            raise OSError(f"FUSE mount failed: {err[-500:]}")
+        time.sleep(0.02)
+    return FuseMount(mnt, log, proc)

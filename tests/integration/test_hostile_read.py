@@ -557,6 +557,9 @@ ENCODINGS = {
     "meta-says-big-body-little": DDOpts(syntax=ELE, meta_ts=EXPLICIT_BE),
     "meta-says-jpeg-body-explicit": DDOpts(meta_ts="1.2.840.10008.1.2.4.50"),
     "meta-says-deflate-body-explicit": DDOpts(meta_ts="1.2.840.10008.1.2.1.99"),
+    "really-deflated": DDOpts(meta_ts="1.2.840.10008.1.2.1.99", deflate=True),
+    "really-deflated-undefined": DDOpts(meta_ts="1.2.840.10008.1.2.1.99", deflate=True,
+                                        undefined_items=True, undefined_seq=True),
     "undefined-items": DDOpts(undefined_items=True),
     "undefined-seq": DDOpts(undefined_seq=True),
     "undefined-all-implicit": DDOpts(undefined_items=True, undefined_seq=True, syntax=ILE),
@@ -1747,3 +1750,172 @@ def test_paths_longer_than_path_max(medium_dir: Path, tmp_path: Path,
     reported = [p for p in d["problems"] if (p["path"] or "").startswith("DDDD")
                 and p["severity"] in ("error", "warning")]
     assert deep_listed or reported, d["problems"]
+
+
+# ------------------------------------------------------------------------ scratched disc (EIO)
+
+
+@pytest.fixture
+def fuse(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Mount a read-only FUSE tree that fails chosen reads with EIO (needs Linux, root, /dev/fuse)."""
+    from tests.integration.hostile_media import mount_fuse
+
+    if sys.platform != "linux" or os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("EIO media need Linux, root and /dev/fuse")
+    mounts: list[Any] = []
+
+    def make(files: dict[str, bytes], **kw: Any) -> Any:
+        try:
+            m = mount_fuse(tmp_path, files, **kw)
+        except OSError as exc:
+            pytest.skip(f"cannot mount FUSE here: {exc}")
+        mounts.append(m)
+        return m
+
+    yield make
+    for m in mounts:
+        m.close()
+
+
+def test_scratched_disc_referenced_files(fuse: Callable[..., Any], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = small("eio")
+    files = {"/".join(i.fid): dicom_bytes(i) for i in imgs}
+    files["DICOMDIR"] = encode_dicomdir(records_for(imgs))
+    extra = replace_info(imgs[0], sop_uid=uid("eio", "unref"), fid=("EXTRA", "X1"))
+    files["EXTRA/X1"] = dicom_bytes(extra)
+    files["EXTRA/X2"] = dicom_bytes(replace_info(imgs[0], sop_uid=uid("eio", "unref2"),
+                                                 fid=("EXTRA", "X2")))
+    bad = ["/".join(imgs[1].fid), "/".join(imgs[5].fid), "EXTRA/X2"]
+    m = fuse(files, eio=bad)
+    for cmd, rcs in (("ls", (0,)), ("check", (1,))):
+        with deadline():
+            r = run_inproc(capsys, cmd, m.mount, "--json")
+        assert_sane(r, rcs)
+        d = json.loads(r.out)
+        rows = {x["sop_instance_uid"]: x for x in listed(d)}
+        for i in imgs:  # every record is listed (ls opens no referenced file)
+            assert i.sop_uid in rows
+        assert extra.sop_uid in rows and rows[extra.sop_uid]["path"] == "EXTRA/X1"
+        errs = {p["path"] for p in problems(d, "read-error") if p["severity"] == "error"}
+        assert "EXTRA/X2" in errs, d["problems"]  # unreferenced: its header had to be read
+        if cmd == "check":
+            assert {"/".join(imgs[1].fid), "/".join(imgs[5].fid)} <= errs, d["problems"]
+    assert m.eio_reads()
+
+
+def test_scratched_disc_dicomdir_and_folder(fuse: Callable[..., Any], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The DICOMDIR itself and one folder cannot be read: the rest is scanned and listed."""
+    imgs = corpus("eiodd", patients=2, series=1, images=2)
+    files = {"/".join(i.fid): dicom_bytes(i) for i in imgs}
+    files["DICOMDIR"] = encode_dicomdir(records_for(imgs))
+    m = fuse(files, eio=["DICOMDIR"], eio_dirs=["PA002/ST001"])
+    with deadline():
+        r = run_inproc(capsys, "ls", m.mount, "--json")
+    assert_sane(r, (0,))
+    d = json.loads(r.out)
+    got = {x["sop_instance_uid"] for x in listed(d) if x["path"]}
+    assert {i.sop_uid for i in imgs if i.patient_id.endswith("1")} <= got
+    named = {p["path"] for p in d["problems"] if p["severity"] in ("error", "warning")}
+    assert "DICOMDIR" in named, d["problems"]
+    assert any((p or "").startswith("PA002") for p in named), d["problems"]
+
+
+def test_zero_filled_variants_are_cheap(medium_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The class of QA-7: zeros after a valid meta, after half a header, inside the meta, and
+    a file whose whole body after 4 KB of real data is zero. All bounded, none lost silently."""
+    imgs = corpus("zvar", patients=1, series=1, images=7)
+    good = imgs[:3]
+    expected = write_images(medium_dir, good)
+    from tests.integration.hostile_media import meta_end
+
+    heads = {}
+    for k, info in enumerate(imgs[3:]):
+        data = dicom_bytes(info)
+        m = meta_end(data)
+        heads[f"Z/V{k}"] = [data[:m], data[:m + 60], data[:150], data[:m] + b"\0" * 64][k]
+    for rel, head in heads.items():
+        _sparse(medium_dir / rel, head, 32 << 20)
+    write_file(medium_dir, "DICOMDIR", encode_dicomdir(records_for(good)))
+    for cmd, rcs in (("ls", (0,)), ("check", (1,))):
+        try:
+            r = run_cli(cmd, medium_dir, "--json", timeout=CHEAP)
+        except subprocess_timeout() as exc:
+            raise AssertionError(f"{cmd} took more than {CHEAP} s on zero-filled files") from exc
+        assert_sane(r, rcs, CHEAP)
+        d = r.json()
+        assert_each_once(d, Built(medium_dir, good, expected))
+        named = {p["path"] for p in d["problems"]}
+        for rel in heads:
+            assert rel in named, (cmd, rel, d["problems"])
+
+
+def misfiled(d: dict[str, Any], root: Path) -> list[tuple[str, str, str, str]]:
+    """Rows listed under another patient/study/series than their own file says."""
+    bad = []
+    for row in listed(d):
+        if not row["path"]:
+            continue
+        ds = pydicom.dcmread(root / row["path"], stop_before_pixels=True, force=True)
+        for key, kw in (("patient.patient_id", "PatientID"), ("study.study_uid",
+                                                               "StudyInstanceUID"),
+                        ("series.series_uid", "SeriesInstanceUID")):
+            if row[key] is not None and row[key] != str(ds.get(kw, "")):
+                bad.append((row["path"], key, row[key], str(ds.get(kw, ""))))
+    return bad
+
+
+def assert_not_misfiled(d: dict[str, Any], root: Path) -> None:
+    """A record tree rebuilt after damage must not move an image to a neighbour patient."""
+    bad = misfiled(d, root)
+    assert not bad, f"images filed under the wrong patient/study/series: {bad[:6]}"
+
+
+@pytest.mark.parametrize("case", ["zeroed-sectors", "inactive-middle-patient-zero-offsets",
+                                  "garbled-patient-type-zero-offsets",
+                                  "lost-patient-record-zero-offsets"])
+def test_damaged_tree_never_misfiles_images(medium_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            case: str) -> None:
+    imgs = corpus("misfile", patients=12 if case == "zeroed-sectors" else 3, series=2, images=2)
+    roots = records_for(imgs)
+    opts = DDOpts(offsets="zero") if "zero-offsets" in case else DDOpts()
+    files = imgs
+    if case == "inactive-middle-patient-zero-offsets":
+        roots[1].in_use = 0
+    elif case == "garbled-patient-type-zero-offsets":
+        roots[1].rtype = "PXTIENT"
+    elif case == "lost-patient-record-zero-offsets":  # its children are promoted to the root
+        lost = roots.pop(1)
+        roots[1:1] = lost.children
+    built = write_medium(medium_dir, files, roots=roots, opts=opts)
+    if case == "zeroed-sectors":
+        dd = medium_dir / "DICOMDIR"
+        full = bytearray(dd.read_bytes())
+        for start in (2048 * 2, 2048 * 5):
+            full[start:start + 2048] = bytes(2048)
+        dd.write_bytes(bytes(full))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    if case != "lost-patient-record-zero-offsets":  # record order alone cannot tell there
+        assert_not_misfiled(d, medium_dir)
+    wrong = {m[0] for m in misfiled(d, medium_dir)}
+    c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    assert_each_once(c, built)
+    flagged = {p["path"] for p in problems(c, "record-file-mismatch")}
+    assert wrong <= flagged, f"check does not flag misfiled {sorted(wrong - flagged)}"
+
+
+@pytest.mark.parametrize("variant", PYDICOM_VARIANTS)
+def test_pydicom_variants_not_misfiled(medium_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str], variant: str,
+                                       pydicom_truth: tuple[Path, dict[str, str]]) -> None:
+    import shutil
+
+    src, _ = pydicom_truth
+    shutil.copytree(src, medium_dir, ignore=lambda d, names: [
+        n for n in names if n.startswith("DICOMDIR") and Path(d) == src])
+    shutil.copyfile(src / variant, medium_dir / "DICOMDIR")
+    assert_not_misfiled(ls(capsys, medium_dir, tmp_path), medium_dir)

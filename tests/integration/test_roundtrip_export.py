@@ -810,3 +810,33 @@ def test_export_refuses_video_on_a_cd_by_name(box: Sandbox) -> None:
     assert "VIDEO/CLIP1" in r.err or imgs[1].sop_uid in r.err, r.err
     assert not box.dest.exists() or not any(box.dest.iterdir())
     assert box.outside_state() == before
+
+
+def test_export_from_a_scratched_disc(box: Sandbox) -> None:
+    """A source file that cannot be read (EIO): the export says which, and never leaves a
+    half-written medium; if it goes on without that file, the result is a valid medium."""
+    import sys
+
+    from tests.integration.hostile_media import mount_fuse
+
+    if sys.platform != "linux" or os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("EIO media need Linux, root and /dev/fuse")
+    imgs = corpus("rteio", patients=1, series=2, images=2)
+    files = {"/".join(i.fid): dicom_bytes(i) for i in imgs}
+    files["DICOMDIR"] = encode_dicomdir(records_for(imgs))
+    bad = "/".join(imgs[2].fid)
+    try:
+        m = mount_fuse(box.tmp, files, eio=[bad])
+    except OSError as exc:
+        pytest.skip(f"cannot mount FUSE here: {exc}")
+    try:
+        r = box.export(m.mount, "--to", box.dest)
+    finally:
+        m.close()
+    assert_sane(r, (0, 1), EXPORT_TIMEOUT)
+    assert bad in r.out + r.err or imgs[2].sop_uid in r.out + r.err, (r.out, r.err)
+    if r.rc == 1:
+        assert not box.dest.exists() or not any(box.dest.iterdir())
+    else:
+        validate_medium(box.dest, {i.sop_uid: i for i in imgs if i is not imgs[2]})
+    assert not list(box.tmpdir.iterdir())
