@@ -1919,3 +1919,41 @@ def test_pydicom_variants_not_misfiled(medium_dir: Path, tmp_path: Path,
         n for n in names if n.startswith("DICOMDIR") and Path(d) == src])
     shutil.copyfile(src / variant, medium_dir / "DICOMDIR")
     assert_not_misfiled(ls(capsys, medium_dir, tmp_path), medium_dir)
+
+
+@pytest.mark.parametrize("fill", ["zeros", "junk"])
+def test_every_damaged_sector_position(medium_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str], fill: str) -> None:
+    """Each 2 KB sector of the DICOMDIR in turn comes back as zeros (or junk): every image is
+    still listed once, and none under another patient's name."""
+    imgs = corpus("sweep", patients=10, series=2, images=2)
+    built = write_medium(medium_dir, imgs)
+    dd = medium_dir / "DICOMDIR"
+    full = dd.read_bytes()
+    rnd = random.Random(77)
+    failures = []
+    for start in range(0, len(full), 2048):
+        b = bytearray(full)
+        n = min(2048, len(b) - start)
+        b[start:start + n] = bytes(n) if fill == "zeros" else bytes(rnd.randrange(256)
+                                                                   for _ in range(n))
+        dd.write_bytes(bytes(b))
+        d = ls(capsys, medium_dir, tmp_path)
+        try:
+            assert_listed_truthfully(d, built, medium_dir)
+        except AssertionError as exc:
+            failures.append(f"sector at {start}: {str(exc)[:300]}")
+    assert not failures, "\n".join(failures)
+
+
+def assert_listed_truthfully(d: dict[str, Any], built: Built, root: Path) -> None:
+    """Every file of the medium listed exactly once (by path); whatever a row says about it
+    (SOP Instance UID, patient, study, series) is either unknown (null) or what the file says."""
+    rows = [r for r in listed(d) if r["path"]]
+    paths = sorted(r["path"] for r in rows)
+    assert paths == sorted(built.expected.values()), "files lost or listed twice"
+    truth = {rel: u for u, rel in built.expected.items()}
+    wrong_uid = [(r["path"], r["sop_instance_uid"]) for r in rows
+                 if r["sop_instance_uid"] is not None and r["sop_instance_uid"] != truth[r["path"]]]
+    assert not wrong_uid, f"rows carry a SOP Instance UID that is not their file's: {wrong_uid}"
+    assert_not_misfiled(d, root)
