@@ -252,8 +252,25 @@ def _tolerant_console() -> None:
                 pass
 
 
+def _quiet_libraries() -> None:
+    """pydicom warns (stderr) about every odd value on a disc: the reader reports problems itself.
+
+    DISCBRIDGE_DEBUG=1 keeps the libraries' warnings and logs.
+    """
+    import logging
+    import os
+    import warnings
+
+    if os.environ.get("DISCBRIDGE_DEBUG"):
+        return
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    warnings.filterwarnings("ignore", module=r"pylibjpeg|openjpeg|libjpeg|rle|pycdlib")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_console()
+    _quiet_libraries()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# Tests never write into the user's own folders (sample disc cache, export reports, crash log,
+# QSettings): every run gets fresh XDG folders of its own.
+_XDG = tempfile.mkdtemp(prefix="discbridge-tests-xdg-")
+atexit.register(shutil.rmtree, _XDG, True)
+for _var in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
+    os.environ[_var] = os.path.join(_XDG, _var.lower())
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

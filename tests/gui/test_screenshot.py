@@ -63,7 +63,7 @@ def test_without_display_demo_prints_the_tree(tmp_path: Path) -> None:
     proc = _run(["demo"], _env(), tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "no display found" in proc.stderr
-    assert "Patient" in proc.stdout and "Doe^Archibald" in proc.stdout
+    assert "Patient" in proc.stdout and "CompressedSamples^CT1" in proc.stdout
     proc = _run(["open", str(tmp_path)], _env(), tmp_path)
     assert proc.returncode == 1 and "no display found" in proc.stderr
     # --screenshot needs no screen: it renders offscreen by itself.
