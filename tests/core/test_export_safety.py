@@ -288,3 +288,21 @@ def test_burn_cannot_span(tmp_path: Path) -> None:
     src = _source(tmp_path, n=2)
     with pytest.raises(ExportError, match="--span"):
         _plan(src, tmp_path / "d", burn="stdio:/dev/null", span=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="Linux read-back path")
+def test_read_back_drops_the_page_cache_of_every_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(tmp_path, n=3)
+    real = os.posix_fadvise
+    dropped: list[int] = []
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_DONTNEED:
+            dropped.append(fd)
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    report = execute(_plan(src, tmp_path / "dest"))
+    assert report.ok and report.verification.files == 5
+    assert len(dropped) == 5  # 3 files + README.TXT + DICOMDIR, each read from the device
