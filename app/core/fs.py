@@ -382,6 +382,10 @@ class IsoFS:
         """Images hold no followed symlinks: the path itself (validated)."""
         return check_relative(rel).as_posix().lstrip(".")
 
+    def __reduce__(self) -> tuple[type[IsoFS], tuple[Path, str]]:
+        """Pickle as "reopen this image": an export plan can then run in a child process."""
+        return (IsoFS, (self.path, self.namespace))
+
     def close(self) -> None:
         try:
             self._iso.close()

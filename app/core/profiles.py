@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from pydicom import Dataset
 
@@ -115,6 +116,10 @@ class Profile:
     max_columns: int | None = None
     bits_allocated: frozenset[int] | None = None
     bits_stored: frozenset[int] | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickle by name (the tables hold read-only mappings): plans cross process boundaries."""
+        return (get_profile, (self.name,))
 
     def accepts_transfer_syntax(self, uid: str) -> bool:
         """True when an object encoded in ``uid`` may be written as is."""

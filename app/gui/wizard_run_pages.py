@@ -344,7 +344,9 @@ class ProgressPage(QWizardPage):
             + (["burn"] if kind == "burn" else [])
         self._step = -1
         self._show_steps()
-        task = self.wiz.runner.run_write(execute_and_report, self.wiz.plan)
+        # A child process: the export's Python work then cannot starve the GUI thread of the
+        # GIL (benchmarks/results_gui.md: 227 ms stalls on a thread, ~50 ms this way).
+        task = self.wiz.runner.run_process(execute_and_report, self.wiz.plan)
         self.task = task
         task.progress.connect(self._progress)
         task.finished.connect(self._finished)

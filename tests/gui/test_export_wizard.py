@@ -5,8 +5,9 @@ left running."""
 
 from __future__ import annotations
 
+import os
 import subprocess
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,22 @@ def test_too_big_offers_spanning(qtbot: QtBot, source: Medium, runner: TaskRunne
     assert "2 discs" in page.view.toPlainText()
 
 
+def held_export(plan: Any, progress: Any = None, cancel: Any = None) -> Any:
+    """The real export, held at its first written bytes until the test opens the gate."""
+    reached = Path(os.environ["DISCBRIDGE_TEST_REACHED"])
+    gate = Path(os.environ["DISCBRIDGE_TEST_GATE"])
+
+    def report(p: Progress) -> None:
+        progress(p)
+        if p.phase == "write" and p.done_bytes > 0 and not reached.exists():
+            reached.touch()
+            deadline = time.monotonic() + 30
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    return export_wizard.execute_and_report(plan, report, cancel)
+
+
 def test_cancel_mid_export_leaves_the_destination_clean(qtbot: QtBot, runner: TaskRunner,
                                                          settings: QSettings, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,32 +311,25 @@ def test_cancel_mid_export_leaves_the_destination_clean(qtbot: QtBot, runner: Ta
     dest.mkdir()
     (dest / "keep.txt").write_text("the user's own file")
     # Hold the real export at its first written bytes until the user has pressed Cancel, so the
-    # cancel lands mid-write however fast the machine is.
-    real = export_wizard.execute_and_report
-    reached, gate = threading.Event(), threading.Event()
-
-    def held(plan: Any, progress: Any = None, cancel: Any = None) -> Any:
-        def report(p: Progress) -> None:
-            progress(p)
-            if p.phase == "write" and p.done_bytes > 0 and not reached.is_set():
-                reached.set()
-                gate.wait(30)
-        return real(plan, report, cancel)
-
-    monkeypatch.setattr(export_wizard, "execute_and_report", held)
+    # cancel lands mid-write however fast the machine is. The export runs in a child process:
+    # the hold is a module-level function and the two events are files.
+    reached, gate = tmp_path / "reached", tmp_path / "gate"
+    monkeypatch.setenv("DISCBRIDGE_TEST_REACHED", str(reached))
+    monkeypatch.setenv("DISCBRIDGE_TEST_GATE", str(gate))
+    monkeypatch.setattr(export_wizard, "execute_and_report", held_export)
     wiz = make_wizard(qtbot, [medium], None, runner, settings)
     try:
         to_summary(qtbot, wiz, "folder", str(dest))
         assert wiz.summary_page.isComplete(), wiz.summary_page.error.text()
         wiz.next()
         assert wiz.currentId() == PAGE_PROGRESS
-        qtbot.waitUntil(reached.is_set, timeout=TIMEOUT)
+        qtbot.waitUntil(reached.exists, timeout=TIMEOUT)
         assert any(p.name.startswith(".") for p in dest.iterdir())  # staging exists mid-write
         wiz.reject()  # the wizard's Cancel button
         assert wiz.isVisible()  # Cancel stops the export, it does not close the wizard
         assert not wiz.button(QWizard.WizardButton.CancelButton).isEnabled()
     finally:
-        gate.set()
+        gate.touch()
     qtbot.waitUntil(lambda: wiz.currentId() == PAGE_RESULT, timeout=TIMEOUT)
     assert wiz.outcome == "cancelled"
     assert "Cancelled" in wiz.result_page.status.text()
