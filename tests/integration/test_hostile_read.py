@@ -139,8 +139,12 @@ def ls(capsys: pytest.CaptureFixture[str], target: Path, tmp: Path, *, cmd: str 
     with audit() as seen, deadline():
         r = run_inproc(capsys, cmd, target, "--json")
     assert_sane(r, rcs, DEADLINE)
-    assert_confined(seen, root or (target if target.is_dir() or target.suffix == ".iso"
-                                   else target.parent), tmp)
+    base = root or (target if target.is_dir() or target.suffix == ".iso" else target.parent)
+    assert_confined(seen, base, tmp)
+    with audit() as seen, deadline():  # the human-readable output survives the same medium
+        t = run_inproc(capsys, cmd, target)
+    assert_sane(t, rcs, DEADLINE)
+    assert_confined(seen, base, tmp)
     return json.loads(r.out) if r.out.strip() else {}
 
 
@@ -379,12 +383,18 @@ def _escape_cases(tmp: Path, root: Path) -> dict[str, tuple[str, ...]]:
         "symlink-file": ("LINKS", "EVIL"),
         "symlink-dir": ("LINKDIR", "SENTINEL"),
         "symlink-dir-lower": ("linkdir", "sentinel"),
+        "dotdot-space": (".. ", "outside", "SENTINEL"),
+        "dotdot-nul": ("..\0", "outside", "SENTINEL"),
+        "dotdot-backslash-in-component": ("..\\outside\\SENTINEL",),
+        "win-long-path": ("", "", "?", "C:", "outside", "SENTINEL"),
+        "drive-relative": ("C:..", "outside", "SENTINEL"),
     }
 
 
 ESCAPES = ["dotdot", "dotdot-deep", "dotdot-many", "dotdot-slash", "absolute", "absolute-split",
            "drive", "drive-joined", "unc", "unc-slash", "symlink-file", "symlink-dir",
-           "symlink-dir-lower"]
+           "symlink-dir-lower", "dotdot-space", "dotdot-nul", "dotdot-backslash-in-component",
+           "win-long-path", "drive-relative"]
 
 
 @pytest.mark.parametrize("case", ESCAPES)
@@ -1957,3 +1967,22 @@ def assert_listed_truthfully(d: dict[str, Any], built: Built, root: Path) -> Non
                  if r["sop_instance_uid"] is not None and r["sop_instance_uid"] != truth[r["path"]]]
     assert not wrong_uid, f"rows carry a SOP Instance UID that is not their file's: {wrong_uid}"
     assert_not_misfiled(d, root)
+
+
+@pytest.mark.parametrize("fid", [("~", "SENTINEL"), ("%TEMP%", "SENTINEL"), ("$HOME", "X"),
+                                 ("file:", "", "", "etc", "passwd")],
+                         ids=["tilde", "percent-var", "dollar-var", "url"])
+def test_file_ids_are_never_expanded(medium_dir: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     fid: tuple[str, ...]) -> None:
+    """No shell/user/environment expansion of File IDs: they stay names inside the medium."""
+    imgs = small("noexpand")
+    ghost = replace_info(imgs[0], sop_uid=uid("noexpand", "ghost"), fid=fid,
+                         instance_number="77")
+    built = write_medium(medium_dir, imgs, roots=records_for(imgs + [ghost]))
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    row = [r for r in listed(d) if r["sop_instance_uid"] == ghost.sop_uid]
+    assert len(row) == 1 and row[0]["path"] is None
+    assert [p for p in d["problems"] if p["severity"] == "error"
+            and p["code"] in ("missing-file", "bad-file-id", "outside-root")], d["problems"]
