@@ -198,24 +198,31 @@ def cmd_export(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     result: dict[str, object] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             result["report"] = run_export(opts, progress=progress, cancel=token)
         except BaseException as exc:  # handed to the main thread below
             result["error"] = exc
+        finally:
+            done.set()
 
-    t = threading.Thread(target=work, name="export", daemon=True)
-    t.start()
-    try:
-        while t.is_alive():
-            t.join(0.2)
-    except KeyboardInterrupt:
-        if token.cancel():
-            _err("cancelling: removing what was written ...")
-        else:
-            _err("the burn has started and cannot be cancelled without ruining the disc")
-        t.join()
+    threading.Thread(target=work, name="export", daemon=True).start()
+    # Wait on an Event, never on Thread.join()/is_alive(): after a join interrupted by Ctrl-C,
+    # CPython 3.11/3.12 may report a running thread as stopped, and we would exit mid-write.
+    interrupted = False
+    while not done.is_set():
+        try:
+            done.wait(0.2)
+        except KeyboardInterrupt:
+            if interrupted:
+                _err("still cleaning up; the destination will be left as it was")
+            elif token.cancel():
+                _err("cancelling: removing what was written ...")
+            else:
+                _err("the burn has started and cannot be cancelled without ruining the disc")
+            interrupted = True
     if tty and last_phase[0]:
         sys.stderr.write("\n")
     err = result.get("error")
@@ -291,3 +298,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback in the log
+        _err(f"unexpected error: {type(exc).__name__}: {exc} (details: {_log_traceback()})")
+        return EXIT_FAIL
+
+
+def _log_traceback() -> str:
+    """Append the current exception's traceback to the log folder; return the log's path."""
+    import datetime
+    import traceback
+
+    from app.core.appdirs import user_log_dir
+
+    try:
+        folder = user_log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cli-errors.log"
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"--- {datetime.datetime.now().isoformat()} DiscBridge {__version__} "
+                     f"argv={sys.argv!r}\n{traceback.format_exc()}\n")
+        return str(path)
+    except OSError:
+        return "the log folder is not writable"
