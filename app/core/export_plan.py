@@ -271,10 +271,33 @@ def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
         if keyword in fixes or keyword in missing:
             continue
         elem = s.header.get_item(tag)
-        if elem is None or elem.value in (None, b"", "") or (
-                isinstance(elem.value, bytes) and not elem.value.strip(b" \0")):
+        if elem is None or _empty(elem.VR or _dictionary_vr(tag), elem.value):
             missing.append(keyword)
     return missing
+
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
+                       "TM", "UC", "UI", "UR", "UT"})
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
+
+
+def _empty(vr: str | None, value: object) -> bool:
+    """No value: absent, zero length, or (text VRs only) nothing but padding."""
+    if value is None or value in (b"", "") or (isinstance(value, list | tuple) and not value):
+        return True
+    if isinstance(value, bytes) and vr in _TEXT_VRS:
+        return not value.strip(b" \0")
+    if isinstance(value, str):
+        return not value.strip(" \0")
+    return False
 
 
 def _check_hierarchy(studies: dict[str, list[Item]]) -> None:

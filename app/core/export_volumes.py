@@ -18,6 +18,7 @@ from app.core.export_model import PlannedFile, PlanPatient, TooBig, Volume
 from app.core.export_options import ExportOptions
 
 MB = 1000 * 1000
+MAX_FILE = 2**32 - 1  # ISO 9660 Level 1 extent / FAT32 file size limit
 # Estimated DICOMDIR bytes per directory record, README.TXT and per-folder overhead.
 RECORD_BYTES = 600
 README_BYTES = 4096
@@ -66,6 +67,14 @@ def _volume_overhead(n_files: int, n_series: int, icon_size: int | None) -> int:
 def pack_volumes(patients: list[PlanPatient], cap: int, options: ExportOptions, fileset_id: str,
              icon_size: int | None) -> list[Volume]:
     block = _block(options)
+    if options.effective_media in ("cd", "dvd", "dvd-dl", "usb") or options.iso is not None \
+            or options.burn is not None:
+        huge = [f for p in patients for st in p.studies for f in st.files
+                if f.est_size >= MAX_FILE]
+        if huge:
+            raise TooBig("; ".join(f"{f.src.label}: about {f.est_size / MB:,.0f} MB" for f in huge)
+                         + " - ISO 9660 and FAT32 hold files under 4 GiB only (PS3.12); "
+                         "nothing was written", huge[0].est_size, MAX_FILE)
     units: list[list[PlannedFile]] = [st.files for p in patients for st in p.studies]
 
     def cost(files: list[PlannedFile]) -> int:

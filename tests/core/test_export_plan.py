@@ -271,3 +271,19 @@ def test_acr_nema_study_date_and_time_are_converted(tmp_path: Path) -> None:
     assert (f.value("StudyDate"), f.value("StudyTime")) == ("19970424", "140438")
     assert {c.attribute for c in plan.changes} == {"StudyDate", "StudyTime"}
     assert all("ACR-NEMA" in c.reason for c in plan.changes)
+
+
+def test_a_file_over_4_gib_cannot_go_on_iso_or_fat(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core import export_volumes
+
+    monkeypatch.setattr(export_volumes, "MAX_FILE", 1000)  # stands for 4 GiB
+    with pytest.raises(TooBig, match=r"f000\.dcm.*under 4 GiB"):
+        _plan(tmp_path, [make_dataset(32, 32)], media="dvd")
+    assert _plan(tmp_path / "ok", [make_dataset(32, 32)]).files  # a folder has no such limit
+
+
+def test_binary_type1_keys_with_zero_bytes_are_present(tmp_path: Path) -> None:
+    """Rows = 32 is b' \\x00' raw: a binary value, not padding (H.3-2 profiles need it)."""
+    plan = _plan(tmp_path, [make_dataset(32, 32), make_dataset(256, 256)], media="usb")
+    assert len(plan.files) == 2
