@@ -840,3 +840,30 @@ def test_export_from_a_scratched_disc(box: Sandbox) -> None:
     else:
         validate_medium(box.dest, {i.sop_uid: i for i in imgs if i is not imgs[2]})
     assert not list(box.tmpdir.iterdir())
+
+
+
+BAD_VALUES: dict[str, dict[str, Any]] = {
+    "too-long": {"study_id": "ABCDEFGHIJKLMNOPQRSTUV", "accession": "X" * 20,
+                 "study_desc": "D" * 80, "series_desc": "S" * 70},
+    "patient-id-too-long": {"patient_id": "P" * 70},
+    "lowercase-cs": {"modality": "ct"},
+    "decimal-is": {"series_number": "1.0", "instance_number": " 7"},
+    "pn-too-many-components": {"patient_name": "A^B^C^D^E^F^G"},
+    "acr-nema-date-time": {"study_date": "2024.01.02", "study_time": "10:15:00"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_export_source_values_invalid_for_their_vr(box: Sandbox, case: str) -> None:
+    """Real modalities write 80-character descriptions, lowercase modalities, "1.0" series
+    numbers: the source file may keep them, but the DICOMDIR we write must pass dciodvfy."""
+    import warnings
+
+    imgs = [replace(i, **BAD_VALUES[case]) for i in corpus("rtvr", patients=1, series=1,
+                                                           images=2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_medium(box.src, imgs)
+    want = {i.sop_uid: i for i in imgs}
+    roundtrip(box, want, names=case != "pn-too-many-components")
