@@ -266,3 +266,14 @@ def test_xabc_keeps_jpeg_lossless_xa_with_128_icons(tmp_path: Path) -> None:
     icon = rec.IconImageSequence[0]
     assert (icon.Rows, icon.Columns, icon.BitsAllocated) == (128, 128, 8)
     check_medium(tmp_path / "out", [src])
+
+
+def test_corpus_on_a_usb_profile(tmp_path: Path) -> None:
+    """STD-GEN-USB-JPEG: the H.3-2 keys (Rows, Columns, ...) go into the records."""
+    src = tmp_path / "src"
+    write_corpus(src)
+    plan, report = export([src], tmp_path / "out", media="usb")
+    assert plan.profile.name == "STD-GEN-USB-JPEG" and report.ok
+    check_medium(tmp_path / "out", [src])
+    rec = next(iter(FileSet(tmp_path / "out" / "DICOMDIR"))).node._record
+    assert rec.Rows == 16 and rec.Columns == 16
