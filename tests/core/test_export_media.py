@@ -148,6 +148,7 @@ def test_generated_corpus(tmp_path: Path) -> None:
 
 
 LOSSLESS = ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+            "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "SC_rgb_small_odd_big_endian.dcm",
             "SC_rgb_rle.dcm"]
 
 
