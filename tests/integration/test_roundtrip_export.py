@@ -867,3 +867,39 @@ def test_export_source_values_invalid_for_their_vr(box: Sandbox, case: str) -> N
         write_medium(box.src, imgs)
     want = {i.sop_uid: i for i in imgs}
     roundtrip(box, want, names=case != "pn-too-many-components")
+
+
+@pytest.mark.parametrize("damaged_first", [True, False], ids=["damaged-first", "damaged-second"])
+def test_export_duplicate_uid_keeps_the_intact_copy(box: Sandbox, damaged_first: bool) -> None:
+    """Two sources hold the same instance; one copy is cut short in its pixel data. The merge
+    drops a duplicate by SOP Instance UID: it must keep the intact one (or refuse), never export
+    the damaged bytes as if they were good."""
+    imgs = corpus("rtdupe", patients=1, series=1, images=2)
+    good_src = box.tmp / "good"
+    bad_src = box.tmp / "bad"
+    write_medium(good_src, imgs)
+    built = write_medium(bad_src, imgs)
+    victim = bad_src / built.expected[imgs[0].sop_uid]
+    victim.write_bytes(victim.read_bytes()[:-40])
+    sources = [bad_src, good_src] if damaged_first else [good_src, bad_src]
+    r = box.export(*sources, "--to", box.dest)
+    assert_sane(r, (0, 1), EXPORT_TIMEOUT)
+    if r.rc == 0:
+        validate_medium(box.dest, {i.sop_uid: i for i in imgs})
+    else:
+        assert not box.dest.exists() or not any(box.dest.iterdir())
+
+
+def test_export_of_a_truncated_source_is_never_silent(box: Sandbox) -> None:
+    """A source image cut short in its pixel data (`check` calls it truncated-file): the export
+    refuses it or says so by name; it never reports a clean, verified medium without a word."""
+    imgs = corpus("rttrunc", patients=1, series=1, images=3)
+    built = write_medium(box.src, imgs)
+    rel = built.expected[imgs[1].sop_uid]
+    victim = box.src / rel
+    victim.write_bytes(victim.read_bytes()[:-40])
+    r = box.export(box.src, "--to", box.dest)
+    assert_sane(r, (0, 1), EXPORT_TIMEOUT)
+    assert rel in r.out + r.err or imgs[1].sop_uid in r.out + r.err, (r.out, r.err)
+    if r.rc == 1:
+        assert not box.dest.exists() or not any(box.dest.iterdir())
