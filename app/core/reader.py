@@ -121,6 +121,7 @@ class _FileSet:
     resolved: list[tuple[Instance, FileIdResult, Resolved]] = field(default_factory=list)
     existing: int = 0
     records: int = 0
+    refused_others: int = 0  # refused File IDs of records outside the tree (other_records)
 
 
 class _Reader:
@@ -187,10 +188,7 @@ class _Reader:
         usable = [f for f in filesets if f.existing > 0]
         for fset in filesets:
             if fset.existing == 0:
-                what = (f"references {fset.records} file(s), none of which exists"
-                        if fset.records else "references no file")
-                self.problems.append(Problem("warning", "no-dicomdir", fset.rel,
-                                             f"{fset.rel} {what}; not used"))
+                self._unused(fset)
         if usable:
             for fset in usable:
                 self._merge(fset)
@@ -207,6 +205,39 @@ class _Reader:
             return self._medium("dicomdir", [f.rel for f in with_records])
         raise UnreadableMedium(f"{self.fs.label}: no DICOM data found"
                                + ("" if not self.problems else f" ({self.problems[-1]})"))
+
+    def _unused(self, fset: _FileSet) -> None:
+        """Report a DICOMDIR that leads to no file, and every File ID it had refused (QA-9).
+
+        The refusals (``..``, absolute, drive, UNC: STANDARDS §7 Security) are reported one by
+        one even though the DICOMDIR is not used: the user and the security log must see
+        "refused", never "missing", for a reference that tried to leave the medium.
+        """
+        refused = 0
+        missing = 0
+        for inst, _fid, res in fset.resolved:
+            if res.problem in ("outside-root", "bad-file-id") and inst.file_id is not None:
+                refused += 1
+                text = file_id_text(inst.file_id)
+                self.problems.append(Problem(
+                    "error", res.problem, text.replace("\\", "/") or None,
+                    f"File ID '{text}' in {fset.rel}: {res.reason}; not opened"))
+            elif inst.file_id is not None:
+                missing += 1
+        refused += fset.refused_others
+        missing += max(0, fset.records - refused - missing)
+        if not fset.records:
+            what = "references no file"
+        elif refused and missing:
+            what = (f"references {fset.records} file(s): {refused} File ID(s) refused, "
+                    f"{missing} not found")
+        elif refused:
+            what = (f"references {fset.records} file(s), every File ID refused "
+                    "(outside the medium or malformed)")
+        else:
+            what = f"references {fset.records} file(s), none of which exists"
+        self.problems.append(Problem("warning", "no-dicomdir", fset.rel,
+                                     f"{fset.rel} {what}; not used"))
 
     def _medium(self, source: str, dicomdirs: list[str]) -> Medium:
         self.builder.prune()
@@ -329,6 +360,12 @@ class _Reader:
             if res.path is not None:
                 fset.existing += 1
                 self.referenced_paths.add(res.path)
+            elif id(inst) in other_ids and res.problem in ("outside-root", "bad-file-id"):
+                fset.refused_others += 1
+                text = file_id_text(inst.file_id)
+                self.problems.append(Problem(
+                    "error", res.problem or "bad-file-id", text.replace("\\", "/") or None,
+                    f"File ID '{text}' in {fset.rel}: {res.reason}; not opened"))
             if id(inst) not in other_ids:
                 fset.resolved.append((inst, fid, res))
 

@@ -356,3 +356,38 @@ def test_mutated_dicomdir_never_crashes(tmp_path_factory: pytest.TempPathFactory
     for inst in m.instances():
         assert inst.path is None or not inst.path.startswith("..")
     assert all(p.severity in ("error", "warning", "info") for p in m.problems)
+
+
+def test_every_file_id_refused_is_reported_even_when_the_dicomdir_is_unused(
+        tmp_path: Path) -> None:
+    """QA-9: DICOM/DICOMDIR references ``..\\PA1\\...`` only. The files are listed by scan, and
+    each refused File ID is an ``outside-root`` error naming it; the summary says "refused"."""
+    roots = db.simple_tree(patients=1, images=2)
+    for rec in leaves(roots):
+        rec.file_id = ("..",) + rec.file_id  # type: ignore[operator]
+    (tmp_path / "m" / "DICOM").mkdir(parents=True)
+    db.write_medium(tmp_path / "m", roots, name="DICOM/DICOMDIR")
+    m = open_medium(tmp_path / "m")
+    assert m.source == "scan"
+    assert len(list(m.instances())) == 2
+    refused = [p for p in m.problems if p.code == "outside-root"]
+    assert sorted(p.path for p in refused) == sorted(
+        "../" + "/".join(r.file_id[1:]) for r in leaves(roots))  # type: ignore[index]
+    assert all(p.severity == "error" and "'..'" in p.message for p in refused)
+    summary = next(p for p in m.problems if p.code == "no-dicomdir" and p.path)
+    assert summary.path == "DICOM/DICOMDIR"
+    assert "refused" in summary.message and "none of which exists" not in summary.message
+
+
+def test_refused_and_missing_file_ids_of_an_unused_dicomdir_both_counted(tmp_path: Path) -> None:
+    roots = db.simple_tree(patients=1, images=2)
+    lv = leaves(roots)
+    lv[0].file_id = "C:\\PA1\\IM1"
+    db.write_medium(tmp_path / "m", roots, files=False)
+    loose_files(tmp_path / "m", {"OTHER/IM9": {}})
+    m = open_medium(tmp_path / "m")
+    assert m.source == "scan"
+    assert [(p.severity, p.code, p.path) for p in m.problems][:1] == [
+        ("error", "outside-root", "C:/PA1/IM1")]
+    summary = next(p for p in m.problems if p.code == "no-dicomdir" and p.path)
+    assert "1 File ID(s) refused, 1 not found" in summary.message
