@@ -903,3 +903,37 @@ def test_export_of_a_truncated_source_is_never_silent(box: Sandbox) -> None:
     assert rel in r.out + r.err or imgs[1].sop_uid in r.out + r.err, (r.out, r.err)
     if r.rc == 1:
         assert not box.dest.exists() or not any(box.dest.iterdir())
+
+
+@pytest.mark.parametrize("case", ["dest-is-a-file", "dest-under-a-file", "report-in-missing-dir",
+                                  "report-is-a-dir", "iso-in-missing-dir", "iso-is-a-dir"])
+def test_export_bad_destinations(box: Sandbox, case: str) -> None:
+    want = _fuseiso(box)
+    blocker = box.tmp / "blocker"
+    blocker.write_bytes(b"not a folder")
+    args: list[str | os.PathLike[str]] = [box.src]
+    if case == "dest-is-a-file":
+        args += ["--to", blocker]
+    elif case == "dest-under-a-file":
+        args += ["--to", blocker / "DEST"]
+    elif case == "report-in-missing-dir":
+        args += ["--to", box.dest, "--report", box.tmp / "nowhere" / "deeper" / "r.json"]
+    elif case == "report-is-a-dir":
+        (box.tmp / "rdir").mkdir()
+        args += ["--to", box.dest, "--report", box.tmp / "rdir"]
+    elif case == "iso-in-missing-dir":
+        args += ["--iso", blocker / "x" / "out.iso"]
+    else:
+        (box.tmp / "isodir").mkdir()
+        args += ["--iso", box.tmp / "isodir"]
+    before = tree_state(box.src)
+    r = box.export(*args)
+    assert_sane(r, (0, 1, 2), EXPORT_TIMEOUT)
+    assert blocker.read_bytes() == b"not a folder"
+    assert tree_state(box.src) == before
+    if r.rc != 0:
+        assert r.err.strip()
+    if case.startswith("report") and r.rc == 0:
+        validate_medium(box.dest, want)
+    if case in ("dest-is-a-file", "dest-under-a-file", "iso-in-missing-dir", "iso-is-a-dir"):
+        assert r.rc != 0
