@@ -401,3 +401,32 @@ def test_medium_opened_through_a_symlink(tmp_path: Path, capsys: pytest.CaptureF
         d = json.loads(r.out)
         assert d["problems"] == []
         assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
+
+
+@pytest.mark.parametrize("name", ["DISC.ISO", "disc.img", "cdrom", "disc.bin"])
+@pytest.mark.parametrize("udf", [False, True], ids=["iso9660", "udf-bridge"])
+def test_disc_images_recognised_by_content(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           name: str, udf: bool) -> None:
+    import io as _io
+
+    import pycdlib
+
+    stage = tmp_path / "stage"
+    built = write_medium(stage, corpus("imgname", patients=1, series=1, images=2))
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=1, udf="2.60" if udf else None, vol_ident="IMGNAME")
+    for d in ("/PA001", "/PA001/ST001", "/PA001/ST001/SE001"):
+        iso.add_directory(d, udf_path=d if udf else None)
+    for p in sorted(stage.rglob("*")):
+        if p.is_file():
+            rel = "/" + p.relative_to(stage).as_posix()
+            data = p.read_bytes()
+            iso.add_fp(_io.BytesIO(data), len(data), rel + ".;1", udf_path=rel if udf else None)
+    target = tmp_path / name
+    iso.write(str(target))
+    iso.close()
+    r = run_inproc(capsys, "ls", target, "--json")
+    assert_sane(r)
+    d = json.loads(r.out)
+    assert d["root"] == str(target) and d["source"] == "dicomdir"
+    assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
