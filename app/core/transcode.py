@@ -279,7 +279,9 @@ def _to_explicit_le(ds: Dataset, source_ts: str, notes: list[str]) -> None:
         compressed_len = len(ds.PixelData)
         ds.decompress(generate_instance_uid=False, as_rgb=True)
         _mark_lossy(ds, source_ts, compressed_len, notes)
-    elif source_ts == EXPLICIT_BE and "PixelData" in ds:
+    if source_ts == EXPLICIT_BE:
+        _swap_other_words(ds)
+    if source_ts == EXPLICIT_BE and "PixelData" in ds:
         arr = ds.pixel_array
         if int(ds.BitsAllocated) > 8:
             arr = arr.astype(arr.dtype.newbyteorder("<"))
@@ -288,6 +290,26 @@ def _to_explicit_le(ds: Dataset, source_ts: str, notes: list[str]) -> None:
         data = np.ascontiguousarray(arr).tobytes()
         ds.PixelData = data + (b"\x00" if len(data) % 2 else b"")
         ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
+
+
+_WORD = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _swap_other_words(ds: Dataset) -> None:
+    """Big Endian → Little Endian for raw word data (OW/OF/OL/OD/OV: overlays, LUTs, curves)
+    other than Pixel Data, which pydicom leaves as bytes; numbers in other VRs are parsed."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                _swap_other_words(item)
+            continue
+        size = _WORD.get(str(elem.VR))
+        if size is None or elem.tag == 0x7FE00010 or not isinstance(elem.value, bytes | bytearray):
+            continue
+        data = bytes(elem.value)
+        usable = len(data) - len(data) % size
+        arr = np.frombuffer(data[:usable], dtype=f">u{size}").astype(f"<u{size}")
+        elem.value = arr.tobytes() + data[usable:]
 
 
 def transcode_dataset(ds: Dataset, source_ts: str, target_ts: str, notes: list[str]) -> None:

@@ -278,3 +278,26 @@ def test_corpus_on_a_usb_profile(tmp_path: Path) -> None:
     check_medium(tmp_path / "out", [src])
     rec = next(iter(FileSet(tmp_path / "out" / "DICOMDIR"))).node._record
     assert rec.Rows == 16 and rec.Columns == 16
+
+
+def test_big_endian_lut_and_overlay_words_are_swapped(tmp_path: Path) -> None:
+    """OW data other than Pixel Data (overlay data here) must be byte-swapped too."""
+    ds = make_dataset(8, 8)
+    ds.add_new(0x60000010, "US", 4)  # Overlay Rows
+    ds.add_new(0x60000011, "US", 4)  # Overlay Columns
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", np.arange(16, dtype=np.uint16).tobytes())  # word data
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.2"
+    src = tmp_path / "src"
+    write_instance(src / "be.dcm", ds)  # pydicom writes it Big Endian
+    raw_be = pydicom.dcmread(src / "be.dcm")
+    plan, _ = export([src], tmp_path / "out")
+    out = pydicom.dcmread((tmp_path / "out").joinpath(*plan.files[0].file_id))
+    assert out.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert np.array_equal(out.pixel_array, raw_be.pixel_array)
+    words_be = np.frombuffer(raw_be[0x60003000].value, ">u2").tolist()  # as the source means
+    assert np.frombuffer(out[0x60003000].value, "<u2").tolist() == words_be
+    assert words_be != np.frombuffer(raw_be[0x60003000].value, "<u2").tolist()
