@@ -115,6 +115,10 @@ class ExportReport:
             if ver.ok:
                 out.append(f"  verified: {ver.files} files read back from the device, "
                            "all identical")
+                isos = [v.iso for v in self.volumes if v.iso]
+                if isos:
+                    out.append(f"  image verified: {', '.join(isos)} read back, every file "
+                               "identical")
             else:
                 out.append(f"  VERIFICATION FAILED for {len(ver.failures) + len(ver.iso_failures)}"
                            " item(s):")

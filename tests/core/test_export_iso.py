@@ -56,6 +56,7 @@ def test_iso_without_dest_uses_a_removed_temp_folder(tmp_path: Path) -> None:
     assert "/PA001/ST001/SE001/IM000001.;1" in names
     assert report.volumes[0].iso == str(iso)
     assert report.verification.iso_failures == []
+    assert any(line.startswith("  image verified") for line in report.summary_lines())
 
 
 def test_iso_with_staging_dest_and_spanning(tmp_path: Path) -> None:
