@@ -430,3 +430,41 @@ def test_disc_images_recognised_by_content(tmp_path: Path, capsys: pytest.Captur
     d = json.loads(r.out)
     assert d["root"] == str(target) and d["source"] == "dicomdir"
     assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
+
+
+def test_udf_only_disc_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A UDF-only image (BD discs are UDF 2.5/2.6 only, PS3.12 X; DVDs may be too, PS3.12 P):
+    a UDF bridge image by pycdlib with its ISO 9660 descriptors removed and the UDF Volume
+    Recognition Sequence (BEA01/NSR02/TEA01) moved to sector 16, where ECMA-167 puts it."""
+    import io as _io
+
+    import pycdlib
+
+    stage = tmp_path / "stage"
+    built = write_medium(stage, corpus("udfonly", patients=1, series=1, images=2))
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=1, udf="2.60")
+    for d in ("/PA001", "/PA001/ST001", "/PA001/ST001/SE001"):
+        iso.add_directory(d, udf_path=d)
+    for p in sorted(stage.rglob("*")):
+        if p.is_file():
+            rel = "/" + p.relative_to(stage).as_posix()
+            data = p.read_bytes()
+            iso.add_fp(_io.BytesIO(data), len(data), rel + ".;1", udf_path=rel)
+    bridge = tmp_path / "bridge.iso"
+    iso.write(str(bridge))
+    iso.close()
+    img = bytearray(bridge.read_bytes())
+    sector = 2048
+    assert img[16 * sector + 1:16 * sector + 6] == b"CD001"
+    assert img[18 * sector + 1:18 * sector + 6] == b"BEA01"
+    vrs = [bytes(img[k * sector:(k + 1) * sector]) for k in (18, 19, 20)]
+    img[16 * sector:21 * sector] = bytes(5 * sector)
+    for j, desc in enumerate(vrs):
+        img[(16 + j) * sector:(17 + j) * sector] = desc
+    target = tmp_path / "bluray.iso"
+    target.write_bytes(bytes(img))
+    r = run_inproc(capsys, "ls", target, "--json")
+    assert_sane(r)
+    d = json.loads(r.out)
+    assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
