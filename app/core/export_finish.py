@@ -149,9 +149,11 @@ def iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected
         if not result.ok:
             report.verification.iso_failures.append(f"burn on {opts.burn}: {result.message}")
         report.timings["burn"] = time.monotonic() - t
-        if opts.iso is None:
+        if opts.iso is None:  # the image was only the burner's input
             with contextlib.suppress(OSError):
                 isos[0].unlink()
+            for vr in report.volumes:
+                vr.iso = None
     if not report.verification.ok:
         report.ok = False
         report.error = "the image or the disc did not verify"

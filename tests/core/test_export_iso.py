@@ -83,7 +83,7 @@ def test_burn_to_xorriso_pseudo_drive(tmp_path: Path) -> None:
     assert disc.is_file() and disc.stat().st_size > 0
     volid, names = _iso_names(disc)
     assert volid == report.fileset_id and "/DICOMDIR.;1" in names
-    assert report.verification.burn
+    assert report.verification.burn and report.volumes[0].iso is None
     assert sorted(os.listdir(tmp_path)) == ["disc.img", "src"]
 
 
