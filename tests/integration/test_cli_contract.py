@@ -468,3 +468,39 @@ def test_udf_only_disc_image(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert_sane(r)
     d = json.loads(r.out)
     assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "dev-null", "fifo"])
+def test_special_files_as_path_never_hang(tmp_path: Path, kind: str) -> None:
+    target = {"dev-zero": Path("/dev/zero"), "dev-null": Path("/dev/null"),
+              "fifo": tmp_path / "pipe"}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif not target.exists():
+        pytest.skip(f"{target} does not exist here")
+    for cmd in ("ls", "check"):
+        r = run_cli(cmd, target, "--json", timeout=10)
+        assert_sane(r, (1,))
+        assert str(target) in r.err
+
+
+def test_single_image_file_as_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    imgs = corpus("single", patients=1, series=1, images=2)
+    expected = write_images(tmp_path / "m", imgs)
+    r = run_inproc(capsys, "ls", tmp_path / "m" / expected[imgs[0].sop_uid], "--json")
+    assert_sane(r, (0, 1))
+    if r.rc == 0:
+        d = json.loads(r.out)
+        assert imgs[0].sop_uid in {x["sop_instance_uid"] for x in listed(d)}
+
+
+def test_undecodable_root_folder_name(tmp_path: Path) -> None:
+    """The medium's own folder has a name that is not UTF-8 (a Latin-1 USB stick label)."""
+    root = os.fsencode(tmp_path) + b"/M\xfcller CD"
+    built = write_medium(Path(os.fsdecode(root)), corpus("rootname", patients=1, series=1,
+                                                         images=1))
+    r = run_cli("ls", built.root, "--json", env={"PYTHONIOENCODING": "utf-8"})
+    assert_sane(r)
+    d = r.json()  # strict UTF-8
+    assert os.fsencode(d["root"]) == root
+    assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
