@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.core.errors import DiscBridgeError, ExportError
-from app.core.export_finish import finish_volume, iso_and_burn, prebuild_dicomdirs
+from app.core.export_finish import copy_header, finish_volume, iso_and_burn, prebuild_dicomdirs
 from app.core.export_options import ExportOptions
 from app.core.export_plan import ExportPlan, PlannedFile, Volume, plan_export
 from app.core.export_report import ExportReport, Verification, VolumeResult
@@ -43,7 +43,7 @@ from app.core.export_write import (
     remove_tree,
 )
 from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
-from app.core.transcode import FileResult, header_only, set_our_meta
+from app.core.transcode import FileResult
 
 COPY_THREADS = 2
 
@@ -402,9 +402,5 @@ def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
         raise ExportError(f"{src.label}: the source file vanished while exporting "
                           "(medium removed?); nothing was left behind, DEST is as it was"
                           ) from exc
-    header = src.header
-    if f.action == "meta":
-        header = header_only(header)
-        set_our_meta(header, f.target_ts)
     del want_hash
-    return FileResult(len(prefix) + src.size - offset, digest, header, None)
+    return FileResult(len(prefix) + src.size - offset, digest, copy_header(f), None)
