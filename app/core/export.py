@@ -317,7 +317,7 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
     def copy(f: PlannedFile) -> None:
         if cancel.cancelled or "error" in pool_out:
             return
-        res = _copy_one(f, _dest_path(staging, plan, f), want_hash, cancel, tick)
+        res = _copy_one(f, _dest_path(staging, plan, f), cancel, tick)
         if want_hash and res.sha256 is None and f.src.local is not None:
             hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local, f.meta_bytes or b"",
                                               f.src.body_offset if f.action == "meta" else 0)
@@ -383,7 +383,7 @@ def _copy_threads(plan: ExportPlan) -> int:
     return COPY_THREADS
 
 
-def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
+def _copy_one(f: PlannedFile, dst: Path, cancel: CancelToken,
               on_bytes: Callable[[int], None]) -> FileResult:
     """Kernel copy (local sources; hashed later from the source) or a hashed stream (.iso)."""
     src = f.src
@@ -402,5 +402,4 @@ def _copy_one(f: PlannedFile, dst: Path, want_hash: bool, cancel: CancelToken,
         raise ExportError(f"{src.label}: the source file vanished while exporting "
                           "(medium removed?); nothing was left behind, DEST is as it was"
                           ) from exc
-    del want_hash
     return FileResult(len(prefix) + src.size - offset, digest, copy_header(f), None)
