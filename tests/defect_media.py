@@ -420,3 +420,25 @@ def make_iso(staging: Path, iso: Path, *, joliet: bool = False, rock_ridge: bool
     for fp in handles:
         fp.close()
     return iso
+
+
+def make_multisession(sessions: list[Path], image: Path, *, gap: int = 0) -> Path:
+    """The ``dd`` of a two-session disc: ``sessions[0]`` mastered alone, ``sessions[1]`` appended
+    to it with ``xorriso -as mkisofs -C 0,N -M`` (absolute extents), ``gap`` blank sectors
+    between them (a CD's lead-out/lead-in gap reads back as such). Needs xorriso."""
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    xorriso = require_tool("xorriso")
+    first = image.with_suffix(".s1")
+    subprocess.run([xorriso, "-as", "mkisofs", "-o", str(first), str(sessions[0])], check=True,
+                   capture_output=True, timeout=60)
+    start = (first.stat().st_size + 2047) // 2048 + gap
+    second = image.with_suffix(".s2")
+    subprocess.run([xorriso, "-as", "mkisofs", "-C", f"0,{start}", "-M", str(first), "-o",
+                    str(second), str(sessions[1])], check=True, capture_output=True, timeout=60)
+    image.write_bytes(first.read_bytes().ljust(start * 2048, b"\0") + second.read_bytes())
+    first.unlink()
+    second.unlink()
+    return image

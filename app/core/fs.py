@@ -4,20 +4,16 @@ Every path here is *relative to the medium root*, ``/``-separated, in the real o
 Implementations refuse to leave the root (``..``, absolute paths, symlinks pointing outside)
 by raising :class:`app.core.errors.UnsafePath`. Nothing here ever writes.
 
-:class:`DirFS` serves a folder or mount point, :class:`IsoFS` an .iso image read directly with
-pycdlib (no mounting), and :func:`open_fs` picks one for whatever path the user gave.
+:class:`DirFS` serves a folder or mount point, :class:`app.core.isofs.IsoFS` an .iso image read
+directly with pycdlib (no mounting; importable from here too), and :func:`open_fs` picks one for
+whatever path the user gave.
 """
 
 from __future__ import annotations
 
 import errno
-import io
 import os
-import re
 import stat
-import struct
-import threading
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
@@ -166,238 +162,14 @@ class DirFS:
         return self._path(rel)
 
 
-# --------------------------------------------------------------------------------------------
-# .iso images (PS3.12 Annex F: ISO 9660 Level 1 for CD-R; Annex P: UDF and/or ISO 9660 on DVD)
 
-_VERSION_RE = re.compile(r";\d*$")
-ISO_NAMESPACES = ("iso9660", "joliet", "rock_ridge", "udf")
+def __getattr__(name: str) -> Any:
+    """``IsoFS`` and its helpers live in :mod:`app.core.isofs` (imported when first used)."""
+    if name in ("IsoFS", "iso_clean_name", "looks_like_iso", "find_sessions"):
+        from app.core import isofs
 
-
-def iso_clean_name(name: str) -> str:
-    """An ISO 9660 identifier as DICOM names it: ``IM000001.;1`` → ``IM000001`` (STANDARDS §5)."""
-    name = _VERSION_RE.sub("", name)
-    stripped = name.rstrip(".")
-    return stripped or name
-
-
-def looks_like_iso(path: str | os.PathLike[str]) -> bool:
-    """True when the file carries an ISO 9660 or UDF volume descriptor at sector 16."""
-    try:
-        with open(path, "rb") as fp:
-            fp.seek(32768)
-            vd = fp.read(8)
-    except OSError:
-        return False
-    return len(vd) >= 6 and vd[1:6] in (b"CD001", b"BEA01", b"NSR02", b"NSR03")
-
-
-class _SliceIO(io.RawIOBase):
-    """A read-only window ``[start, start + length)`` of a file descriptor, via ``os.pread``.
-
-    Thread-safe (no shared file position); a bad sector surfaces as the OSError it is.
-    """
-
-    def __init__(self, fd: int, start: int, length: int, name: str = "") -> None:
-        super().__init__()
-        self._fd, self._start, self._length, self._pos = fd, start, length, 0
-        self.name = name  # what io.BufferedReader.name shows (used in messages)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self._length - self._pos)
-        if n <= 0:
-            return 0
-        data = os.pread(self._fd, n, self._start + self._pos)
-        b[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._length}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
-@dataclass
-class _IsoNode:
-    entry: Entry
-    record: Any  # pycdlib DirectoryRecord / UDFFileEntry
-    children: dict[str, _IsoNode] | None = None  # filled on first listdir
-
-
-class IsoFS:
-    """An .iso image read directly (no mounting), through pycdlib.
-
-    The ISO 9660 primary names are used (``;1`` and a trailing ``.`` stripped: ``IM000001.;1`` is
-    served as ``IM000001``), because PS3.12 makes them the DICOM names. When the primary tree is
-    empty (a UDF-only or odd image) the first non-empty of UDF, Joliet and Rock Ridge is used;
-    ``namespace`` forces one. Rock Ridge symlinks are never followed. Nothing outside the image
-    can be reached: paths are looked up in the image's own directory tree.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], namespace: str | None = None) -> None:
-        import pycdlib
-        from pycdlib.pycdlibexception import PyCdlibException
-
-        self.path = Path(path).resolve()
-        self.label = str(self.path)
-        self._lock = threading.Lock()
-        try:
-            self._fp = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise UnreadableMedium(f"{self.path}: cannot open the image ({exc.strerror})") from exc
-        self._iso = pycdlib.PyCdlib()
-        try:
-            self._iso.open_fp(self._fp)
-        except (PyCdlibException, OSError, ValueError, IndexError, KeyError, struct.error) as exc:
-            self._fp.close()
-            raise UnreadableMedium(f"{self.path}: not a readable ISO 9660/UDF image ({exc})") from exc
-        self._block = self._iso.logical_block_size
-        available = ["iso9660"]
-        if self._iso.has_udf():
-            available.append("udf")
-        if self._iso.has_joliet():
-            available.append("joliet")
-        if self._iso.has_rock_ridge():
-            available.append("rock_ridge")
-        self.namespaces = tuple(available)
-        if namespace is not None and namespace not in available:
-            self.close()
-            raise UnreadableMedium(f"{self.path}: the image has no {namespace} tree")
-        for ns in [namespace] if namespace else available:
-            self.namespace = ns
-            self._root_node = _IsoNode(Entry("", True, 0), None)
-            try:
-                self._root_node.children = self._list(None)
-            except OSError as exc:
-                self.close()
-                raise UnreadableMedium(f"{self.path}: unreadable {ns} directory ({exc})") from exc
-            if self._root_node.children:  # the first non-empty tree wins, ISO 9660 first
-                break
-        else:
-            self.namespace = available[0] if namespace is None else namespace
-            self._root_node = _IsoNode(Entry("", True, 0), None, {})
-
-    # -- tree ---------------------------------------------------------------------------------
-    def _root(self) -> _IsoNode:
-        return self._root_node
-
-    def _list(self, record: Any) -> dict[str, _IsoNode]:
-        from pycdlib.pycdlibexception import PyCdlibException
-
-        kw = {"iso9660": "iso_path", "joliet": "joliet_path", "rock_ridge": "rr_path",
-              "udf": "udf_path"}[self.namespace]
-        out: dict[str, _IsoNode] = {}
-        try:
-            with self._lock:
-                if record is None:
-                    children = list(self._iso.list_children(**{kw: "/"}))
-                elif self.namespace == "udf":
-                    children = [fi.file_entry for fi in record.fi_descs.values()
-                                if fi.file_entry is not None and not fi.isparent]
-                else:
-                    children = list(record.children)
-        except (PyCdlibException, AttributeError) as exc:
-            raise OSError(f"unreadable directory in {self.label}: {exc}") from exc
-        for rec in children:
-            if rec is None:
-                continue
-            name = self._name(rec)
-            if name is None or name in out:
-                continue
-            is_dir = bool(rec.is_dir())
-            size = 0 if is_dir else int(rec.get_data_length())
-            out[name] = _IsoNode(Entry(name, is_dir, size), rec)
-        return out
-
-    def _name(self, rec: Any) -> str | None:
-        if self.namespace == "udf":
-            return rec.file_identifier().decode("utf-8", "replace") or None
-        if getattr(rec, "is_dot", lambda: False)() or getattr(rec, "is_dotdot", lambda: False)():
-            return None
-        ident = rec.file_identifier()
-        if ident in (b".", b"..", b"\x00", b"\x01"):
-            return None
-        if self.namespace == "joliet":
-            return iso_clean_name(ident.decode("utf-16-be", "replace"))
-        if self.namespace == "rock_ridge":
-            rr = rec.rock_ridge
-            if rr is None:
-                return iso_clean_name(ident.decode("latin-1"))
-            if rr.is_symlink():
-                return None  # never follow a symlink recorded in the image
-            return rr.name().decode("utf-8", "replace")
-        return iso_clean_name(ident.decode("latin-1"))
-
-    def _node(self, rel: str) -> _IsoNode:
-        parts = check_relative(rel).parts
-        node = self._root()
-        for i, part in enumerate(parts):
-            if node.children is None:
-                node.children = self._list(node.record)
-            child = node.children.get(part)
-            if child is None:
-                raise FileNotFoundError(2, "No such file or directory on the image",
-                                        "/".join(parts[: i + 1]))
-            node = child
-        if node.entry.is_dir and node.children is None:
-            node.children = self._list(node.record)
-        return node
-
-    # -- MediumFS -----------------------------------------------------------------------------
-    def listdir(self, rel: str) -> list[Entry]:
-        node = self._node(rel)
-        if not node.entry.is_dir:
-            raise NotADirectoryError(20, "Not a directory", rel)
-        assert node.children is not None
-        return [c.entry for c in node.children.values()]
-
-    def open(self, rel: str) -> BinaryIO:
-        node = self._node(rel)
-        if node.entry.is_dir:
-            raise IsADirectoryError(21, "Is a directory", rel)
-        ino = getattr(node.record, "inode", None)
-        if ino is None or node.entry.size == 0:
-            return io.BytesIO(b"")  # type: ignore[return-value]
-        start = ino.orig_extent_loc * self._block
-        raw = _SliceIO(self._fp.fileno(), start, node.entry.size, f"{self.label}/{rel}")
-        return io.BufferedReader(raw, 65536)  # type: ignore[return-value]
-
-    def size(self, rel: str) -> int:
-        return self._node(rel).entry.size
-
-    def local_path(self, rel: str) -> Path | None:
-        self._node(rel)
-        return None
-
-    def realpath(self, rel: str) -> str:
-        """Images hold no followed symlinks: the path itself (validated)."""
-        return check_relative(rel).as_posix().lstrip(".")
-
-    def __reduce__(self) -> tuple[type[IsoFS], tuple[Path, str]]:
-        """Pickle as "reopen this image": an export plan can then run in a child process."""
-        return (IsoFS, (self.path, self.namespace))
-
-    def close(self) -> None:
-        try:
-            self._iso.close()
-        except Exception:  # noqa: BLE001 - closing a broken image must not raise
-            pass
-        self._fp.close()
-
-    def __enter__(self) -> IsoFS:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return getattr(isofs, name)
+    raise AttributeError(name)
 
 
 def open_fs(path: str | os.PathLike[str]) -> tuple[MediumFS, str]:
@@ -423,6 +195,8 @@ def open_fs(path: str | os.PathLike[str]) -> tuple[MediumFS, str]:
         return DirFS(p), ""
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableMedium(f"{p}: not a folder, a DICOMDIR or an .iso image")
+    from app.core.isofs import IsoFS, looks_like_iso
+
     if looks_like_iso(p):
         return IsoFS(p), ""
     real = p.resolve()

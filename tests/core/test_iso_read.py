@@ -110,3 +110,44 @@ def test_reads_the_exporters_iso(tmp_path: Path, udf: bool) -> None:
     assert m.to_dict()["patients"] == expected_tree(b.roots)
     assert m.problems == []
     assert check_medium(m) == []
+
+
+@pytest.mark.parametrize("gap", [0, 7, 11400])
+def test_multisession_image_reads_the_newest_session(tmp_path: Path, gap: int) -> None:
+    """QA-11, STANDARDS §5: the last session's tree (every image, its DICOMDIR) is read."""
+    from tests import dicomdir_bytes as db
+    from tests.defect_media import make_multisession
+
+    roots = db.simple_tree(patients=1, series_=2, images=2)
+    all_leaves = leaves(roots)
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    db.write_medium(s2, roots)  # session 2: the DICOMDIR listing all, half of the files
+    one = [r for r in all_leaves if r.file_id[-2] == "SE1"]  # type: ignore[index]
+    first_roots = [db.patient("PID001", "Test^Patient",
+                              db.study(db.series(*one, uid_=None)))]
+    db.write_medium(s1, first_roots)
+    for rec in one:  # session 2 carries only what is new (the old files stay in session 1)
+        s2.joinpath(*rec.file_id).unlink()  # type: ignore[misc]
+    iso = make_multisession([s1, s2], tmp_path / "disc.iso", gap=gap)
+    fs = IsoFS(iso)
+    assert len(fs.sessions) == 2 and fs.session_start == fs.sessions[1] > 0
+    m = open_medium(iso)
+    assert m.source == "dicomdir"
+    assert m.to_dict()["patients"] == expected_tree(roots)
+    assert m.problems == []
+    for inst in m.instances():  # files of both sessions open with the right bytes
+        with m.fs.open(inst.path) as fp:  # type: ignore[arg-type]
+            assert inst.sop_instance_uid.encode() in fp.read()  # type: ignore[union-attr]
+
+
+def test_an_image_appended_to_an_image_is_not_a_session(tmp_path: Path) -> None:
+    """A second, self-contained image after the first (relative extents: an .iso *file*, or
+    junk) is not a later session of the disc."""
+    a = conformant(tmp_path / "a", patients=1)
+    b = conformant(tmp_path / "b", patients=2)
+    ia, ib = make_iso(a.root, tmp_path / "a.iso"), make_iso(b.root, tmp_path / "b.iso")
+    both = tmp_path / "both.iso"
+    both.write_bytes(ia.read_bytes() + ib.read_bytes())
+    fs = IsoFS(both)
+    assert fs.sessions == [0]
+    assert open_medium(both).to_dict()["patients"] == expected_tree(a.roots)

@@ -1,0 +1,372 @@
+""".iso images read directly (no mounting), through pycdlib: :class:`IsoFS`.
+
+PS3.12 Annex F (CD-R: ISO 9660 Level 1, multi-session allowed and readers must support it,
+STANDARDS §5) and Annex P (DVD: UDF and/or ISO 9660). Paths are root-relative, ``/``-separated,
+as for every :class:`app.core.fs.MediumFS`; nothing outside the image can be reached.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from app.core.errors import UnreadableMedium
+from app.core.fs import Entry, check_relative
+
+_VERSION_RE = re.compile(r";\d*$")
+ISO_NAMESPACES = ("iso9660", "joliet", "rock_ridge", "udf")
+
+
+def iso_clean_name(name: str) -> str:
+    """An ISO 9660 identifier as DICOM names it: ``IM000001.;1`` → ``IM000001`` (STANDARDS §5)."""
+    name = _VERSION_RE.sub("", name)
+    stripped = name.rstrip(".")
+    return stripped or name
+
+
+def looks_like_iso(path: str | os.PathLike[str]) -> bool:
+    """True when the file carries an ISO 9660 or UDF volume descriptor at sector 16."""
+    try:
+        with open(path, "rb") as fp:
+            fp.seek(32768)
+            vd = fp.read(8)
+    except OSError:
+        return False
+    return len(vd) >= 6 and vd[1:6] in (b"CD001", b"BEA01", b"NSR02", b"NSR03")
+
+
+class _SliceIO(io.RawIOBase):
+    """A read-only window ``[start, start + length)`` of a file descriptor, via ``os.pread``.
+
+    Thread-safe (no shared file position); a bad sector surfaces as the OSError it is.
+    """
+
+    def __init__(self, fd: int, start: int, length: int, name: str = "") -> None:
+        super().__init__()
+        self._fd, self._start, self._length, self._pos = fd, start, length, 0
+        self.name = name  # what io.BufferedReader.name shows (used in messages)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._length - self._pos)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._start + self._pos)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _RemapIO(io.RawIOBase):
+    """The image as pycdlib should see it: the real bytes, except sectors ``[16, 16 + n)``,
+    which show the volume descriptor set of a later session, and sector ``16 + n``, zeros (so
+    the descriptor set ends there). Extents are absolute LBAs in every session, so everything
+    else is read where it is."""
+
+    def __init__(self, fd: int, size: int, vds_sector: int, n: int) -> None:
+        super().__init__()
+        self._fd, self._size, self._pos = fd, size, 0
+        self._lo, self._hi = 16 * ISO_SECTOR, (17 + n) * ISO_SECTOR
+        self._shift = (vds_sector - 16) * ISO_SECTOR
+        self._zero_from = (16 + n) * ISO_SECTOR
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        pos, want = self._pos, min(len(b), self._size - self._pos)
+        if want <= 0:
+            return 0
+        if pos < self._lo:
+            want = min(want, self._lo - pos)
+            data = os.pread(self._fd, want, pos)
+        elif pos < self._zero_from:
+            data = os.pread(self._fd, min(want, self._zero_from - pos), pos + self._shift)
+        elif pos < self._hi:
+            data = bytes(min(want, self._hi - pos))
+        else:
+            data = os.pread(self._fd, want, pos)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+ISO_SECTOR = 2048
+SESSION_GAPS = (0, 11400, 6900)  # CD lead-out + lead-in + pre-gap after session 1 / later
+SESSION_SCAN = 64  # sectors searched after each plausible start (padding to 16/32 blocks)
+MAX_SESSIONS = 99  # a CD holds at most 99 tracks
+
+
+def _pvd_at(fd: int, sector: int) -> tuple[int, int, int] | None:
+    """(volume space size, root extent, descriptor count) of a PVD at ``sector``, or None."""
+    try:
+        vd = os.pread(fd, ISO_SECTOR, sector * ISO_SECTOR)
+    except OSError:
+        return None
+    if len(vd) < ISO_SECTOR or vd[:7] != b"\x01CD001\x01" or vd[128:130] != b"\x00\x08":
+        return None
+    space, root = struct.unpack_from("<I", vd, 80)[0], struct.unpack_from("<I", vd, 158)[0]
+    n = 1
+    while n < 32:  # the set runs to its terminator (ECMA-119 §8.3); UDF structures are not used
+        try:
+            nxt = os.pread(fd, 7, (sector + n) * ISO_SECTOR)
+        except OSError:
+            return None
+        if nxt[1:6] != b"CD001" or nxt[0] not in (0, 1, 2, 255):
+            return None
+        n += 1
+        if nxt[0] == 255:
+            return space, root, n
+    return None
+
+
+def find_sessions(fd: int, size: int) -> list[int]:
+    """Start sectors of the sessions of a multi-session image (``[0]`` for a single session).
+
+    STANDARDS §5: multi-session is allowed on CD-R and readers must support it. A ``dd`` of such
+    a disc holds each session's own volume descriptor set at its start + 16, with absolute
+    extents. After each session's volume space (its PVD's size, counted from the disc start or
+    from the session start, as writers differ) a bounded window is searched at each plausible
+    gap (none, padding, the CD lead-out/lead-in gaps) for a PVD whose root directory lies
+    inside its own session (an .iso *file* stored on the disc has small, relative extents).
+    """
+    total = size // ISO_SECTOR
+    first = _pvd_at(fd, 16)
+    if first is None:
+        return [0]
+    sessions = [0]
+    start, (space, _root, _n) = 0, first
+    while len(sessions) < MAX_SESSIONS:
+        found = None
+        ends = sorted({e for e in (space, start + space) if start + 16 < e < total})
+        for end in ends:
+            for gap in SESSION_GAPS:
+                lo = end + gap
+                for s in range(lo, min(lo + SESSION_SCAN, total - 17)):
+                    got = _pvd_at(fd, s + 16)
+                    if got is not None and s + 16 < got[1] < total:
+                        found = (s, got)
+                        break
+                if found:
+                    break
+            if found:
+                break
+        if found is None:
+            break
+        start, (space, _root, _n) = found[0], found[1]
+        sessions.append(start)
+    return sessions
+
+
+@dataclass
+class _IsoNode:
+    entry: Entry
+    record: Any  # pycdlib DirectoryRecord / UDFFileEntry
+    children: dict[str, _IsoNode] | None = None  # filled on first listdir
+
+
+class IsoFS:
+    """An .iso image read directly (no mounting), through pycdlib.
+
+    The ISO 9660 primary names are used (``;1`` and a trailing ``.`` stripped: ``IM000001.;1`` is
+    served as ``IM000001``), because PS3.12 makes them the DICOM names. When the primary tree is
+    empty (a UDF-only or odd image) the first non-empty of UDF, Joliet and Rock Ridge is used;
+    ``namespace`` forces one. Rock Ridge symlinks are never followed. Nothing outside the image
+    can be reached: paths are looked up in the image's own directory tree.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], namespace: str | None = None) -> None:
+        import pycdlib
+        from pycdlib.pycdlibexception import PyCdlibException
+
+        self.path = Path(path).resolve()
+        self.label = str(self.path)
+        self._lock = threading.Lock()
+        try:
+            self._fp = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise UnreadableMedium(f"{self.path}: cannot open the image ({exc.strerror})") from exc
+        self._iso = pycdlib.PyCdlib()
+        try:
+            size = os.fstat(self._fp.fileno()).st_size
+            self.sessions = find_sessions(self._fp.fileno(), size)
+            self.session_start = self.sessions[-1]  # the newest session is the disc's content
+            view: BinaryIO = self._fp
+            if self.session_start:
+                got = _pvd_at(self._fp.fileno(), self.session_start + 16)
+                assert got is not None
+                view = io.BufferedReader(_RemapIO(self._fp.fileno(), size,  # type: ignore[assignment]
+                                                  self.session_start + 16, got[2]))
+            self._iso.open_fp(view)
+        except (PyCdlibException, OSError, ValueError, IndexError, KeyError, struct.error) as exc:
+            self._fp.close()
+            raise UnreadableMedium(f"{self.path}: not a readable ISO 9660/UDF image ({exc})") from exc
+        self._block = self._iso.logical_block_size
+        available = ["iso9660"]
+        if self._iso.has_udf():
+            available.append("udf")
+        if self._iso.has_joliet():
+            available.append("joliet")
+        if self._iso.has_rock_ridge():
+            available.append("rock_ridge")
+        self.namespaces = tuple(available)
+        if namespace is not None and namespace not in available:
+            self.close()
+            raise UnreadableMedium(f"{self.path}: the image has no {namespace} tree")
+        for ns in [namespace] if namespace else available:
+            self.namespace = ns
+            self._root_node = _IsoNode(Entry("", True, 0), None)
+            try:
+                self._root_node.children = self._list(None)
+            except OSError as exc:
+                self.close()
+                raise UnreadableMedium(f"{self.path}: unreadable {ns} directory ({exc})") from exc
+            if self._root_node.children:  # the first non-empty tree wins, ISO 9660 first
+                break
+        else:
+            self.namespace = available[0] if namespace is None else namespace
+            self._root_node = _IsoNode(Entry("", True, 0), None, {})
+
+    # -- tree ---------------------------------------------------------------------------------
+    def _root(self) -> _IsoNode:
+        return self._root_node
+
+    def _list(self, record: Any) -> dict[str, _IsoNode]:
+        from pycdlib.pycdlibexception import PyCdlibException
+
+        kw = {"iso9660": "iso_path", "joliet": "joliet_path", "rock_ridge": "rr_path",
+              "udf": "udf_path"}[self.namespace]
+        out: dict[str, _IsoNode] = {}
+        try:
+            with self._lock:
+                if record is None:
+                    children = list(self._iso.list_children(**{kw: "/"}))
+                elif self.namespace == "udf":
+                    children = [fi.file_entry for fi in record.fi_descs.values()
+                                if fi.file_entry is not None and not fi.isparent]
+                else:
+                    children = list(record.children)
+        except (PyCdlibException, AttributeError) as exc:
+            raise OSError(f"unreadable directory in {self.label}: {exc}") from exc
+        for rec in children:
+            if rec is None:
+                continue
+            name = self._name(rec)
+            if name is None or name in out:
+                continue
+            is_dir = bool(rec.is_dir())
+            size = 0 if is_dir else int(rec.get_data_length())
+            out[name] = _IsoNode(Entry(name, is_dir, size), rec)
+        return out
+
+    def _name(self, rec: Any) -> str | None:
+        if self.namespace == "udf":
+            return rec.file_identifier().decode("utf-8", "replace") or None
+        if getattr(rec, "is_dot", lambda: False)() or getattr(rec, "is_dotdot", lambda: False)():
+            return None
+        ident = rec.file_identifier()
+        if ident in (b".", b"..", b"\x00", b"\x01"):
+            return None
+        if self.namespace == "joliet":
+            return iso_clean_name(ident.decode("utf-16-be", "replace"))
+        if self.namespace == "rock_ridge":
+            rr = rec.rock_ridge
+            if rr is None:
+                return iso_clean_name(ident.decode("latin-1"))
+            if rr.is_symlink():
+                return None  # never follow a symlink recorded in the image
+            return rr.name().decode("utf-8", "replace")
+        return iso_clean_name(ident.decode("latin-1"))
+
+    def _node(self, rel: str) -> _IsoNode:
+        parts = check_relative(rel).parts
+        node = self._root()
+        for i, part in enumerate(parts):
+            if node.children is None:
+                node.children = self._list(node.record)
+            child = node.children.get(part)
+            if child is None:
+                raise FileNotFoundError(2, "No such file or directory on the image",
+                                        "/".join(parts[: i + 1]))
+            node = child
+        if node.entry.is_dir and node.children is None:
+            node.children = self._list(node.record)
+        return node
+
+    # -- MediumFS -----------------------------------------------------------------------------
+    def listdir(self, rel: str) -> list[Entry]:
+        node = self._node(rel)
+        if not node.entry.is_dir:
+            raise NotADirectoryError(20, "Not a directory", rel)
+        assert node.children is not None
+        return [c.entry for c in node.children.values()]
+
+    def open(self, rel: str) -> BinaryIO:
+        node = self._node(rel)
+        if node.entry.is_dir:
+            raise IsADirectoryError(21, "Is a directory", rel)
+        ino = getattr(node.record, "inode", None)
+        if ino is None or node.entry.size == 0:
+            return io.BytesIO(b"")  # type: ignore[return-value]
+        start = ino.orig_extent_loc * self._block
+        raw = _SliceIO(self._fp.fileno(), start, node.entry.size, f"{self.label}/{rel}")
+        return io.BufferedReader(raw, 65536)  # type: ignore[return-value]
+
+    def size(self, rel: str) -> int:
+        return self._node(rel).entry.size
+
+    def local_path(self, rel: str) -> Path | None:
+        self._node(rel)
+        return None
+
+    def realpath(self, rel: str) -> str:
+        """Images hold no followed symlinks: the path itself (validated)."""
+        return check_relative(rel).as_posix().lstrip(".")
+
+    def __reduce__(self) -> tuple[type[IsoFS], tuple[Path, str]]:
+        """Pickle as "reopen this image": an export plan can then run in a child process."""
+        return (IsoFS, (self.path, self.namespace))
+
+    def close(self) -> None:
+        try:
+            self._iso.close()
+        except Exception:  # noqa: BLE001 - closing a broken image must not raise
+            pass
+        self._fp.close()
+
+    def __enter__(self) -> IsoFS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
