@@ -1659,56 +1659,23 @@ def test_odd_hierarchies_lose_nothing(medium_dir: Path, tmp_path: Path,
         assert_each_once(d, built)
 
 
+@pytest.mark.parametrize("prefix", [("..",), ("", "media", "cdrom"), ("C:",), ("", "", "srv", "x")],
+                         ids=["dotdot", "absolute", "drive", "unc"])
 def test_subfolder_dicomdir_with_dotdot_ids(medium_dir: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """DICOM/DICOMDIR references ..\\PA001\\...: inside the medium, but '..' is refused
-    (PS3.10 §8.6); the files are still listed (unreferenced) and the refusal is reported."""
+                                            capsys: pytest.CaptureFixture[str],
+                                            prefix: tuple[str, ...]) -> None:
+    """DICOM/DICOMDIR whose every File ID is refused (.., absolute, drive, UNC): the
+    files are still listed (unreferenced) and each refusal is reported by File ID."""
     imgs = small("updot")
     expected = write_images(medium_dir, imgs)
     write_file(medium_dir, "DICOM/DICOMDIR",
-               encode_dicomdir(records_for(imgs, lambda i: ("..",) + i.fid)))
+               encode_dicomdir(records_for(imgs, lambda i: prefix + i.fid)))
     d = ls(capsys, medium_dir, tmp_path)
     assert_each_once(d, Built(medium_dir, imgs, expected))
-    assert problems(d, "outside-root") or problems(d, "bad-file-id"), d["problems"]
-
-
-@pytest.mark.parametrize("sessions", [2, 3])
-def test_iso_image_of_a_multisession_disc(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          sessions: int) -> None:
-    """``dd`` of a multi-session CD: LBA 16 holds session 1's PVD; each later session (its own
-    PVD at its start + 16, a tree with every file so far and a DICOMDIR listing all) follows
-    (PS3.12 F: readers must support multi-session). The newest session is the medium."""
-    import subprocess
-
-    from tests.conftest import require_tool
-
-    xorriso = require_tool("xorriso")
-    imgs = corpus("msess", patients=1, series=sessions, images=2)
-    disc = tmp_path / "multisession.iso"
-    starts: list[int] = []
-    image = b""
-    for k in range(sessions):
-        sdir = tmp_path / f"s{k}"
-        write_images(sdir, imgs[2 * k:2 * k + 2])
-        write_file(sdir, "DICOMDIR", encode_dicomdir(records_for(imgs[:2 * k + 2])))
-        out = tmp_path / f"s{k}.img"
-        cmd = [xorriso, "-as", "mkisofs", "-o", str(out)]
-        if k:
-            prev = tmp_path / "prev.iso"
-            prev.write_bytes(image)
-            cmd += ["-C", f"{starts[-1]},{len(image) // 2048}", "-M", str(prev)]
-        subprocess.run(cmd + [str(sdir)], check=True, capture_output=True, timeout=60)
-        starts.append(len(image) // 2048)
-        data = out.read_bytes()
-        image += data.ljust((len(data) + 2047) // 2048 * 2048, b"\0")
-    disc.write_bytes(image)
-    check = subprocess.run([xorriso, "-load", "sbsector", str(starts[-1]), "-indev",
-                            f"stdio:{disc}", "-find", "/", "-type", "f"],
-                           capture_output=True, text=True, timeout=60)
-    assert check.stdout.count("'/PA001/") == 2 * sessions, check.stdout  # the image is sound
-    d = ls(capsys, disc, tmp_path, root=disc)
-    assert sorted(r["sop_instance_uid"] for r in listed(d)) == sorted(i.sop_uid for i in imgs)
-    assert_all_referenced(d)
+    refused = [p for p in d["problems"] if p["code"] in ("outside-root", "bad-file-id")]
+    assert len(refused) >= len(imgs), d["problems"]
+    assert not [p for p in d["problems"] if "exist" in p["message"] and p["path"] and
+                p["path"].endswith("DICOMDIR")], d["problems"]
 
 def test_iso_joliet_long_names_referenced_by_dicomdir(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
