@@ -71,6 +71,13 @@ def _fast_parts(rel: str) -> tuple[str, ...]:
     return check_relative(rel).parts
 
 
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# openat()/fdopendir() (POSIX): how folders deeper than PATH_MAX are reached
+_DIR_FD = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
+
+
 class DirFS:
     """A folder or mount point. Symlinks are followed only while they stay inside the root."""
 
@@ -88,23 +95,77 @@ class DirFS:
         return real
 
     def listdir(self, rel: str) -> list[Entry]:
-        """Entries of ``rel``; dangling symlinks are left out (their target does not exist)."""
+        """Entries of ``rel``; dangling symlinks are left out (their target does not exist).
+
+        Kinds come from the directory entries themselves (``d_type``): only regular files are
+        ``stat``-ed (for their size) and symlinks followed (their target's kind). A folder whose
+        path exceeds the system's limit (``ENAMETOOLONG``: deep trees of long names on a USB
+        stick) is listed through a descriptor opened component by component.
+        """
+        try:
+            return self._entries(self._real_dir(rel))
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG or not _DIR_FD:
+                raise
+        fd = self._dir_fd(rel)
+        try:
+            return self._entries(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _entries(where: str | int) -> list[Entry]:
         out: list[Entry] = []
-        with os.scandir(self._real_dir(rel)) as it:
+        with os.scandir(where) as it:
             for de in it:
                 try:
-                    is_link = de.is_symlink()
-                    st = de.stat()  # follows symlinks; cached by scandir for plain entries
-                except OSError:
                     if de.is_symlink():
-                        continue  # dangling symlink (or a loop): nothing to read there
-                    out.append(Entry(de.name, False, 0))
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if not is_dir and not stat.S_ISREG(st.st_mode):
-                    continue  # devices, FIFOs, sockets: never open them
-                out.append(Entry(de.name, is_dir, 0 if is_dir else st.st_size, is_link))
+                        try:
+                            st = de.stat()  # the target's kind and size
+                        except OSError as exc:
+                            if exc.errno == errno.ENAMETOOLONG:
+                                raise
+                            continue  # dangling symlink (or a loop): nothing to read there
+                        is_dir = stat.S_ISDIR(st.st_mode)
+                        if is_dir or stat.S_ISREG(st.st_mode):
+                            out.append(Entry(de.name, is_dir, 0 if is_dir else st.st_size, True))
+                    elif de.is_dir(follow_symlinks=False):
+                        out.append(Entry(de.name, True, 0))
+                    elif de.is_file(follow_symlinks=False):
+                        out.append(Entry(de.name, False, de.stat(follow_symlinks=False).st_size))
+                    # devices, FIFOs, sockets: never listed, never opened
+                except OSError as exc:
+                    if exc.errno == errno.ENAMETOOLONG:
+                        raise  # the caller lists the folder through a descriptor instead
+                    out.append(Entry(de.name, False, 0))  # unreadable entry: tried when opened
         return out
+
+    def _dir_fd(self, rel_dir: str) -> int:
+        """A descriptor of folder ``rel_dir`` opened component by component (``openat``), for
+        paths longer than the system accepts. Starts at the deepest folder already verified
+        (:meth:`_real_dir`'s cache) and follows no symlink below it."""
+        parts = _fast_parts(rel_dir)
+        k = len(parts)
+        while k > 0 and "/".join(parts[:k]) not in self._dirs:
+            k -= 1
+        fd = os.open(self._dirs.get("/".join(parts[:k]), str(self.root)),
+                     os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            for part in parts[k:]:
+                try:
+                    nfd = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC | _O_NOFOLLOW,
+                                  dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise OSError(errno.ENAMETOOLONG, "a symlink below a path longer than "
+                                      "the system's limit is not followed", rel_dir) from exc
+                    raise
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def realpath(self, rel: str) -> str:
         """``rel`` with every symlink resolved, relative to the root. Raises UnsafePath outside it."""
@@ -137,16 +198,18 @@ class DirFS:
         parts = _fast_parts(rel)
         if not parts:
             raise IsADirectoryError(21, "Is a directory", str(self.root))
-        folder = self._real_dir("/".join(parts[:-1]))
-        full = os.path.join(folder, parts[-1])
+        # O_NONBLOCK: a FIFO planted on the medium must not hang the reader
+        flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
         try:
-            # O_NONBLOCK: a FIFO planted on the medium must not hang the reader
-            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                         | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+            folder = self._real_dir("/".join(parts[:-1]))
+            fd = os.open(os.path.join(folder, parts[-1]), flags)
         except OSError as exc:
-            if exc.errno != errno.ELOOP:
+            if exc.errno == errno.ENAMETOOLONG and _DIR_FD:
+                fd = self._open_long(rel, parts, flags)
+            elif exc.errno != errno.ELOOP:
                 raise
-            return open(self._path(rel), "rb")  # a symlink: resolved and checked
+            else:
+                return open(self._path(rel), "rb")  # a symlink: resolved and checked
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise IsADirectoryError(21, "Not a regular file", rel)
@@ -155,8 +218,27 @@ class DirFS:
             os.close(fd)
             raise
 
+    def _open_long(self, rel: str, parts: tuple[str, ...], flags: int) -> int:
+        """Open a file below a path longer than the system's limit (no symlink followed)."""
+        dfd = self._dir_fd("/".join(parts[:-1]))
+        try:
+            return os.open(parts[-1], flags, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ENAMETOOLONG, "a symlink below a path longer than the "
+                              "system's limit is not followed", rel) from exc
+            raise
+        finally:
+            os.close(dfd)
+
     def size(self, rel: str) -> int:
-        return self._path(rel).stat().st_size
+        try:
+            return self._path(rel).stat().st_size
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+        with self.open(rel) as fp:
+            return os.fstat(fp.fileno()).st_size
 
     def local_path(self, rel: str) -> Path | None:
         return self._path(rel)

@@ -169,3 +169,45 @@ def test_open_fs(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(UnreadableMedium):
         open_fs(tmp_path / "fifo")
+
+
+def _deep(root: Path, levels: int, name: str = "D" * 200) -> str:
+    """``levels`` nested folders of long names below ``root`` (made with ``dir_fd``: the whole
+    path exceeds PATH_MAX), a file ``F`` at the bottom and a symlink ``L`` to it. Returns the
+    root-relative folder."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(levels):
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        w = os.open("F", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(w, b"deep bytes")
+        os.close(w)
+        os.symlink("F", "L", dir_fd=fd)
+    finally:
+        os.close(fd)
+    return "/".join([name] * levels)
+
+
+def test_dirfs_paths_longer_than_path_max(tmp_path: Path) -> None:
+    """QA-12: folders and files below a path longer than PATH_MAX are listed and opened
+    (openat, component by component); symlinks down there are never followed."""
+    rel = _deep(tmp_path, 25)
+    assert len(str(tmp_path / rel)) > 4096
+    fs = DirFS(tmp_path)
+    walked = ""
+    for part in rel.split("/"):  # every level lists, kinds right
+        assert fs.listdir(walked) == [type(fs.listdir(walked)[0])(part, True, 0)]
+        walked = f"{walked}/{part}" if walked else part
+    ents = {e.name: e for e in fs.listdir(rel)}
+    assert ents["F"] == type(ents["F"])("F", False, 10) and ents["L"].is_link
+    with fs.open(f"{rel}/F") as fp:
+        assert fp.read() == b"deep bytes"
+    assert fs.size(f"{rel}/F") == 10
+    with pytest.raises(OSError):
+        fs.open(f"{rel}/L")
+    fresh = DirFS(tmp_path)  # nothing cached: the descriptor walk starts at the root
+    with fresh.open(f"{rel}/F") as fp:
+        assert fp.read() == b"deep bytes"

@@ -184,3 +184,30 @@ def test_renamed_dicomdirs_depth_and_one_per_folder() -> None:
     results = [r("A/B/DIR2", True), r("A/B/C/DIR3", True), r("A/DIRX", True), r("A/DIRA", True),
                r("ROOTDIR", True), r("IM1", False)]
     assert renamed_dicomdirs(results) == ["ROOTDIR", "A/DIRA", "A/B/DIR2"]
+
+
+def test_scan_finds_an_image_below_a_path_longer_than_path_max(tmp_path: Path) -> None:
+    """QA-12: nothing below a very long path is dropped silently."""
+    from app.core.reader import open_medium
+    from tests.media import make_dataset, write_instance
+
+    ds = make_dataset(PatientID="DEEP")
+    write_instance(tmp_path / "x.dcm", ds)
+    data = (tmp_path / "x.dcm").read_bytes()
+    (tmp_path / "x.dcm").unlink()
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(22):
+        os.mkdir("E" * 220, dir_fd=fd)
+        nfd = os.open("E" * 220, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    w = os.open("IMG", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(w, data)
+    os.close(w)
+    os.close(fd)
+    m = open_medium(tmp_path)
+    [inst] = list(m.instances())
+    assert inst.sop_instance_uid == str(ds.SOPInstanceUID)
+    assert inst.path == "/".join(["E" * 220] * 22 + ["IMG"])
+    with m.fs.open(inst.path) as fp:  # type: ignore[union-attr]
+        assert fp.read() == data
