@@ -1123,3 +1123,17 @@ def mount_fuse(tmp: Path, files: dict[str, bytes], eio: Iterable[str] = (),
             raise OSError(f"FUSE mount failed: {err[-500:]}")
         time.sleep(0.02)
     return FuseMount(mnt, log, proc)
+
+
+def j2k_lossless_bytes(info: ImageInfo) -> bytes:
+    """A 64×64 12-bit image, JPEG 2000 Lossless (pylibjpeg-openjpeg encodes it)."""
+    import numpy as np
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = pydicom_read(dicom_bytes(info))
+    ds.Rows = ds.Columns = 64
+    ds.PixelData = (np.arange(64 * 64, dtype=np.uint16) * 7 % 4000).tobytes()
+    ds.compress(JPEG2000Lossless, generate_instance_uid=False)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

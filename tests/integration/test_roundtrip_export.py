@@ -527,7 +527,7 @@ def test_export_sr_and_encapsulated_pdf(box: Sandbox) -> None:
         make_dataset(imgs[2]).EncapsulatedDocument.rstrip(b"\0")
 
 
-@pytest.mark.parametrize("encoding", ["big-endian", "implicit", "rle", "no-meta"])
+@pytest.mark.parametrize("encoding", ["big-endian", "implicit", "rle", "no-meta", "j2k"])
 def test_export_transcodes_to_explicit_le_losslessly(box: Sandbox, encoding: str) -> None:
     from tests.integration.hostile_media import EXPLICIT_BE, IMPLICIT_LE, pydicom_read, rle_bytes
 
@@ -541,6 +541,10 @@ def test_export_transcodes_to_explicit_le_losslessly(box: Sandbox, encoding: str
             data = dicom_bytes(replace(i, transfer_syntax=IMPLICIT_LE))
         elif encoding == "rle":
             data = rle_bytes(i)
+        elif encoding == "j2k":
+            from tests.integration.hostile_media import j2k_lossless_bytes
+
+            data = j2k_lossless_bytes(i)
         else:
             data = dicom_bytes(i, preamble=False, meta=False)
         write_file(box.src, "/".join(i.fid), data)
@@ -550,7 +554,8 @@ def test_export_transcodes_to_explicit_le_losslessly(box: Sandbox, encoding: str
             ds.file_meta.TransferSyntaxUID = IMPLICIT_LE
         source_pixels[i.sop_uid] = ds.pixel_array.copy()
     write_file(box.src, "DICOMDIR", encode_dicomdir(records_for(
-        [replace(i, transfer_syntax={"big-endian": EXPLICIT_BE, "rle": "1.2.840.10008.1.2.5"}
+        [replace(i, transfer_syntax={"big-endian": EXPLICIT_BE, "rle": "1.2.840.10008.1.2.5",
+                                     "j2k": "1.2.840.10008.1.2.4.90"}
                  .get(encoding, IMPLICIT_LE)) for i in imgs])))
     got = roundtrip(box, {i.sop_uid: i for i in imgs}, pixels=False)
     for u, ds in got.items():
