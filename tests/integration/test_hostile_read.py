@@ -1960,3 +1960,26 @@ def test_file_ids_are_never_expanded(medium_dir: Path, tmp_path: Path,
     assert len(row) == 1 and row[0]["path"] is None
     assert [p for p in d["problems"] if p["severity"] == "error"
             and p["code"] in ("missing-file", "bad-file-id", "outside-root")], d["problems"]
+
+
+def test_typical_pdi_disc_with_viewer_is_quiet(medium_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A conformant IHE PDI disc with a viewer: DICOMDIR at the root, images under DICOM/,
+    README.TXT, AUTORUN.INF, INDEX.HTM, IHE_PDI/ (XHTML + JPEG), a viewer with its DLLs:
+    non-DICOM content is ignored without noise (IHE PDI importer rule), and check finds
+    nothing to complain about."""
+    imgs = corpus("pdi", patients=2, series=2, images=2)
+    built = write_medium(medium_dir, imgs, recorded=lambda i: ("DICOM",) + i.fid,
+                         disk=lambda f: "DICOM/" + "/".join(f))
+    for rel, data in {"README.TXT": b"Created by QA\r\n", "AUTORUN.INF": b"[autorun]\r\n",
+                      "INDEX.HTM": html_bytes(), "IHE_PDI/INDEX.HTM": html_bytes(),
+                      "IHE_PDI/IMG1.JPG": jpeg_bytes(), "VIEWER/VIEWER.EXE": pe_bytes(),
+                      "VIEWER/QT5CORE.DLL": pe_bytes(), "VIEWER/HELP/INDEX.HTM": html_bytes(),
+                      "VIEWER/VIEWER.INI": b"[x]\n"}.items():
+        write_file(medium_dir, rel, data)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    assert_all_referenced(d)
+    assert [p for p in d["problems"] if p["severity"] != "info"] == []
+    c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(0,))
+    assert [p for p in c["problems"] if p["severity"] != "info"] == []
