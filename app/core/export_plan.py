@@ -176,6 +176,9 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
         if missing:
             refused.append((s.label, f"no {', '.join(missing)}: it cannot be filed"))
             continue
+        if s.damage:
+            refused.append((s.label, f"damaged source, {s.damage}"))
+            continue
         why = profile.refusal(hdr) if restricted else None
         if why:
             refused.append((s.label, why))

@@ -78,6 +78,7 @@ class SourceFile:
     header_bytes: int  # where Pixel Data starts (roughly: header size)
     transfer_syntax: str
     _values: dict[str, str | None] = field(default_factory=dict, repr=False)
+    damage: str | None = None  # why the file is unusable (pixel data cut short), if it is
 
     def get(self, keyword: str) -> str | None:
         """A top-level value as a stripped string (None when absent/empty), cached.
@@ -225,14 +226,56 @@ def read_source(medium: Medium, inst: Instance,
                     warnings.simplefilter("ignore")
                     ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
                 header_bytes = fp.tell()
+            implicit = bool(getattr(ds, "original_encoding", (False, True))[0]) \
+                if fast is None else False
+            little = bool(getattr(ds, "original_encoding", (False, True))[1]) \
+                if fast is None else True
+            damage = pixel_damage(fp, header_bytes, size, implicit, little)
     except DiscBridgeError as exc:
         raise ExportError(f"{label}: {exc}") from exc
     except OSError as exc:
         raise ExportError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - hostile bytes
         raise ExportError(f"{label}: not a readable DICOM file ({exc})") from exc
-    return SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
-                      _ts_of(ds, meta))
+    src = SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
+                     _ts_of(ds, meta))
+    src.damage = damage
+    return src
+
+
+_PIXEL_TAGS = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00"}
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
+                 little: bool) -> str | None:
+    """Why the Pixel Data starting at ``offset`` is cut short (None when complete or absent).
+
+    A defined length must fit in the file; encapsulated data must end with its Sequence
+    Delimitation Item. (Big Endian files are not checked.)
+    """
+    if not little or offset >= size:
+        return None
+    fp.seek(offset)
+    head = fp.read(12)
+    if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        length, start = struct.unpack_from("<I", head, 4)[0], offset + 8
+    else:
+        if len(head) < 12:
+            return "the file ends inside the Pixel Data element header"
+        length, start = struct.unpack_from("<I", head, 8)[0], offset + 12
+    if length != 0xFFFFFFFF:
+        if start + length > size:
+            return (f"cut short: Pixel Data declares {length} bytes, only {max(0, size - start)} "
+                    "are in the file")
+        return None
+    tail_len = min(size - start, 1 << 16)
+    fp.seek(size - tail_len)
+    if _SEQ_DELIMITER not in fp.read(tail_len):
+        return "cut short: the compressed Pixel Data has no end (no sequence delimiter)"
+    return None
 
 
 def read_sources(media: list[Medium], select: set[str] | None, *,
@@ -242,6 +285,7 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
     wanted: list[tuple[Medium, Instance]] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
+    index: dict[str, int] = {}
     for medium in media:
         for _p, _st, _se, inst in medium.walk():
             uid = inst.sop_instance_uid
@@ -271,11 +315,20 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
         if select is not None and uid not in select:
             continue
         if uid in seen:
+            kept = out[index[uid]]
+            if kept.damage and not src.damage:  # keep the intact copy of a duplicate
+                out[index[uid]] = src
+                problems.append(Problem("warning", "duplicate-instance", inst.path,
+                                        f"{src.label}: exported instead of {kept.label}, the "
+                                        f"same instance but damaged ({kept.damage})"))
+                seen[uid] = src.label
+                continue
             problems.append(Problem("info", "duplicate-instance", inst.path,
                                     f"{src.label}: same SOP Instance UID as {seen[uid]}; "
                                     "exported once"))
             continue
         seen[uid] = src.label
+        index[uid] = len(out)
         out.append(src)
         if report is not None:
             report(Progress("plan", n + 1, total, message="reading headers"),

@@ -287,3 +287,35 @@ def test_binary_type1_keys_with_zero_bytes_are_present(tmp_path: Path) -> None:
     """Rows = 32 is b' \\x00' raw: a binary value, not padding (H.3-2 profiles need it)."""
     plan = _plan(tmp_path, [make_dataset(32, 32), make_dataset(256, 256)], media="usb")
     assert len(plan.files) == 2
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_source_cut_short_is_refused_by_name(tmp_path: Path, compressed: bool) -> None:
+    src = tmp_path / "src"
+    if compressed:
+        write_compressed(src, ["MR_small_RLE.dcm"])
+        victim = src / "MR_small_RLE.dcm"
+    else:
+        write_instance(src / "a.dcm", make_dataset(32, 32))
+        victim = src / "a.dcm"
+    data = victim.read_bytes()
+    # Compressed: cut into the fragments (this sample has 146 bytes after its delimiter).
+    victim.write_bytes(data[:-300] if compressed else data[:-40])
+    opts = ExportOptions(sources=[src], dest=tmp_path / "out")
+    with pytest.raises(RefusedInstances, match=rf"{victim.name}: damaged source, cut short"):
+        plan_export(opts, [medium_of(src)], capacity=CAP)
+
+
+@pytest.mark.parametrize("damaged_first", [True, False])
+def test_duplicates_keep_the_intact_copy(tmp_path: Path, damaged_first: bool) -> None:
+    ds = make_dataset(32, 32)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    write_instance(good / "a.dcm", ds)
+    write_instance(bad / "a.dcm", ds)
+    (bad / "a.dcm").write_bytes((bad / "a.dcm").read_bytes()[:-40])
+    order = [bad, good] if damaged_first else [good, bad]
+    opts = ExportOptions(sources=order, dest=tmp_path / "out")
+    plan = plan_export(opts, [medium_of(s) for s in order], capacity=CAP)
+    (f,) = plan.files
+    assert f.src.label.startswith(str(good.resolve())) or f.src.label.startswith(str(good))
+    assert f.src.damage is None
