@@ -13,8 +13,13 @@ Steps (DESIGN.md "Data flow"; STANDARDS.md §7):
    usable the whole medium is scanned, header only (:mod:`app.core.scan`).
 4. DICOM files that no active record references are read (header only) and listed under their
    own patient/study/series with ``referenced=False``, so no image on the medium is lost.
+5. Records the DICOMDIR cannot vouch for (parents lost in a damaged DICOMDIR and replaced by
+   unnamed placeholders, invalid or missing UIDs: :func:`app.core.scan.untrusted_leaves`) are
+   placed from their files' headers the same way, so no image is filed under another patient
+   and no wrong UID is listed.
 
-``ls`` opens no referenced file: existence and size come from the directory listings.
+``ls`` opens no referenced file except those of step 5: existence and size come from the
+directory listings.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from app.core.errors import DicomdirUnreadable, UnreadableMedium, UnsafePath
-from app.core.fs import MediumFS, open_fs
+from app.core.fs import Entry, MediumFS, open_fs
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
 from app.core.model import Instance, Medium, Problem, Series
 from app.core.paths import (
@@ -35,11 +40,16 @@ from app.core.paths import (
     Resolved,
     Resolver,
     describe_os_error,
-    file_id_text,
-    file_id_violations,
     join,
     retry_once,
     split_file_id,
+)
+from app.core.reader_problems import (
+    REFUSED,
+    duplicate_problem,
+    refused_problem,
+    resolution_problems,
+    unused_dicomdir_problems,
 )
 from app.core.scan import (
     FileRef,
@@ -49,7 +59,10 @@ from app.core.scan import (
     is_dicomdir_name,
     plausible_head,
     read_headers,
+    read_one,
     renamed_dicomdirs,
+    untrusted_leaves,
+    valid_uid,
     walk_files,
 )
 
@@ -188,7 +201,9 @@ class _Reader:
         usable = [f for f in filesets if f.existing > 0]
         for fset in filesets:
             if fset.existing == 0:
-                self._unused(fset)
+                self.problems.extend(unused_dicomdir_problems(
+                    fset.rel, ((i, r) for i, _f, r in fset.resolved), fset.records,
+                    fset.refused_others))
         if usable:
             for fset in usable:
                 self._merge(fset)
@@ -205,39 +220,6 @@ class _Reader:
             return self._medium("dicomdir", [f.rel for f in with_records])
         raise UnreadableMedium(f"{self.fs.label}: no DICOM data found"
                                + ("" if not self.problems else f" ({self.problems[-1]})"))
-
-    def _unused(self, fset: _FileSet) -> None:
-        """Report a DICOMDIR that leads to no file, and every File ID it had refused (QA-9).
-
-        The refusals (``..``, absolute, drive, UNC: STANDARDS §7 Security) are reported one by
-        one even though the DICOMDIR is not used: the user and the security log must see
-        "refused", never "missing", for a reference that tried to leave the medium.
-        """
-        refused = 0
-        missing = 0
-        for inst, _fid, res in fset.resolved:
-            if res.problem in ("outside-root", "bad-file-id") and inst.file_id is not None:
-                refused += 1
-                text = file_id_text(inst.file_id)
-                self.problems.append(Problem(
-                    "error", res.problem, text.replace("\\", "/") or None,
-                    f"File ID '{text}' in {fset.rel}: {res.reason}; not opened"))
-            elif inst.file_id is not None:
-                missing += 1
-        refused += fset.refused_others
-        missing += max(0, fset.records - refused - missing)
-        if not fset.records:
-            what = "references no file"
-        elif refused and missing:
-            what = (f"references {fset.records} file(s): {refused} File ID(s) refused, "
-                    f"{missing} not found")
-        elif refused:
-            what = (f"references {fset.records} file(s), every File ID refused "
-                    "(outside the medium or malformed)")
-        else:
-            what = f"references {fset.records} file(s), none of which exists"
-        self.problems.append(Problem("warning", "no-dicomdir", fset.rel,
-                                     f"{fset.rel} {what}; not used"))
 
     def _medium(self, source: str, dicomdirs: list[str]) -> Medium:
         self.builder.prune()
@@ -360,12 +342,9 @@ class _Reader:
             if res.path is not None:
                 fset.existing += 1
                 self.referenced_paths.add(res.path)
-            elif id(inst) in other_ids and res.problem in ("outside-root", "bad-file-id"):
+            elif id(inst) in other_ids and res.problem in REFUSED:
                 fset.refused_others += 1
-                text = file_id_text(inst.file_id)
-                self.problems.append(Problem(
-                    "error", res.problem or "bad-file-id", text.replace("\\", "/") or None,
-                    f"File ID '{text}' in {fset.rel}: {res.reason}; not opened"))
+                self.problems.append(refused_problem(inst, res, fset.rel))
             if id(inst) not in other_ids:
                 fset.resolved.append((inst, fid, res))
 
@@ -373,40 +352,48 @@ class _Reader:
         """Add a usable file-set's records to the tree, with their problems."""
         base = fset.rel.rsplit("/", 1)[0] if "/" in fset.rel else ""
         where = {id(inst): (fid, res) for inst, fid, res in fset.resolved}
+        untrusted = untrusted_leaves(fset.parse.patients)  # type: ignore[attr-defined]
         for series, inst in self.builder.add_tree(fset.parse.patients):  # type: ignore[attr-defined]
             got = where.get(id(inst))
             fid, res = got if got is not None else (split_file_id(inst.file_id), Resolved(None))
             inst.dicomdir = inst.dicomdir or fset.rel
             inst.referenced = True
-            self._apply_resolution(inst, fid, res, base, fset.rel)
-            self._add_instance(series, inst)
+            self.problems.extend(resolution_problems(inst, fid, res, base, fset.rel))
+            why = untrusted.get(id(inst))
+            if why is None:
+                self._add_instance(series, inst)
+            else:
+                self._place_by_header(series, inst, why)
 
-    def _apply_resolution(self, inst: Instance, fid: FileIdResult, res: Resolved, base: str,
-                          dicomdir: str) -> None:
-        text = file_id_text(inst.file_id)
-        inst.path = res.path
-        if res.path is not None:
-            assert res.entry is not None
-            inst.size = res.entry.size
-            if res.entry.size == 0:
-                self.problems.append(Problem("error", "empty-file", res.path,
-                                             "referenced file is empty (0 bytes)"))
-            bad = file_id_violations(inst.file_id or ())
-            if bad:
+    def _place_by_header(self, series: Series, inst: Instance, why: str) -> None:
+        """A leaf whose parents or UID the DICOMDIR cannot vouch for: its file's header decides
+        where it goes and what its UIDs are (``ls`` opens such files only). When the file
+        cannot be read it stays under the records' (unnamed) parents, and an invalid SOP
+        Instance UID is dropped rather than listed: a wrong UID is worse than none."""
+        r = None
+        if inst.path is not None and inst.size:
+            r = read_one(self.fs, FileRef(inst.path, Entry(inst.path.rsplit("/", 1)[-1], False,
+                                                           inst.size)))
+        if r is None or r.info is None or r.info.is_dicomdir:
+            if r is not None and r.problem is not None:
+                self.problems.append(r.problem)
+            if inst.sop_instance_uid is not None and not valid_uid(inst.sop_instance_uid):
                 self.problems.append(Problem(
-                    "warning", "bad-file-id", res.path,
-                    f"File ID '{text}' is not conformant (PS3.10 §8.2): {'; '.join(bad)}"))
+                    "warning", "dicomdir-recovered", inst.path or inst.dicomdir,
+                    f"record's SOP Instance UID {inst.sop_instance_uid!r} is not a valid UID "
+                    "and the file cannot tell the real one; listed without it"))
+                inst.sop_instance_uid = None
+            self._add_instance(series, inst)
             return
-        if res.problem in ("outside-root", "bad-file-id"):
-            shown = text.replace("\\", "/") if text else None
-            self.problems.append(Problem("error", res.problem, shown,
-                                         f"File ID '{text}' in {dicomdir}: {res.reason}; "
-                                         "not opened"))
-        else:
-            shown = (join(base, "/".join(fid.components)) if fid.components else text) or None
-            self.problems.append(Problem("error", "missing-file", shown,
-                                         f"{res.reason or 'referenced file does not exist'} "
-                                         f"(File ID '{text}' in {dicomdir})"))
+        v = r.info.values
+        inst.sop_instance_uid = v.get("SOPInstanceUID")
+        inst.sop_class_uid = v.get("SOPClassUID") or inst.sop_class_uid
+        inst.instance_number = v.get("InstanceNumber") or inst.instance_number
+        inst.transfer_syntax_uid = r.info.transfer_syntax or inst.transfer_syntax_uid
+        self.problems.append(Problem("warning", "dicomdir-recovered", inst.path,
+                                     f"{why}: placed from the file's header"))
+        self._header_problems(r)
+        self._add_instance(self.builder.place(v), inst)
 
     def _add_instance(self, series: Series, inst: Instance) -> None:
         uid = inst.sop_instance_uid
@@ -415,21 +402,10 @@ class _Reader:
             if first is not None:
                 if first.path is None and inst.path is not None:
                     first.path, first.size = inst.path, inst.size  # the copy that exists wins
-                self._duplicate(first, inst)
+                self.problems.append(duplicate_problem(first, inst))
                 return
             self.seen[uid] = inst
         series.instances.append(inst)
-
-    def _duplicate(self, first: Instance, other: Instance) -> None:
-        if other.path is not None and other.path == first.path or other.path is None:
-            where = other.dicomdir or "the medium"
-            self.problems.append(Problem("info", "duplicate-instance", other.path or first.path,
-                                         f"SOP Instance {other.sop_instance_uid} is listed again "
-                                         f"by {where}; listed once"))
-        else:
-            self.problems.append(Problem("warning", "duplicate-instance", other.path,
-                                         f"same SOP Instance UID {other.sop_instance_uid} as "
-                                         f"{first.path or '(missing file)'}; listed once"))
 
     # -- 3./4. scanning -----------------------------------------------------------------------
     def _candidates(self, skip: set[str]) -> list[FileRef]:
@@ -493,7 +469,7 @@ class _Reader:
                     "this file has that SOP Instance UID and is listed in its place"))
                 continue
             if first is not None:
-                self._duplicate(first, inst)
+                self.problems.append(duplicate_problem(first, inst))
                 continue
             self.problems.append(Problem("warning", "unreferenced-file", inst.path,
                                          "DICOM file not referenced by any DICOMDIR record; "

@@ -14,6 +14,7 @@ Pixel data is never read (DESIGN.md "Data flow").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
@@ -256,6 +257,47 @@ _INSTANCE_ATTRS = ("Rows", "Columns", "NumberOfFrames", "ImageType", "ContentDat
                    "SeriesTime", "SpecificCharacterSet", "PhotometricInterpretation",
                    "BitsAllocated", "BitsStored", "MIMETypeOfEncapsulatedDocument",
                    "RepresentativeFrameNumber", "LossyImageCompression")
+
+
+_UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_GARBLED_RE = re.compile(r"[\x00-\x1f\x7f\ufffd]")
+
+
+def valid_uid(value: str | None) -> bool:
+    """A UID as PS3.5 §9.1 allows: digits and dots, at most 64 characters (a value cut short by
+    a damaged sector or carrying junk bytes fails; leading zeros are tolerated)."""
+    return value is not None and len(value) <= 64 and _UID_RE.fullmatch(value) is not None
+
+
+def untrusted_leaves(patients: Iterable[Patient]) -> dict[int, str]:
+    """Leaves of a parsed DICOMDIR whose place or identity the records cannot vouch for, by
+    ``id()``, with the reason: a lost PATIENT record (a placeholder parent with no ID and no
+    name), a STUDY or SERIES without a valid UID (lost or damaged), a garbled Patient ID, or a
+    missing or invalid SOP Instance UID. The reader places these from their files' headers, as
+    it does unreferenced files, so no image is filed under another patient (QA-13, QA-14)."""
+    out: dict[int, str] = {}
+    for p in patients:
+        p_why = None
+        if p.patient_id is None and p.patient_name is None:
+            p_why = "its PATIENT record is missing or damaged"
+        elif p.patient_id is not None and _GARBLED_RE.search(p.patient_id):
+            p_why = "its PATIENT record's Patient ID is garbled"
+        for st in p.studies:
+            st_why = p_why or (None if valid_uid(st.study_uid) else
+                               "its STUDY record is missing or has no valid Study Instance UID")
+            for se in st.series:
+                se_why = st_why or (None if valid_uid(se.series_uid) else
+                                    "its SERIES record is missing or has no valid Series "
+                                    "Instance UID")
+                for inst in se.instances:
+                    why = se_why
+                    if why is None and not valid_uid(inst.sop_instance_uid):
+                        why = ("the record has no valid SOP Instance UID"
+                               + (f" ({inst.sop_instance_uid!r})"
+                                  if inst.sop_instance_uid is not None else ""))
+                    if why is not None:
+                        out[id(inst)] = why
+    return out
 
 
 def patient_from_values(v: dict[str, str | None]) -> Patient:

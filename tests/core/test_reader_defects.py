@@ -391,3 +391,63 @@ def test_refused_and_missing_file_ids_of_an_unused_dicomdir_both_counted(tmp_pat
         ("error", "outside-root", "C:/PA1/IM1")]
     summary = next(p for p in m.problems if p.code == "no-dicomdir" and p.path)
     assert "1 File ID(s) refused, 1 not found" in summary.message
+
+
+def _file_for(root: Path, fid: tuple[str, ...], **values: str) -> object:
+    ds = make_dataset(**values)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    write_instance(root.joinpath(*fid), ds)
+    return ds
+
+
+def test_leaves_without_parent_records_are_placed_from_their_headers(tmp_path: Path) -> None:
+    """IMAGE records at the root (their PATIENT/STUDY/SERIES records lost, as a damaged
+    DICOMDIR leaves them: unnamed placeholder parents) are placed where their files' headers
+    say, each under its own patient; the files of intact records are still not opened."""
+    root = tmp_path / "m"
+    good = db.simple_tree(patients=1, images=2)
+    db.write_files(root, good)
+    a = _file_for(root, ("LOST", "IMA"), PatientID="PIDA", PatientName="Alpha^A")
+    b = _file_for(root, ("LOST", "IMB"), PatientID="PIDB", PatientName="Beta^B")
+    orphans = [db.image(("LOST", "IMA"), sop_uid=str(a.SOPInstanceUID), number="7"),  # type: ignore[attr-defined]
+               db.image(("LOST", "IMB"), sop_uid=str(b.SOPInstanceUID), number="8")]  # type: ignore[attr-defined]
+    db.write_medium(root, orphans + good, files=False)  # before any PATIENT: no parent at all
+    m = open_medium(root)
+    assert m.source == "dicomdir"
+    by_uid = {i.sop_instance_uid: (p, st, se, i) for p, st, se, i in m.walk()}
+    for ds, path in ((a, "LOST/IMA"), (b, "LOST/IMB")):
+        p, st, se, inst = by_uid[ds.SOPInstanceUID]  # type: ignore[attr-defined]
+        assert (p.patient_id, p.patient_name) == (ds.PatientID, ds.PatientName)  # type: ignore[attr-defined]
+        assert st.study_uid == ds.StudyInstanceUID and se.series_uid == ds.SeriesInstanceUID  # type: ignore[attr-defined]
+        assert inst.path == path and inst.referenced and inst.dicomdir == "DICOMDIR"
+    assert [p for p in m.to_dict()["patients"] if p["patient_id"] is None] == []
+    assert [p for p in m.to_dict()["patients"] if p["patient_id"] == "PID001"] == expected_tree(good)
+    recovered = [p.path for p in m.problems if p.code == "dicomdir-recovered" and
+                 "placed from the file's header" in p.message]
+    assert recovered == ["LOST/IMA", "LOST/IMB"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "junk"])
+def test_invalid_record_uid_never_listed(tmp_path: Path, damage: str) -> None:
+    """QA-14: a SOP Instance UID cut short or carrying junk is replaced by the file's; when
+    the file is missing too, the instance is listed without a UID (never a wrong one)."""
+    root = tmp_path / "m"
+    roots = db.simple_tree(patients=1, images=3)
+    db.write_files(root, roots)
+    lv = leaves(roots)
+    real = [r.keys["ReferencedSOPInstanceUIDInFile"] for r in lv]
+    # cut inside a component separator, or junk bytes after a cut (a damaged sector)
+    bad = {"truncated": lambda u: u[:u.index(".", 12) + 1],
+           "junk": lambda u: u[:17] + "g\x01n*M"}[damage]
+    lv[0].keys["ReferencedSOPInstanceUIDInFile"] = bad(real[0])
+    lv[1].keys["ReferencedSOPInstanceUIDInFile"] = bad(real[1])
+    root.joinpath(*lv[1].file_id).unlink()  # type: ignore[misc]
+    db.write_medium(root, roots, files=False)
+    m = open_medium(root)
+    uids = {i.path: i.sop_instance_uid for i in m.instances()}
+    p0, p2 = "/".join(lv[0].file_id), "/".join(lv[2].file_id)  # type: ignore[arg-type]
+    assert uids == {p0: real[0], None: None, p2: real[2]}
+    assert all(i.referenced for i in m.instances())
+    codes = [(p.code, p.path) for p in m.problems]
+    assert ("missing-file", "/".join(lv[1].file_id)) in codes  # type: ignore[arg-type]
+    assert ("dicomdir-recovered", p0) in codes
