@@ -545,7 +545,8 @@ def records_for(images: Sequence[ImageInfo], recorded: Callable[[ImageInfo], Seq
             pats[pkey] = Rec("PATIENT", finish("PATIENT", el), charset=info.charset,
                              label=f"PATIENT:{info.patient_id}")
             roots.append(pats[pkey])
-        if info.study_uid not in studies:
+        skey = f"{pkey}|{info.study_uid}"  # one STUDY record per patient, as writers do
+        if skey not in studies:
             el = []
             _v(el, 0x00080020, "DA", info.study_date, False)
             _v(el, 0x00080030, "TM", info.study_time, False)
@@ -553,25 +554,26 @@ def records_for(images: Sequence[ImageInfo], recorded: Callable[[ImageInfo], Seq
             _v(el, 0x00081030, "LO", info.study_desc, True)
             _v(el, 0x0020000D, "UI", info.study_uid, False)
             _v(el, 0x00200010, "SH", info.study_id, False)
-            studies[info.study_uid] = Rec("STUDY", finish("STUDY", el), charset=cs,
-                                          label=f"STUDY:{info.study_uid}")
-            pats[pkey].children.append(studies[info.study_uid])
-        if info.series_uid not in series:
+            studies[skey] = Rec("STUDY", finish("STUDY", el), charset=cs,
+                                label=f"STUDY:{info.study_uid}")
+            pats[pkey].children.append(studies[skey])
+        ekey = f"{skey}|{info.series_uid}"
+        if ekey not in series:
             el = []
             _v(el, 0x00080060, "CS", info.modality, False)
             _v(el, 0x0008103E, "LO", info.series_desc, False)
             _v(el, 0x0020000E, "UI", info.series_uid, False)
             _v(el, 0x00200011, "IS", info.series_number, False)
-            series[info.series_uid] = Rec("SERIES", finish("SERIES", el), charset=cs,
-                                          label=f"SERIES:{info.series_uid}")
-            studies[info.study_uid].children.append(series[info.series_uid])
+            series[ekey] = Rec("SERIES", finish("SERIES", el), charset=cs,
+                               label=f"SERIES:{info.series_uid}")
+            studies[skey].children.append(series[ekey])
         fid = list(recorded(info) if recorded else info.fid)
         el = [(0x00041500, "CS", "\\".join(fid)),
               (0x00041510, "UI", info.sop_class),
               (0x00041511, "UI", info.sop_uid),
               (0x00041512, "UI", info.transfer_syntax)]
         _v(el, 0x00200013, "IS", info.instance_number, False)
-        series[info.series_uid].children.append(
+        series[ekey].children.append(
             Rec("IMAGE", finish("IMAGE", el), label=f"IMAGE:{info.sop_uid}"))
     return roots
 

@@ -1983,3 +1983,22 @@ def test_typical_pdi_disc_with_viewer_is_quiet(medium_dir: Path, tmp_path: Path,
     assert [p for p in d["problems"] if p["severity"] != "info"] == []
     c = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(0,))
     assert [p for p in c["problems"] if p["severity"] != "info"] == []
+
+
+@pytest.mark.parametrize("with_dicomdir", [False, True], ids=["scan", "dicomdir"])
+def test_uid_collisions_across_patients_never_misfile(medium_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      with_dicomdir: bool) -> None:
+    """Two patients whose files share a Study Instance UID (and a Series Instance UID): a
+    broken modality or a bad merge. Each image stays under its own patient."""
+    a = corpus("collide", patients=2, series=1, images=2)
+    shared_study, shared_series = a[0].study_uid, a[0].series_uid
+    imgs = [replace_info(i, study_uid=shared_study, series_uid=shared_series) for i in a]
+    if with_dicomdir:
+        built = write_medium(medium_dir, imgs)
+    else:
+        built = Built(medium_dir, imgs, write_images(medium_dir, imgs))
+    for cmd, rcs in (("ls", (0,)), ("check", (0, 1))):
+        d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
+        assert_each_once(d, built)
+        assert_not_misfiled(d, medium_dir)
