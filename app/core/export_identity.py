@@ -67,6 +67,8 @@ class Item:
         return getter(keyword) if getter is not None else value_str(self.ds, keyword)
 
     def fix(self, keyword: str, value: str, reason: str) -> None:
+        if self.fixes.get(keyword) == value:
+            return  # already fixed to this value: keep the first reason
         if self.source_value(keyword) == value:
             self.fixes.pop(keyword, None)
             return

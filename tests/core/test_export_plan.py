@@ -319,3 +319,25 @@ def test_duplicates_keep_the_intact_copy(tmp_path: Path, damaged_first: bool) ->
     (f,) = plan.files
     assert f.src.label.startswith(str(good.resolve())) or f.src.label.startswith(str(good))
     assert f.src.damage is None
+
+
+def test_record_values_invalid_for_their_vr_are_made_valid(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = make_dataset(StudyID="ABCDEFGHIJKLMNOPQRSTUV", AccessionNumber="X" * 20,
+                          StudyDescription="D" * 80, PatientID="P" * 70, Modality="ct",
+                          SeriesNumber="1.0", PatientName="A^B^C^D^E^F^G")
+    plan = _plan(tmp_path, [ds])
+    f = plan.files[0]
+    assert f.value("StudyID") == "ABCDEFGHIJKLMNOP" and f.value("AccessionNumber") == "X" * 16
+    assert f.value("StudyDescription") == "D" * 64 and f.value("PatientID") == "P" * 64
+    assert f.value("Modality") == "CT" and f.value("SeriesNumber") == "1"
+    assert f.value("PatientName") == "A^B^C^D^E F G"
+    assert f.action == "rewrite"
+    assert all("made valid" in c.reason for c in plan.changes)
+    # Valid values (multi-valued Image Type, names with groups) are left alone.
+    plan = _plan(tmp_path / "ok", [make_dataset(PatientName="Yamada^Tarou=山田^太郎",
+                                               SpecificCharacterSet="ISO_IR 192")])
+    assert plan.changes == [] and plan.files[0].action == "copy"

@@ -1,0 +1,154 @@
+"""Record values that are invalid for their VR, made valid in the exported copy and its record.
+
+Real modalities write 80-character descriptions, lowercase modalities, "1.0" series numbers,
+Patient IDs of 70 characters, names with seven components. The source keeps them; the DICOMDIR
+we write must pass ``dciodvfy`` (issue 3 acceptance), and file and record must agree. So for the
+keys that go into the directory records (STANDARDS.md §2; records.required_keys per level and
+profile), a value invalid for its VR (PS3.5 §6.2) is normalised in the exported file, the old
+value kept in Original Attributes Sequence and the change listed in the report, as for the
+Type 1 fills:
+
+- too long (SH/CS/AE 16, LO 64, IS 12, DS 16, ST 1024 characters): shortened;
+- CS: upper case, characters outside ``A–Z 0–9 space _`` become ``_``;
+- IS with a decimal point but an integral value (``1.0``): the integer;
+- DS longer than 16 characters: fewer significant digits;
+- PN with more than five components in a group: the extra components joined into the fifth,
+  each group at most 64 characters.
+
+UIDs are never touched (they are identities); dates and times are left to
+:mod:`app.core.export_identity` (ACR-NEMA forms).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+
+from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+
+from app.core.profiles import Profile
+
+MAX_CHARS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "IS": 12, "DS": 16, "ST": 1024,
+             "LT": 10240}
+_CS_BAD = re.compile(r"[^A-Z0-9 _]")
+_IS_OK = re.compile(r"^\s*[+-]?\d+\s*$")
+_SKIP = frozenset({"SpecificCharacterSet"})
+
+
+def text_of(ds: Dataset, keyword: str) -> str | None:
+    """A top-level value as text, multiple values joined by ``\\`` (None when absent/empty)."""
+    tag = tag_for_keyword(keyword)
+    elem = ds.get_item(tag) if tag is not None else None
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement):
+        raw = elem.value
+        if raw is None:
+            return None
+        if isinstance(raw, bytes) and raw.isascii():
+            return raw.decode("ascii").strip(" \0") or None
+        try:
+            elem = ds[tag]
+        except Exception:  # noqa: BLE001 - undecodable: leave the value alone
+            return None
+    value = elem.value
+    if value is None or value == "":
+        return None
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value) or None
+    return str(value).strip() or None
+
+
+@functools.lru_cache(maxsize=64)
+def record_text_keys(record_type: str, profile: Profile) -> tuple[tuple[str, str], ...]:
+    """(keyword, VR) of the text keys of PATIENT, STUDY, SERIES and ``record_type`` records."""
+    from app.core.records import required_keys
+
+    out: dict[str, str] = {}
+    for level in ("PATIENT", "STUDY", "SERIES", record_type):
+        try:
+            keys = required_keys(level, profile)
+        except ValueError:
+            continue
+        for keyword, _typ in keys:
+            tag = tag_for_keyword(keyword)
+            if tag is None or keyword in _SKIP:
+                continue
+            try:
+                vr = str(dictionary_VR(tag))
+            except KeyError:
+                continue
+            if vr in MAX_CHARS or vr == "PN":
+                out.setdefault(keyword, vr)
+    return tuple(out.items())
+
+
+def _fix_one(vr: str, value: str) -> tuple[str, str] | None:
+    """(new value, what was wrong) for one value of a VR, or None when it is valid."""
+    text = value.strip()
+    if vr == "CS":
+        new = _CS_BAD.sub("_", text.upper())[:16]
+        if new != text:
+            return new, "CS value not in upper-case letters, digits, space and _ or too long"
+        return None
+    if vr == "IS" and not _IS_OK.match(value):
+        try:
+            number = float(text)
+        except ValueError:
+            return None  # cannot be made an integer without guessing
+        if number.is_integer() and abs(number) < 2**31:
+            return str(int(number)), "IS value is not an integer string"
+        return None
+    if vr == "DS" and len(text) > 16:
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        for digits in range(15, 0, -1):
+            new = f"{number:.{digits}g}"
+            if len(new) <= 16:
+                return new, "DS value longer than 16 characters"
+        return None
+    if vr == "PN":
+        groups = text.split("=")
+        fixed = []
+        for group in groups:
+            parts = group.split("^")
+            if len(parts) > 5:
+                parts = parts[:4] + [" ".join(p for p in parts[4:] if p)]
+            fixed.append("^".join(parts)[:64])
+        new = "=".join(fixed[:3])
+        if new != text:
+            return new, "PN value with more than five components or longer than 64 characters"
+        return None
+    limit = MAX_CHARS.get(vr)
+    if limit is not None and len(text) > limit:
+        return text[:limit].rstrip(), f"{vr} value longer than {limit} characters"
+    return None
+
+
+def vr_fixes(get: Callable[[str], str | None], record_type: str,
+             profile: Profile) -> dict[str, tuple[str, str]]:
+    """Keyword → (valid value, reason) for this instance's record values invalid for their VR."""
+    out: dict[str, tuple[str, str]] = {}
+    for keyword, vr in record_text_keys(record_type, profile):
+        value = get(keyword)
+        if not value:
+            continue
+        parts = value.split("\\") if vr != "PN" else [value]
+        new_parts = []
+        why = None
+        for part in parts:
+            fixed = _fix_one(vr, part)
+            if fixed is None:
+                new_parts.append(part)
+            else:
+                new_parts.append(fixed[0])
+                why = fixed[1]
+        if why is not None:
+            out[keyword] = ("\\".join(new_parts),
+                            f"{why}; made valid so the DICOMDIR passes validation")
+    return out
