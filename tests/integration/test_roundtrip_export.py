@@ -69,7 +69,7 @@ class Sandbox:
 
     def outside_state(self) -> dict[str, str]:
         """Everything in the sandbox except DEST, HOME and TMPDIR (which are checked apart)."""
-        skip = ("dest", "home", "tmp", "out.iso", "dest2", "report.json")
+        skip = ("dest", "home", "tmp", "out.iso", "dest2", "report.json", "src")
         return {k: v for k, v in tree_state(self.tmp).items() if k.split("/")[0] not in skip}
 
     def export(self, *args: str | os.PathLike[str]) -> Run:
