@@ -32,7 +32,7 @@ from app.core.export_model import (
 )
 from app.core.export_options import ExportOptions
 from app.core.export_sources import SourceFile, read_sources
-from app.core.export_values import text_of, vr_fixes
+from app.core.export_values import vr_fixes
 from app.core.export_volumes import capacity_for, name_volumes, pack_volumes
 from app.core.fixes import Change
 from app.core.jobs import CancelToken, ProgressCallback
@@ -208,10 +208,8 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
                                refused)
     items = [Item(sources[n].label, sources[n].header, getter=sources[n].get) for n in targets]
     for it, n in zip(items, targets, strict=True):  # record values invalid for their VR
-        hdr = sources[n].header
         record_type = record_type_for(sources[n].get("SOPClassUID"))
-        for keyword, (value, why) in vr_fixes(lambda k, h=hdr: text_of(h, k), record_type,
-                                              profile).items():
+        for keyword, (value, why) in vr_fixes(sources[n].get, record_type, profile).items():
             it.fix(keyword, value, why)
     assign_patient_ids(items, options.on_id_clash)
     studies: dict[str, list[Item]] = {}

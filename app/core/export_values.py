@@ -25,9 +25,7 @@ import functools
 import re
 from collections.abc import Callable
 
-from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
 
 from app.core.profiles import Profile
 
@@ -36,30 +34,6 @@ MAX_CHARS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "IS": 12, "DS": 16, "ST": 1
 _CS_BAD = re.compile(r"[^A-Z0-9 _]")
 _IS_OK = re.compile(r"^\s*[+-]?\d+\s*$")
 _SKIP = frozenset({"SpecificCharacterSet"})
-
-
-def text_of(ds: Dataset, keyword: str) -> str | None:
-    """A top-level value as text, multiple values joined by ``\\`` (None when absent/empty)."""
-    tag = tag_for_keyword(keyword)
-    elem = ds.get_item(tag) if tag is not None else None
-    if elem is None:
-        return None
-    if isinstance(elem, RawDataElement):
-        raw = elem.value
-        if raw is None:
-            return None
-        if isinstance(raw, bytes) and raw.isascii():
-            return raw.decode("ascii").strip(" \0") or None
-        try:
-            elem = ds[tag]
-        except Exception:  # noqa: BLE001 - undecodable: leave the value alone
-            return None
-    value = elem.value
-    if value is None or value == "":
-        return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value) or None
-    return str(value).strip() or None
 
 
 @functools.lru_cache(maxsize=64)

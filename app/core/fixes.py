@@ -56,6 +56,9 @@ def value_str(ds: Dataset, keyword: str) -> str | None:
     if elem is None or elem.value is None:
         return None
     value = elem.value
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        text = "\\".join(str(v).strip() for v in value).strip("\\ ")
+        return text or None
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
