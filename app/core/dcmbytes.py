@@ -24,7 +24,8 @@ from app.core.errors import DiscBridgeError
 __all__ = [
     "EV_ELEM", "EV_SQ", "EV_ITEM", "EV_ITEM_END", "EV_SQ_END", "UNDEFINED",
     "ITEM", "ITEM_DELIM", "SEQ_DELIM", "ParseError", "ElementReader", "dicom_dictionary",
-    "dictionary_vr", "numeric_value", "element_end",
+    "dictionary_vr", "numeric_value", "element_end", "valid_uid", "valid_date", "valid_time",
+    "valid_datetime", "valid_cs", "VALIDATORS",
     "TS_IMPLICIT_LE", "TS_EXPLICIT_LE", "TS_EXPLICIT_BE", "TS_DEFLATED",
 ]
 
@@ -394,3 +395,69 @@ def _encapsulated_end(buf: bytes, voff: int, length: int, little: bool) -> int |
             return None
         p += flen
     return None
+
+
+# -- value plausibility by VR (PS3.5 §6.2, §9.1) ----------------------------------------------
+# A damaged record's values must not be trusted blindly (QA-14): a UID is a key (dedupe,
+# selection), so a value that is not one counts as absent; so do impossible dates and times.
+
+_DIGITS = "0123456789"
+
+
+def valid_uid(v: str) -> bool:
+    """A UI value: digits and dots only, at most 64 characters, no empty component
+    (no leading, trailing or doubled dot). Leading zeros in components are tolerated."""
+    return (0 < len(v) <= 64 and not v.lstrip("0123456789.") and v[0] != "." and v[-1] != "."
+            and ".." not in v)
+
+
+def valid_date(v: str) -> bool:
+    """A DA value ``YYYYMMDD`` (or ACR-NEMA ``YYYY.MM.DD``) with a possible month and day."""
+    if len(v) == 10 and v[4] == "." and v[7] == ".":
+        v = v[:4] + v[5:7] + v[8:]
+    if len(v) != 8 or v.lstrip(_DIGITS):
+        return False
+    return 1 <= int(v[4:6]) <= 12 and 1 <= int(v[6:8]) <= 31
+
+
+def valid_time(v: str) -> bool:
+    """A TM value ``HH[MM[SS[.F{1,6}]]]`` (ACR-NEMA ``HH:MM:SS`` too) with possible fields."""
+    if ":" in v:
+        v = v.replace(":", "")
+    head, dot, frac = v.partition(".")
+    if (len(head) not in (2, 4, 6) or head.lstrip(_DIGITS) or frac.lstrip(_DIGITS)
+            or (dot and (len(head) != 6 or not 0 < len(frac) <= 6))):
+        return False
+    return (int(head[:2]) <= 23 and (len(head) < 4 or int(head[2:4]) <= 59)
+            and (len(head) < 6 or int(head[4:6]) <= 60))
+
+
+def valid_datetime(v: str) -> bool:
+    """A DT value ``YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]``."""
+    body, zone = v, ""
+    for sign in "+-":
+        k = v.find(sign, 4)
+        if k != -1:
+            body, zone = v[:k], v[k + 1:]
+            break
+    if zone and (len(zone) != 4 or zone.lstrip(_DIGITS)):
+        return False
+    head, dot, frac = body.partition(".")
+    if (len(head) not in (4, 6, 8, 10, 12, 14) or head.lstrip(_DIGITS) or frac.lstrip(_DIGITS)
+            or (dot and (len(head) != 14 or not 0 < len(frac) <= 6))):
+        return False
+    if len(head) >= 8 and not valid_date(head[:8]):
+        return False
+    return len(head) < 10 or valid_time(head[8:])
+
+
+_CS_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _")
+
+
+def valid_cs(v: str) -> bool:
+    """A CS value: upper-case letters, digits, space and underscore, at most 16 characters."""
+    return len(v) <= 16 and _CS_CHARS.issuperset(v)
+
+
+# Validators by VR, for each value of a multi-valued element.
+VALIDATORS = {"UI": valid_uid, "DA": valid_date, "TM": valid_time, "DT": valid_datetime}

@@ -25,7 +25,13 @@ from app.core.dcmbytes import UNDEFINED, ParseError
 from app.core.dcmlayout import find_layout, inflate
 from app.core.dicomdir_build import FILE_KEYS, REQUIRED_KEYS, RecordBuilder, split_file_id
 from app.core.dicomdir_scan import T_FILESET_ID, T_RECORDS, RawDicomdir, scan_records
-from app.core.dicomdir_tree import consistent, detect_shift, sequence_order, walk_offsets
+from app.core.dicomdir_tree import (
+    consistent,
+    detect_shift,
+    orphan_allowance,
+    sequence_order,
+    walk_offsets,
+)
 from app.core.errors import DicomdirUnreadable
 from app.core.model import Instance, Patient, Problem
 
@@ -50,6 +56,10 @@ class DicomdirParse:
     fileset_uid: str | None = None
     other_records: list[Instance] = field(default_factory=list)
     recovered: bool = False
+    # Leaves whose PATIENT, STUDY or SERIES record is missing or was lost to damage: they are
+    # listed below placeholder parents (IDs None), never under a neighbour (QA-13). A reader
+    # that opens their files can place them by the files' own headers.
+    orphans: list[Instance] = field(default_factory=list)
 
 
 def is_dicomdir(head: bytes) -> bool:
@@ -172,10 +182,12 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
         result.recovered = True
         why = f"{raw.stop_reason} at byte {raw.stop_position}" if raw.stop_reason else (
             "records found outside the Directory Record Sequence")
+        cut = (f"; {raw.cut} record(s) cut by the damage were dropped (their files are read "
+               "as unreferenced files)") if raw.cut else ""
         problems.append(Problem(
             "warning", "dicomdir-recovered", name,
             f"DICOMDIR is damaged ({why}): {raw.salvaged} records from byte "
-            f"{raw.salvage_from} on were found by scanning for record items"))
+            f"{raw.salvage_from} on were found by scanning for record items{cut}"))
     elif raw.stop_reason:
         n_read = sum(r.complete for r in raw.records)
         if raw.stop_reason == "zero-filled data" and not any(not r.complete
@@ -208,14 +220,26 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
                     f"record offsets are all off by {shift} bytes (e.g. counted without the "
                     "128-byte preamble); corrected"))
                 tree, hard, soft = tree2, [], soft2
-    if hard or not consistent(raw, tree):
+    # With damage, offsets are still in use when the orphan chains they leave are few enough
+    # to be explained by the records lost (zero offsets leave every record an orphan).
+    unused = bool(raw.damage) and tree.orphan_heads > 0 and (
+        not tree.children or tree.orphan_heads > orphan_allowance(raw))
+    if hard or unused or not consistent(raw, tree):
         why = "; ".join(hard[:3]) if hard else "offsets are missing or zero"
         tree = sequence_order(raw)
         result.recovered = True
+        trust = (" (trusted only between records with no damaged stretch between them)"
+                 if raw.damage else "")
         problems.append(Problem(
             "warning", "dicomdir-recovered", name,
             f"record offsets are unusable ({why}); the tree was rebuilt from the order of "
-            "the records"))
+            f"the records{trust}"))
+    elif tree.broken or tree.orphan_heads:
+        result.recovered = True
+        problems.append(Problem(
+            "warning", "dicomdir-recovered", name,
+            f"{tree.broken} record offset(s) lead into damaged stretches; the records around "
+            "them were linked by their own offsets"))
     elif soft:
         result.recovered = True
         problems.append(Problem(

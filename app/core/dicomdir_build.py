@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import posixpath
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
-from app.core.dcmbytes import UNDEFINED, dicom_dictionary, numeric_value
+from app.core.dcmbytes import UNDEFINED, VALIDATORS, dicom_dictionary, numeric_value
 from app.core.dicomdir_scan import (
     LEAF_TYPES,
     PATIENT,
@@ -27,56 +28,13 @@ from app.core.dicomdir_scan import (
     RawDicomdir,
     RawRecord,
 )
-from app.core.dicomdir_tree import Tree
+from app.core.dicomdir_tree import FILE_KEYS, REQUIRED_KEYS, Tree, keyword_maps, split_file_id
 from app.core.model import Icon, Instance, Patient, Problem, Series, Study
 
 if TYPE_CHECKING:
     from app.core.dicomdir import DicomdirParse
 
 __all__ = ["RecordBuilder", "REQUIRED_KEYS", "FILE_KEYS", "split_file_id"]
-
-# Type 1 keys by record type (STANDARDS.md §2, pydicom `_define_*`, dcmtk).
-REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "PATIENT": ("PatientID",),
-    "STUDY": ("StudyDate", "StudyTime", "StudyID", "StudyInstanceUID"),
-    "SERIES": ("Modality", "SeriesInstanceUID", "SeriesNumber"),
-    "IMAGE": ("InstanceNumber",),
-    "SR DOCUMENT": ("InstanceNumber", "CompletionFlag", "VerificationFlag", "ContentDate",
-                    "ContentTime", "ConceptNameCodeSequence"),
-    "KEY OBJECT DOC": ("InstanceNumber", "ContentDate", "ContentTime",
-                       "ConceptNameCodeSequence"),
-    "PRESENTATION": ("PresentationCreationDate", "PresentationCreationTime", "InstanceNumber",
-                     "ContentLabel"),
-    "RT DOSE": ("InstanceNumber", "DoseSummationType"),
-    "RT STRUCTURE SET": ("InstanceNumber", "StructureSetLabel"),
-    "RT PLAN": ("InstanceNumber", "RTPlanLabel"),
-    "WAVEFORM": ("InstanceNumber", "ContentDate", "ContentTime"),
-    "RAW DATA": ("ContentDate", "ContentTime"),
-    "ENCAP DOC": ("InstanceNumber", "MIMETypeOfEncapsulatedDocument"),
-    "SPECTROSCOPY": ("ImageType", "ContentDate", "ContentTime", "InstanceNumber",
-                     "NumberOfFrames", "Rows", "Columns", "DataPointRows", "DataPointColumns"),
-}
-for _t in ("REGISTRATION", "FIDUCIAL", "VALUE MAP", "SURFACE", "MEASUREMENT", "TRACT"):
-    REQUIRED_KEYS[_t] = ("InstanceNumber", "ContentDate", "ContentTime", "ContentLabel")
-# Keys every record that references a file must carry (Type 1C, PS3.3 F.5).
-FILE_KEYS = ("ReferencedFileID", "ReferencedSOPClassUIDInFile",
-             "ReferencedSOPInstanceUIDInFile", "ReferencedTransferSyntaxUIDInFile")
-
-_MAPS: dict[str, dict] = {}
-
-
-def _maps() -> dict[str, dict]:
-    """Keyword ↔ tag maps from the data dictionary, built on first use."""
-    if not _MAPS:
-        dictionary = dicom_dictionary()
-        tags = {entry[4]: tag for tag, entry in dictionary.items() if entry[4]}
-        # One update call: other threads see all three maps or none.
-        _MAPS.update(
-            keyword={tag: entry[4] for tag, entry in dictionary.items() if entry[4]},
-            required={t: tuple((k, tags[k]) for k in keys) for t, keys in REQUIRED_KEYS.items()},
-            file_keys={"": tuple((k, tags[k]) for k in FILE_KEYS)})
-    return _MAPS
-
 
 # Keys that are structure or go to model fields: not copied into ``attrs``.
 _STRUCTURAL = frozenset({0x00041400, 0x00041410, 0x00041420, 0x00041430, 0x00041500,
@@ -91,35 +49,12 @@ _INSTANCE_FIELDS = {0x00041511: "sop_instance_uid", 0x00041510: "sop_class_uid",
                     0x00041512: "transfer_syntax_uid", 0x00200013: "instance_number"}
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
-_TRAILING_ONLY = frozenset({"ST", "LT", "UT"})
 # Padded at both ends, and decoded the same way whatever the VR when the bytes are ASCII.
 _STRIP_BOTH = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI",
                          "UC", "UR"})
 _MISSING = object()
-
-
-def split_file_id(value: str) -> tuple[str, ...]:
-    """Referenced File ID components: split on ``\\`` and ``/``, space and NUL padding
-    stripped, empty components dropped (STANDARDS.md §7 "Referenced File ID").
-
-    Except leading ones: an ID recorded as absolute (``\\X``, ``/X``) or UNC
-    (``\\\\server\\share``) keeps one or two leading ``""`` components, so that the
-    resolver sees it for what it is and refuses it (STANDARDS.md §7 "Security").
-    """
-    if "/" in value:
-        value = value.replace("/", "\\")
-    parts = value.split("\\")
-    if " " in value or "\0" in value:
-        parts = [c.strip(" \0") for c in parts]
-    if "" not in parts:
-        return tuple(parts)
-    lead = 0
-    while lead < len(parts) and parts[lead] == "":
-        lead += 1
-    rest = [p for p in parts[lead:] if p]
-    if not rest:
-        return ()
-    return ("",) * min(lead, 2) + tuple(rest)
+# Decoding plan of one tag: (is a model field, field name or keyword, validator, keyword).
+_Step = tuple[bool, str, "Callable[[str], bool] | None", str]
 
 
 class RecordBuilder:
@@ -134,20 +69,23 @@ class RecordBuilder:
         self.result = result
         self.problems = result.problems
         self.bad_charset_reported: set[str] = set()
-        self._placeholders: dict[tuple[int, str], object] = {}
-        maps = _maps()
+        self._placeholders: dict[tuple[int, str, int], object] = {}
+        maps = keyword_maps()
         # Decoded ASCII values by raw bytes: DICOMDIR values repeat a lot (dates, UIDs of
         # SOP classes and transfer syntaxes, image types).
         self.ascii_cache: dict[bytes, str] = {}
         self._plans: dict[int, dict[int, tuple[bool, str] | None]] = {}
         self.keywords: dict[int, str] = maps["keyword"]
+        self.dictionary = dicom_dictionary()
+        self._valid_cache: dict[tuple[Callable[[str], bool], str], bool] = {}
+        self.placeholders: set[int] = set()  # ids of placeholder Patient/Study/Series
         self.required: dict[str, tuple[tuple[str, int], ...]] = maps["required"]
         self.file_keys: tuple[tuple[str, int], ...] = maps["file_keys"][""]
         top_cs = raw.top.get(T_CHARSET)
         self.top_decoder = self._charset(top_cs) if top_cs else decoder_for(None)
 
     # -- values ------------------------------------------------------------------------
-    def _charset_terms(self, value: str) -> CharsetDecoder:
+    def _charset_terms(self, value: str | bytes) -> CharsetDecoder:
         dec = decoder_for(value)
         if not dec.valid:
             terms = "\\".join(dec.terms)
@@ -158,12 +96,7 @@ class RecordBuilder:
     def _charset(self, v: tuple[str, int, int]) -> CharsetDecoder:
         if v[2] == UNDEFINED:
             return decoder_for(None)
-        dec = decoder_for(self.buf[v[1]:v[1] + v[2]])
-        if not dec.valid:
-            terms = "\\".join(dec.terms)
-            self._bad_charset(None, f"Specific Character Set {terms!r} is not valid; decoded "
-                              "with the closest known character set")
-        return dec
+        return self._charset_terms(self.buf[v[1]:v[1] + v[2]])
 
     def _bad_charset(self, where: str | None, message: str) -> None:
         if message in self.bad_charset_reported or len(self.bad_charset_reported) > 50:
@@ -198,34 +131,43 @@ class RecordBuilder:
             text = raw.decode("ascii", "replace").strip(" \0")
         return text or None
 
-    def _plan(self, mapping: dict[int, str]) -> dict[int, tuple[bool, str] | None]:
-        """Per-tag decoding plan for one field mapping: (is_field, name) or None (skip)."""
-        plan = self._plans.get(id(mapping))
-        if plan is None:
-            plan = {}
-            self._plans[id(mapping)] = plan
-        return plan
-
-    def _step(self, plan: dict[int, tuple[bool, str] | None], mapping: dict[int, str],
-              tag: int) -> tuple[bool, str] | None:
+    def _step(self, plan: dict[int, _Step | None], mapping: dict[int, str],
+              tag: int) -> _Step | None:
         name = mapping.get(tag)
+        entry = self.dictionary.get(tag)
+        check = VALIDATORS.get(entry[0][:2]) if entry is not None else None
         if name is not None:
-            step: tuple[bool, str] | None = (True, name)
+            step: _Step | None = (True, name, check, self.keywords.get(tag, name))
         elif tag in _STRUCTURAL or (kw := self.keywords.get(tag)) is None:
             step = None
         else:
-            step = (False, kw)
+            step = (False, kw, check, kw)
         plan[tag] = step
         return step
 
+    def _valid(self, check: Callable[[str], bool], text: str) -> bool:
+        """``text`` passes ``check`` (each value of a multi-valued element); cached."""
+        key = (check, text)
+        ok = self._valid_cache.get(key)
+        if ok is None:
+            ok = all(check(v) for v in text.split("\\")) if "\\" in text else check(text)
+            if len(self._valid_cache) < 100_000:
+                self._valid_cache[key] = ok
+        return ok
+
     def decode_record(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
-                      where: str | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
+                      where: str | None = None, invalid: list[tuple[str, str]] | None = None,
+                      ) -> tuple[dict[str, str | None], dict[str, str]]:
         """Model fields (``mapping``: tag → field name; absent → None) and ``attrs`` (every
-        other plain record key, by keyword) of one record, in one pass."""
+        other plain record key, by keyword) of one record, in one pass. A UID, date or time
+        that is not a valid value of its VR is left out (QA-14) and listed in ``invalid``
+        as ``(keyword, value)``."""
         fields: dict[str, str | None] = dict.fromkeys(mapping.values())
         attrs: dict[str, str] = {}
+        bad = invalid if invalid is not None else []
+        valid = self._valid
         buf = self.buf
-        plan = self._plan(mapping)
+        plan = self._plans.setdefault(id(mapping), {})  # per-tag decoding steps
         skip_vrs = _BINARY_VRS
         strip_both = _STRIP_BOTH
         cache = self.ascii_cache
@@ -235,7 +177,9 @@ class RecordBuilder:
             if step is missing:
                 step = self._step(plan, mapping, tag)
             if step is not None and text:
-                if step[0]:
+                if step[2] is not None and not valid(step[2], text):
+                    bad.append((step[3], text))
+                elif step[0]:
                     fields[step[1]] = text
                 else:
                     attrs[step[1]] = text
@@ -263,7 +207,9 @@ class RecordBuilder:
             else:
                 text = self.value(v, dec, where)
             if text:
-                if step[0]:
+                if step[2] is not None and not valid(step[2], text):
+                    bad.append((step[3], text))
+                elif step[0]:
                     fields[step[1]] = text
                 else:
                     attrs[step[1]] = text
@@ -275,7 +221,12 @@ class RecordBuilder:
             return posixpath.join(self.base, *file_id) if self.base else "/".join(file_id)
         return self.name
 
-    def check_keys(self, rec: RawRecord, where: str, leaf: bool) -> None:
+    def check_keys(self, rec: RawRecord, where: str, leaf: bool,
+                   invalid: list[tuple[str, str]] | None = None) -> None:
+        """``missing-key`` for absent or empty Type 1 keys; values that were left out as
+        invalid (``invalid``) or cut by damage (``rec.suspect``) are reported here too."""
+        if invalid or rec.suspect:
+            self._report_values(rec, where, invalid or [])
         required = self.required.get(rec.rtype, ())
         if leaf and rec.rtype != "PRIVATE":
             required = self.file_keys + required
@@ -288,18 +239,30 @@ class RecordBuilder:
         for kw, tag in required:
             text = vals.get(tag)
             if text is not None:
-                if not text:
+                if not text or (invalid and any(k == kw for k, _ in invalid)):
                     missing.append(kw)
                 continue
             v = e.get(tag)
             if v is None or v[2] == 0 or (v[0] != "SQ" and v[2] <= 16 and (
                     not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
                 missing.append(kw)
+            elif invalid and any(k == kw for k, _ in invalid):
+                missing.append(kw)
         if missing:
             self.problems.append(Problem(
                 "warning", "missing-key", where,
                 f"{rec.rtype or 'untyped'} record at offset {rec.pos} lacks Type 1 "
                 f"key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"))
+
+    def _report_values(self, rec: RawRecord, where: str, invalid: list[tuple[str, str]]) -> None:
+        parts = [f"{kw} {ascii(text[:70])} is not a valid value" for kw, text in invalid[:4]]
+        cut = [self.keywords.get(t, f"({t >> 16:04X},{t & 0xFFFF:04X})") for t in rec.suspect]
+        if cut:
+            parts.append(f"{', '.join(cut)} may have been cut by a damaged stretch")
+        self.problems.append(Problem(
+            "warning", "dicomdir-recovered", where,
+            f"{rec.rtype or 'untyped'} record at offset {rec.pos}: {'; '.join(parts)}; "
+            "ignored (the file's own header has the right value)"))
 
     # -- icon --------------------------------------------------------------------------
     def icon(self, rec: RawRecord, where: str) -> Icon | None:
@@ -370,17 +333,20 @@ class RecordBuilder:
 
     # -- tree → model ------------------------------------------------------------------
     def build(self, tree: Tree) -> None:
+        """Decode the records of ``tree`` into the model: placeholders stand in for parents
+        that are missing or were lost to damage (one per orphan group of ``tree.groups``)."""
         records = self.raw.records
         result = self.result
-        # Stack of (record index, patient, study, series, charset decoder).
+        # Stack of (record index, patient, study, series, charset decoder, depth, group).
         stack: list[tuple[int, Patient | None, Study | None, Series | None, CharsetDecoder,
-                          int]] = []
+                          int, int]] = []
+        groups = tree.groups
         for idx in reversed(tree.roots):
-            stack.append((idx, None, None, None, self.top_decoder, 0))
+            stack.append((idx, None, None, None, self.top_decoder, 0, groups.get(idx, 0)))
         children = tree.children
         check_inuse = tree.by_offsets
         while stack:
-            idx, patient, study, series, dec, depth = stack.pop()
+            idx, patient, study, series, dec, depth, group = stack.pop()
             rec = records[idx]
             if check_inuse and not rec.in_use:
                 continue  # inactive: hide it and its subtree
@@ -394,6 +360,7 @@ class RecordBuilder:
                 if cs is not None:
                     dec = self._charset(cs)
             t = rec.rtype
+            invalid: list[tuple[str, str]] = []
             if t == PATIENT or (t not in (STUDY, SERIES) and idx in children
                                 and t not in LEAF_TYPES):
                 if t != PATIENT:
@@ -401,47 +368,55 @@ class RecordBuilder:
                         "warning", "dicomdir-recovered", self.name,
                         f"record at offset {rec.pos} has type {t or 'none'!r} but holds "
                         "lower-level records: read as a PATIENT record"))
-                self.check_keys(rec, self.name, False) if t == PATIENT else None
-                f, a = self.decode_record(rec, _PATIENT_FIELDS, dec)
+                f, a = self.decode_record(rec, _PATIENT_FIELDS, dec, None, invalid)
+                if t == PATIENT or invalid or rec.suspect:
+                    self.check_keys(rec, self.name, False, invalid)
                 patient = Patient(**f, attrs=a)
                 result.patients.append(patient)
                 study = series = None
             elif t == STUDY:
-                self.check_keys(rec, self.name, False)
+                f, a = self.decode_record(rec, _STUDY_FIELDS, dec, None, invalid)
+                self.check_keys(rec, self.name, False, invalid)
                 patient = patient or self._placeholder_patient(rec)
-                f, a = self.decode_record(rec, _STUDY_FIELDS, dec)
                 study = Study(**f, attrs=a)
                 patient.studies.append(study)
                 series = None
             elif t == SERIES:
-                self.check_keys(rec, self.name, False)
+                f, a = self.decode_record(rec, _SERIES_FIELDS, dec, None, invalid)
+                self.check_keys(rec, self.name, False, invalid)
                 if study is None:
                     patient = patient or self._placeholder_patient(rec)
-                    study = self._placeholder_study(patient, rec)
-                f, a = self.decode_record(rec, _SERIES_FIELDS, dec)
+                    study = self._placeholder_study(patient, rec, group)
                 series = Series(**f, attrs=a)
                 series.icon = self.icon(rec, self.name)
                 study.series.append(series)
             else:
                 inst = self.instance(rec, dec)
-                if series is None and (t in ROOT_ONLY or t == "PRIVATE" or (
-                        t not in LEAF_TYPES and patient is None)):
+                if inst is None:
+                    pass  # its File ID was cut by damage: the file is found as unreferenced
+                elif series is None and (t in ROOT_ONLY or t == "PRIVATE" or (
+                        t not in LEAF_TYPES and patient is None and not self.raw.damage)):
+                    # (In a damaged DICOMDIR an unknown type may be a garbled leaf type: its
+                    # file is listed under placeholders rather than hidden among these.)
                     result.other_records.append(inst)
                 else:
                     if series is None:
                         if study is None:
                             patient = patient or self._placeholder_patient(rec)
-                            study = self._placeholder_study(patient, rec)
-                        series = self._placeholder_series(study, rec)
+                            study = self._placeholder_study(patient, rec, group)
+                        series = self._placeholder_series(study, rec, group)
                     series.instances.append(inst)
             kids = children.get(idx)
             if kids:
                 if depth > 64:
                     continue
                 for k in reversed(kids):
-                    stack.append((k, patient, study, series, dec, depth + 1))
+                    stack.append((k, patient, study, series, dec, depth + 1, 0))
+        if self.placeholders:
+            self._collect_orphans()
 
-    def instance(self, rec: RawRecord, dec: CharsetDecoder) -> Instance:
+    def instance(self, rec: RawRecord, dec: CharsetDecoder) -> Instance | None:
+        """The leaf record as an Instance; None when its File ID was cut by damage."""
         file_id: tuple[str, ...] | None = None
         fid_text = rec.vals.get(T_FILE_ID)
         if fid_text is not None:
@@ -451,9 +426,17 @@ class RecordBuilder:
             if fid_v is not None and fid_v[2] not in (0, UNDEFINED):
                 file_id = split_file_id(self.buf[fid_v[1]:fid_v[1] + fid_v[2]]
                                         .decode("latin-1")) or None
+        if file_id is None and T_FILE_ID in rec.suspect:
+            self.problems.append(Problem(
+                "warning", "dicomdir-recovered", self.name,
+                f"{rec.rtype or 'untyped'} record at offset {rec.pos}: its Referenced File ID "
+                "was cut by a damaged stretch; record dropped (its file is listed from its "
+                "own header)"))
+            return None
         where = self.where(rec, file_id)
-        self.check_keys(rec, where, True)
-        f, a = self.decode_record(rec, _INSTANCE_FIELDS, dec, where)
+        invalid: list[tuple[str, str]] = []
+        f, a = self.decode_record(rec, _INSTANCE_FIELDS, dec, where, invalid)
+        self.check_keys(rec, where, True, invalid)
         inst = Instance(**f, record_type=rec.rtype or "IMAGE", path=None, file_id=file_id,
                         dicomdir=self.name,
                         attrs=a)
@@ -462,41 +445,53 @@ class RecordBuilder:
         inst.icon = self.icon(rec, where)
         return inst
 
+    def _collect_orphans(self) -> None:
+        """Leaves below a placeholder: their ancestry is unknown (``DicomdirParse.orphans``);
+        one summary problem names them, so the reader can place them by their headers."""
+        ph = self.placeholders
+        orphans = self.result.orphans
+        for p in self.result.patients:
+            for st in p.studies:
+                for se in st.series:
+                    if id(p) in ph or id(st) in ph or id(se) in ph:
+                        orphans.extend(se.instances)
+        if not orphans or not self.raw.damage:
+            return
+        named = ", ".join("/".join(i.file_id) if i.file_id else "(no File ID)"
+                          for i in orphans[:8])
+        more = f" and {len(orphans) - 8} more" if len(orphans) > 8 else ""
+        self.problems.append(Problem(
+            "warning", "dicomdir-recovered", self.name,
+            f"{len(orphans)} record(s) lost the PATIENT, STUDY or SERIES record above them to "
+            f"damage ({named}{more}): listed under an unknown patient, study or series, "
+            "never under a neighbour's; their files' headers say where they belong"))
+
+    def _placeholder(self, level: str, rec: RawRecord, make: Callable[[], object],
+                     attach: Callable[[object], None], key: tuple[int, str, int]) -> object:
+        """The placeholder ``level`` parent for ``key`` (IDs None), made once and reported."""
+        obj = self._placeholders.get(key)
+        if obj is None:
+            obj = make()
+            attach(obj)
+            self._placeholders[key] = obj
+            self.placeholders.add(id(obj))
+            self.problems.append(Problem(
+                "warning", "dicomdir-recovered", self.name,
+                f"{rec.rtype} record at offset {rec.pos} has no {level.upper()} record above "
+                f"it: listed under an unnamed {level}"))
+        return obj
+
     def _placeholder_patient(self, rec: RawRecord) -> Patient:
-        key = (0, "patient")
-        p = self._placeholders.get(key)
-        if p is None:
-            p = Patient(patient_id=None)
-            self.result.patients.append(p)
-            self._placeholders[key] = p
-            self.problems.append(Problem(
-                "warning", "dicomdir-recovered", self.name,
-                f"{rec.rtype} record at offset {rec.pos} has no PATIENT record above it: "
-                "listed under an unnamed patient"))
-        return p  # type: ignore[return-value]
+        return self._placeholder(  # type: ignore[return-value]
+            "patient", rec, lambda: Patient(patient_id=None), self.result.patients.append,
+            (0, "patient", 0))
 
-    def _placeholder_study(self, patient: Patient, rec: RawRecord) -> Study:
-        key = (id(patient), "study")
-        st = self._placeholders.get(key)
-        if st is None:
-            st = Study(study_uid=None)
-            patient.studies.append(st)
-            self._placeholders[key] = st
-            self.problems.append(Problem(
-                "warning", "dicomdir-recovered", self.name,
-                f"{rec.rtype} record at offset {rec.pos} has no STUDY record above it: "
-                "listed under an unnamed study"))
-        return st  # type: ignore[return-value]
+    def _placeholder_study(self, patient: Patient, rec: RawRecord, group: int = 0) -> Study:
+        return self._placeholder(  # type: ignore[return-value]
+            "study", rec, lambda: Study(study_uid=None), patient.studies.append,
+            (id(patient), "study", group))
 
-    def _placeholder_series(self, study: Study, rec: RawRecord) -> Series:
-        key = (id(study), "series")
-        se = self._placeholders.get(key)
-        if se is None:
-            se = Series(series_uid=None)
-            study.series.append(se)
-            self._placeholders[key] = se
-            self.problems.append(Problem(
-                "warning", "dicomdir-recovered", self.name,
-                f"{rec.rtype} record at offset {rec.pos} has no SERIES record above it: "
-                "listed under an unnamed series"))
-        return se  # type: ignore[return-value]
+    def _placeholder_series(self, study: Study, rec: RawRecord, group: int = 0) -> Series:
+        return self._placeholder(  # type: ignore[return-value]
+            "series", rec, lambda: Series(series_uid=None), study.series.append,
+            (id(study), "series", group))

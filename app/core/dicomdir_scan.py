@@ -80,6 +80,7 @@ class RawRecord:
     in_use: bool = True
     has_file_id: bool = False
     end: int = 0  # first byte after the item (0: unknown)
+    suspect: tuple[int, ...] = ()  # tags dropped: their values touch a damaged stretch
 
 
 @dataclass
@@ -96,6 +97,12 @@ class RawDicomdir:
     stop_position: int | None = None
     salvaged: int = 0  # records found by scanning for record items after damage
     salvage_from: int | None = None
+    seq_start: int | None = None  # first byte of the Directory Record Sequence's value
+    seq_end: int | None = None  # its end when the length is defined
+    # Damaged stretches ``(start, end)`` (end may be past the data): bytes between intact
+    # records that hold no intact record (zeroed or junk sectors, cut records, lost tails).
+    damage: list[tuple[int, int]] = field(default_factory=list)
+    cut: int = 0  # records cut by damage (dropped)
 
 
 def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
@@ -107,10 +114,11 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
     """
     raw = _scan_fast(buf, layout)
     if raw is None:  # the fast path read every item of an intact sequence: nothing to salvage
-        from app.core.dicomdir_salvage import salvage  # (it builds on this module)
+        from app.core.dicomdir_salvage import assess, salvage  # (they build on this module)
 
         raw = _scan_generic(buf, layout)
         salvage(raw)
+        assess(raw)
     _fill_structure(raw)
     return raw
 
@@ -320,6 +328,8 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
     top: Elems = {}
     records: list[RawRecord] = []
     has_seq = False
+    seq_start: int | None = None
+    seq_end: int | None = None
     depth = 0
     in_records = False
     cur: Elems = {}
@@ -357,6 +367,9 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
         elif kind == EV_SQ:
             if depth == 0 and tag == T_RECORDS:
                 in_records = True
+                if not has_seq:
+                    seq_start = voff
+                    seq_end = None if length == UNDEFINED else voff + length
                 has_seq = True
             elif depth == 2:
                 cur[tag] = ("SQ", voff, length)
@@ -373,8 +386,10 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
                 in_records = False
     if reader.truncated and records and T_TYPE not in records[-1].elems:
         records[-1].complete = False  # cut before its type: not a record
-    return RawDicomdir(buf, layout, top, records, has_seq, reader.stop_reason,
-                       reader.truncated, reader.stop_position)
+    raw = RawDicomdir(buf, layout, top, records, has_seq, reader.stop_reason,
+                      reader.truncated, reader.stop_position)
+    raw.seq_start, raw.seq_end = seq_start, seq_end
+    return raw
 
 
 def _fill_structure(raw: RawDicomdir) -> None:

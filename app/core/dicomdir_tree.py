@@ -5,14 +5,23 @@ tag), each checked against the set of real item positions, each record linked at
 (a visited check: cycles end a chain), iteratively; a constant shift is detected and corrected;
 when the offsets cannot be trusted (zero, garbage, cyclic, missing) the tree is rebuilt from
 the records' order (STANDARDS.md §7 "Traversal and fallbacks").
+
+A link is made only when it is trustworthy (QA-13): an offset that lands on an intact record,
+or record order only between records that follow each other with no damaged stretch between
+them (:func:`app.core.dicomdir_salvage.assess`). An offset into a damaged stretch ends its
+chain; records whose parent was lost (orphans) are grouped by what is still known about them
+(a sibling chain, or a run of records after one stretch) and go under placeholder parents,
+never under a neighbour.
 """
 
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 
+from app.core.dcmbytes import dicom_dictionary
 from app.core.dicomdir_scan import (
     LEAF_TYPES,
     PATIENT,
@@ -24,8 +33,75 @@ from app.core.dicomdir_scan import (
     RawRecord,
 )
 
-__all__ = ["Tree", "walk_offsets", "consistent", "detect_shift", "sequence_order",
-           "record_level", "top_offset"]
+__all__ = ["Tree", "walk_offsets", "REQUIRED_KEYS", "FILE_KEYS", "keyword_maps", "split_file_id", "consistent", "detect_shift", "sequence_order",
+           "record_level", "top_offset", "in_damage", "orphan_allowance"]
+
+
+# Type 1 keys by record type (STANDARDS.md §2, pydicom `_define_*`, dcmtk).
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "PATIENT": ("PatientID",),
+    "STUDY": ("StudyDate", "StudyTime", "StudyID", "StudyInstanceUID"),
+    "SERIES": ("Modality", "SeriesInstanceUID", "SeriesNumber"),
+    "IMAGE": ("InstanceNumber",),
+    "SR DOCUMENT": ("InstanceNumber", "CompletionFlag", "VerificationFlag", "ContentDate",
+                    "ContentTime", "ConceptNameCodeSequence"),
+    "KEY OBJECT DOC": ("InstanceNumber", "ContentDate", "ContentTime",
+                       "ConceptNameCodeSequence"),
+    "PRESENTATION": ("PresentationCreationDate", "PresentationCreationTime", "InstanceNumber",
+                     "ContentLabel"),
+    "RT DOSE": ("InstanceNumber", "DoseSummationType"),
+    "RT STRUCTURE SET": ("InstanceNumber", "StructureSetLabel"),
+    "RT PLAN": ("InstanceNumber", "RTPlanLabel"),
+    "WAVEFORM": ("InstanceNumber", "ContentDate", "ContentTime"),
+    "RAW DATA": ("ContentDate", "ContentTime"),
+    "ENCAP DOC": ("InstanceNumber", "MIMETypeOfEncapsulatedDocument"),
+    "SPECTROSCOPY": ("ImageType", "ContentDate", "ContentTime", "InstanceNumber",
+                     "NumberOfFrames", "Rows", "Columns", "DataPointRows", "DataPointColumns"),
+}
+for _t in ("REGISTRATION", "FIDUCIAL", "VALUE MAP", "SURFACE", "MEASUREMENT", "TRACT"):
+    REQUIRED_KEYS[_t] = ("InstanceNumber", "ContentDate", "ContentTime", "ContentLabel")
+# Keys every record that references a file must carry (Type 1C, PS3.3 F.5).
+FILE_KEYS = ("ReferencedFileID", "ReferencedSOPClassUIDInFile",
+             "ReferencedSOPInstanceUIDInFile", "ReferencedTransferSyntaxUIDInFile")
+
+_MAPS: dict[str, dict] = {}
+
+
+def keyword_maps() -> dict[str, dict]:
+    """Keyword ↔ tag maps from the data dictionary, built on first use."""
+    if not _MAPS:
+        dictionary = dicom_dictionary()
+        tags = {entry[4]: tag for tag, entry in dictionary.items() if entry[4]}
+        # One update call: other threads see all three maps or none.
+        _MAPS.update(
+            keyword={tag: entry[4] for tag, entry in dictionary.items() if entry[4]},
+            required={t: tuple((k, tags[k]) for k in keys) for t, keys in REQUIRED_KEYS.items()},
+            file_keys={"": tuple((k, tags[k]) for k in FILE_KEYS)})
+    return _MAPS
+
+
+def split_file_id(value: str) -> tuple[str, ...]:
+    """Referenced File ID components: split on ``\\`` and ``/``, space and NUL padding
+    stripped, empty components dropped (STANDARDS.md §7 "Referenced File ID").
+
+    Except leading ones: an ID recorded as absolute (``\\X``, ``/X``) or UNC
+    (``\\\\server\\share``) keeps one or two leading ``""`` components, so that the
+    resolver sees it for what it is and refuses it (STANDARDS.md §7 "Security").
+    """
+    if "/" in value:
+        value = value.replace("/", "\\")
+    parts = value.split("\\")
+    if " " in value or "\0" in value:
+        parts = [c.strip(" \0") for c in parts]
+    if "" not in parts:
+        return tuple(parts)
+    lead = 0
+    while lead < len(parts) and parts[lead] == "":
+        lead += 1
+    rest = [p for p in parts[lead:] if p]
+    if not rest:
+        return ()
+    return ("",) * min(lead, 2) + tuple(rest)
 
 
 def top_offset(raw: RawDicomdir, tag: int) -> int:
@@ -44,6 +120,32 @@ class Tree:
     children: dict[int, list[int]] = field(default_factory=dict)
     # For a tree rebuilt from sequence order, inactive records are already left out.
     by_offsets: bool = True
+    # Orphans (records whose parent was lost to damage), by root index: records of one group
+    # share their placeholder parents; ``orphan_heads`` counts the chains found by offsets.
+    groups: dict[int, int] = field(default_factory=dict)
+    orphan_heads: int = 0
+    broken: int = 0  # offsets that point into a damaged stretch
+
+
+def in_damage(raw: RawDicomdir, pos: int) -> bool:
+    """True when ``pos`` lies in a damaged stretch of ``raw``."""
+    damage = raw.damage
+    if not damage:
+        return False
+    k = bisect_right(damage, (pos, 1 << 63)) - 1
+    return k >= 0 and damage[k][0] <= pos < damage[k][1]
+
+
+def orphan_allowance(raw: RawDicomdir) -> int:
+    """How many orphan chains the damaged stretches can explain: each lost record can leave
+    two (its next sibling and its first child). More means the offsets are not in use."""
+    if not raw.damage:
+        return 0
+    sizes = [r.end - r.pos for r in raw.records if r.complete and r.end > r.pos]
+    avg = max(32, sum(sizes) // len(sizes)) if sizes else 32
+    n = len(raw.buf)
+    lost = sum(max(1, -(-(min(e, n) - s) // avg)) for s, e in raw.damage)
+    return 2 * lost + 2
 
 
 def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], list[str]]:
@@ -58,7 +160,7 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
     level records missing from the root chain) are repaired: records without a parent join
     the top level in sequence order.
     """
-    starts = {rec.pos: i for i, rec in enumerate(raw.records)}
+    starts = {rec.pos: i for i, rec in enumerate(raw.records) if rec.complete}
     records = raw.records
     tree = Tree()
     if not any(r.complete for r in records):
@@ -79,7 +181,10 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
         while off:
             j = starts.get(off + shift)
             if j is None:
-                fault(f"offset {off} does not point at a directory record")
+                if in_damage(raw, off + shift):
+                    tree.broken += 1  # its target was lost to damage: the chain ends
+                else:
+                    fault(f"offset {off} does not point at a directory record")
                 break
             if j == i or j in parent:
                 fault(f"offset {off} points at a record already linked (cycle)")
@@ -95,7 +200,9 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
     while off:
         j = starts.get(off + shift)
         if j is None:
-            if first and off == first:
+            if in_damage(raw, off + shift):
+                tree.broken += 1
+            elif first and off == first:
                 soft.append(f"the root offset {off} does not point at a directory record")
             else:
                 fault(f"offset {off} does not point at a directory record")
@@ -111,7 +218,9 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
     # Records nobody links to: heads of unlinked chains join the top level.
     heads = [i for i in range(len(records))
              if i not in parent and i not in seen and records[i].complete]
-    if heads:
+    if heads and raw.damage:
+        _group_orphans(raw, tree, heads, starts, shift, parent, seen)
+    elif heads:
         active = [i for i in heads if records[i].in_use]
         if active and first:
             soft.append(f"{len(active)} record(s) are not linked from the root")
@@ -132,11 +241,43 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
     return tree, hard, soft
 
 
+def _group_orphans(raw: RawDicomdir, tree: Tree, heads: list[int], starts: dict[int, int],
+                   shift: int, parent: dict[int, int], seen: set[int]) -> None:
+    """Unreached records of a damaged DICOMDIR: PATIENT-level ones join the top level; the
+    others lost their parent to damage. Each is followed along its sibling chain; a chain is
+    one orphan group (siblings share their parent, so their placeholder)."""
+    records = raw.records
+    grouped: set[int] = set()
+    group = 0
+    for h in heads:
+        if h in grouped:
+            continue
+        rec = records[h]
+        if record_level(rec) <= 0 or rec.rtype == "PRIVATE":
+            tree.roots.append(h)
+            continue
+        group += 1
+        tree.orphan_heads += rec.in_use
+        j: int | None = h
+        while j is not None and j not in grouped:
+            grouped.add(j)
+            tree.roots.append(j)
+            tree.groups[j] = group
+            nxt = records[j].next
+            j = starts.get(nxt + shift) if nxt else None
+            if j is not None and (j in parent or j in seen
+                                  or record_level(records[j]) != record_level(rec)):
+                j = None
+
+
 def consistent(raw: RawDicomdir, tree: Tree) -> bool:
     """True when the tree's levels make sense: top level holds PATIENT-level or root-only
-    records, and each child sits below its parent (STUDY under PATIENT, ...)."""
+    records (or orphans grouped under placeholders), and each child sits below its parent
+    (STUDY under PATIENT, ...)."""
     records = raw.records
     for i in tree.roots:
+        if i in tree.groups:
+            continue
         if records[i].in_use and record_level(records[i]) > 0 and records[i].rtype != "PRIVATE":
             return False
     for p, kids in tree.children.items():
@@ -158,7 +299,7 @@ def detect_shift(raw: RawDicomdir) -> int | None:
     records = raw.records
     if not records:
         return None
-    starts = {rec.pos for rec in records}
+    starts = {rec.pos for rec in records if rec.complete}
     offsets = [o for rec in records for o in (rec.next, rec.lower) if o]
     first = top_offset(raw, T_FIRST)
     if first:
@@ -179,20 +320,35 @@ def detect_shift(raw: RawDicomdir) -> int | None:
     for d, _ in candidates.most_common():
         if d == 0:
             continue
-        if all((o + d) in starts for o in sample):
+        # Offsets into damaged stretches point at records that were lost: they do not count.
+        hits = [(o + d) in starts for o in sample]
+        if any(hits) and all(h or in_damage(raw, o + d) for h, o in zip(hits, sample, strict=True)):
             return d
     return None
 
 
+_UNKNOWN = -1  # an open level whose record was lost to damage
+
+
 def sequence_order(raw: RawDicomdir) -> Tree:
     """Rebuild the tree from the records' order: PATIENT/STUDY/SERIES open levels, leaves
-    attach to the last SERIES; inactive records and their subtrees are left out."""
+    attach to the last SERIES; inactive records and their subtrees are left out.
+
+    Order is trusted only between records with no damaged stretch between them: after a
+    stretch every level is unknown, and the records that would attach to a level opened
+    before it become orphans (one group per stretch) under placeholder parents."""
     tree = Tree(by_offsets=False)
     open_: list[int | None] = [None, None, None]
     skip_level: int | None = None
+    gap_ends = {e for _s, e in raw.damage}
+    group = 0
     for idx, rec in enumerate(raw.records):
         if not rec.complete:
             continue
+        if rec.pos in gap_ends:
+            open_ = [_UNKNOWN, _UNKNOWN, _UNKNOWN]
+            skip_level = None
+            group += 1
         level = record_level(rec)
         if skip_level is not None:
             if level > skip_level:
@@ -208,12 +364,23 @@ def sequence_order(raw: RawDicomdir) -> Tree:
                 for k in range(level, 3):
                     open_[k] = None
             continue
-        parent = next((open_[k] for k in range(min(level, 3) - 1, -1, -1)
-                       if open_[k] is not None), None)
-        if parent is None:
-            tree.roots.append(idx)
-        else:
+        parent: int | None = None
+        unknown = False
+        for k in range(min(level, 3) - 1, -1, -1):
+            o = open_[k]
+            if o is None:
+                continue
+            if o == _UNKNOWN:
+                unknown = True
+            else:
+                parent = o
+            break
+        if parent is not None:
             tree.children.setdefault(parent, []).append(idx)
+        else:
+            tree.roots.append(idx)
+            if unknown:
+                tree.groups[idx] = group
         if level < 3:
             open_[level] = idx
             for k in range(level + 1, 3):
