@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
@@ -167,6 +169,33 @@ class DirFS:
             raise
         return fd
 
+    def start_bulk_listing(self, max_depth: int = 32) -> BulkListing | None:
+        """List the whole tree in a separate ``find`` process (GNU find, Linux), or None.
+
+        Purely a speed-up: the 20,000 ``stat`` calls of a large medium then run on another core
+        while this process parses the DICOMDIR (Python threads cannot: the GIL). Whatever the
+        output cannot vouch for (an error message, a non-zero exit, a symlink that cannot be
+        followed) makes :meth:`BulkListing.result` return None, and the folders are listed one
+        by one as usual, with their errors reported.
+        """
+        if not sys.platform.startswith("linux"):
+            return None
+        import shutil
+        import subprocess
+
+        find = shutil.which("find")
+        if find is None:
+            return None
+        try:
+            proc = subprocess.Popen(
+                [find, "-P", ".", "-mindepth", "1", "-maxdepth", str(max_depth + 1),
+                 "-printf", "%P\\0%y%Y\\0%s\\0"],
+                cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+        except OSError:
+            return None
+        return BulkListing(proc, self)
+
     def realpath(self, rel: str) -> str:
         """``rel`` with every symlink resolved, relative to the root. Raises UnsafePath outside it."""
         real = self._path(rel)
@@ -243,6 +272,62 @@ class DirFS:
     def local_path(self, rel: str) -> Path | None:
         return self._path(rel)
 
+
+
+class BulkListing:
+    """A running ``find`` over a :class:`DirFS` (see :meth:`DirFS.start_bulk_listing`)."""
+
+    def __init__(self, proc: Any, fs: DirFS) -> None:  # a subprocess.Popen[bytes]
+        self._proc, self._fs = proc, fs
+        self._out: tuple[bytes, bytes] = (b"", b"")
+        self._thread = threading.Thread(target=self._collect, name="medium-find", daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        try:
+            self._out = self._proc.communicate()
+        except (OSError, ValueError):
+            self._out = (b"", b"failed")
+
+    def cancel(self) -> None:
+        """Stop the process (idempotent) and wait for it."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._thread.join()
+
+    def result(self) -> dict[str, list[Entry]] | None:
+        """Entries by root-relative folder (every folder found, empty ones too), or None."""
+        self._thread.join()
+        out, err = self._out
+        if self._proc.returncode != 0 or err:
+            return None
+        fields = os.fsdecode(out).split("\0")
+        listings: dict[str, list[Entry]] = {"": []}
+        for i in range(0, len(fields) - 2, 3):
+            path, kind, size = fields[i], fields[i + 1], fields[i + 2]
+            folder, _, name = path.rpartition("/")
+            k = kind[:1]
+            if k == "f":
+                entry = Entry(name, False, int(size))
+            elif k == "d":
+                entry = Entry(name, True, 0)
+                listings.setdefault(path, [])
+            elif k == "l" and kind[1:] in ("f", "d"):
+                try:  # a symlink: its target's kind and size (confinement is checked on use)
+                    st = os.stat(os.path.join(self._fs.root, path))
+                except OSError:
+                    return None
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if not is_dir and not stat.S_ISREG(st.st_mode):
+                    continue
+                entry = Entry(name, is_dir, 0 if is_dir else st.st_size, True)
+            else:
+                continue  # dangling or looping symlinks, devices, FIFOs, sockets
+            got = listings.get(folder)
+            if got is None:
+                got = listings[folder] = []
+            got.append(entry)
+        return listings
 
 
 def __getattr__(name: str) -> Any:

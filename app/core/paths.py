@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from app.core.errors import UnsafePath
 from app.core.fs import Entry, MediumFS
@@ -31,6 +31,8 @@ T = TypeVar("T")
 _VERSION_RE = re.compile(r";\d*$")
 _BAD_CHAR_RE = re.compile(r"[^A-Z0-9_]")
 _CONFORMANT_ID_RE = re.compile(r"(?:[A-Z0-9_]{1,8}\x00){0,7}[A-Z0-9_]{1,8}")
+# A File ID (components joined with NUL) that needs no splitting, refusal or conformance check.
+CONFORMANT_ID_RE = _CONFORMANT_ID_RE
 # Components that need no further checks (no separator, padding, '..', ':' or control chars),
 # joined with NUL: one regex match per File ID.
 _SIMPLE_ID_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.;~+\-]*\x00)*[A-Za-z0-9_][A-Za-z0-9_.;~+\-]*")
@@ -221,9 +223,11 @@ class Listings:
     A directory that cannot be listed (EIO after one retry, permission denied, unsafe) is
     reported once through ``on_error(rel, exc)`` and then treated as empty.
 
-    :meth:`prefetch` lists a whole tree on a background thread (directory listing is system
-    calls, which run while the main thread parses the DICOMDIR); its results, errors included,
-    are handed out by :meth:`get` in the caller's order, so problems stay deterministic.
+    :meth:`prefetch` lists a whole tree in the background while the main thread parses the
+    DICOMDIR: in a separate process when the filesystem offers one (``start_bulk_listing``:
+    :class:`app.core.fs.DirFS` on Linux, where the GIL would otherwise serialise the ``stat``
+    calls), else on a thread. Results, errors included, are handed out by :meth:`get` in the
+    caller's order, so problems stay deterministic.
     """
 
     def __init__(self, fs: MediumFS, on_error: ErrorSink | None = None) -> None:
@@ -235,6 +239,7 @@ class Listings:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._bulk: Any = None  # a running app.core.fs.BulkListing
         self.listdir_calls = 0
 
     def _list(self, rel: str) -> list[Entry] | BaseException:
@@ -246,6 +251,8 @@ class Listings:
 
     def _fetch(self, rel: str) -> list[Entry] | BaseException:
         """The raw listing of ``rel``: listed exactly once, whichever thread asks first."""
+        if self._bulk is not None:
+            self._ingest_bulk()
         while True:
             with self._lock:
                 cached = self._cache.get(rel, False)
@@ -282,10 +289,29 @@ class Listings:
             self.on_error(rel, raw)
         return listing
 
+    def _ingest_bulk(self) -> None:
+        """Take the bulk listing's results (waiting for them) for every folder not yet listed."""
+        with self._lock:
+            bulk, self._bulk = self._bulk, None
+        if bulk is None:
+            return
+        got = bulk.result()
+        if got is None:
+            return  # it could not vouch for everything: folders are listed one by one
+        with self._lock:
+            for rel, entries in got.items():
+                if rel not in self._cache and rel not in self._raw:
+                    self._raw[rel] = entries
+
     def prefetch(self, start: str = "", max_depth: int = 32) -> None:
         """Start listing every folder below ``start`` in the background (symlinks not followed)."""
-        if self._thread is not None:
+        if self._thread is not None or self._bulk is not None:
             return
+        starter = getattr(self.fs, "start_bulk_listing", None) if start == "" else None
+        if starter is not None:
+            self._bulk = starter(max_depth)
+            if self._bulk is not None:
+                return
 
         def work() -> None:
             stack = [(start, 0)]
@@ -300,13 +326,18 @@ class Listings:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop and join the prefetch thread (no thread is left running)."""
+        """Stop and join the prefetch thread or process (nothing is left running)."""
+        with self._lock:
+            bulk, self._bulk = self._bulk, None
+        if bulk is not None:
+            bulk.cancel()
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
 
     def wait(self) -> None:
         """Wait for the prefetch to finish."""
+        self._ingest_bulk()
         if self._thread is not None:
             self._thread.join()
 
@@ -356,6 +387,11 @@ class Resolver:
             if bad is not None:
                 return Resolved(None, None, "outside-root", bad)
         return Resolved(path, entry)
+
+    def folder(self, base: str, comps: tuple[str, ...]) -> str | Resolved:
+        """The real folder that File ID components ``comps`` name below ``base`` (cached), or
+        why it cannot be reached."""
+        return self._folder(base, comps)
 
     def _folder(self, base: str, comps: tuple[str, ...]) -> str | Resolved:
         """The real folder the inner components name (cached: thousands of files share one)."""

@@ -24,7 +24,7 @@ from app.core.fs import Entry, MediumFS
 from app.core.header import read_header
 from app.core.jobs import CancelToken
 from app.core.model import Instance, Patient, Problem, Series, Study
-from app.core.paths import Listings, describe_os_error, join, name_key
+from app.core.paths import Listings, describe_os_error, name_key
 
 MAX_DEPTH = 32  # PS3.10 allows 8 levels; anything this deep is a loop or garbage
 MIN_DICOM_SIZE = 16  # smaller than any dataset holding a single UID
@@ -50,8 +50,10 @@ def is_dicomdir_name(name: str) -> bool:
 
 
 def walk_files(listings: Listings, start: str, *, problems: list[Problem],
-               cancel: CancelToken | None = None) -> list[FileRef]:
-    """Every regular file below ``start`` (root-relative), sorted by path.
+               cancel: CancelToken | None = None,
+               skip: set[str] | frozenset[str] = frozenset()) -> list[FileRef]:
+    """Every regular file below ``start`` (root-relative) whose path is not in ``skip``,
+    sorted by path.
 
     Symlinks are never followed here: one that leads outside the root is reported
     (``outside-root`` warning) and skipped; one that stays inside points at a file or folder
@@ -69,16 +71,19 @@ def walk_files(listings: Listings, start: str, *, problems: list[Problem],
         if listing is None:
             continue
         subdirs: list[tuple[str, int]] = []
-        for name in sorted(listing.entries):
-            e = listing.entries[name]
-            path = join(rel, name)
+        entries = listing.entries
+        prefix = f"{rel}/" if rel else ""
+        for name in sorted(entries):
+            e = entries[name]
+            path = prefix + name
             if e.is_link:
                 if realpath is not None and _outside(realpath, path):
                     problems.append(Problem("warning", "outside-root", path,
                                             "symlink leads outside the medium; not followed"))
                 continue
             if not e.is_dir:
-                out.append(FileRef(path, e))
+                if path not in skip:
+                    out.append(FileRef(path, e))
             elif depth + 1 > MAX_DEPTH:
                 problems.append(Problem("warning", "read-error", path,
                                         f"folder nested deeper than {MAX_DEPTH} levels; not read"))

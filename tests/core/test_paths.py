@@ -173,3 +173,81 @@ def test_listing_error_reported_once(tmp_path: Path) -> None:
     assert listings.get("../x") is None  # unsafe: reported
     assert listings.get("../x") is None
     assert [rel for rel, _ in seen] == ["../x"]
+
+
+def test_bulk_listing_equals_folder_by_folder(tmp_path: Path) -> None:
+    """The ``find`` bulk listing (Linux) gives exactly what ``listdir`` gives, folder by folder:
+    kinds, sizes, symlinks followed for their kind, dangling links, FIFOs left out; non-UTF-8
+    names round-trip; a listing it cannot vouch for is refused (None)."""
+    import sys
+
+    root = tmp_path / "m"
+    (root / "A" / "B").mkdir(parents=True)
+    (root / "EMPTY").mkdir()
+    (root / "A" / "F1").write_bytes(b"12345")
+    (root / "A" / "B" / "F2").write_bytes(b"")
+    (root / "A" / "B" / "new\nline").write_bytes(b"x")
+    os.symlink(root / "A", root / "LINKDIR")
+    os.symlink(root / "A" / "F1", root / "LINKFILE")
+    os.symlink(root / "nowhere", root / "DANGLING")
+    os.mkfifo(root / "FIFO")
+    with open(os.fsencode(root / "A") + b"/IM\xff", "wb") as fp:
+        fp.write(b"abc")
+    fs = DirFS(root)
+    bulk = fs.start_bulk_listing()
+    if not sys.platform.startswith("linux"):
+        assert bulk is None
+        return
+    assert bulk is not None
+    got = bulk.result()
+    assert got is not None
+    want = {rel: sorted(fs.listdir(rel)) for rel in ("", "A", "A/B", "EMPTY")}
+    assert {rel: sorted(v) for rel, v in got.items()} == want
+    # an unreadable folder: find complains, the bulk listing is refused (listed one by one)
+    if os.geteuid() != 0:
+        (root / "A" / "B").chmod(0)
+        try:
+            assert fs.start_bulk_listing().result() is None  # type: ignore[union-attr]
+        finally:
+            (root / "A" / "B").chmod(0o755)
+
+
+def test_listings_take_the_bulk_listing_and_fall_back(tmp_path: Path) -> None:
+    from tests.defect_media import FaultFS
+
+    root = tmp_path / "m"
+    (root / "A").mkdir(parents=True)
+    (root / "A" / "F").write_bytes(b"1")
+    lst = Listings(DirFS(root))
+    lst.prefetch("")
+    assert lst.get("A") is not None and set(lst.get("A").entries) == {"F"}  # type: ignore[union-attr]
+    lst.stop()
+    errors: list[str] = []
+    faulty = Listings(FaultFS(DirFS(root), bad_dirs={"A"}), on_error=lambda r, e: errors.append(r))
+    faulty.prefetch("")  # no bulk listing through a wrapper: the fault is seen and reported
+    assert faulty.get("A") is None and errors == ["A"]
+    faulty.stop()
+
+
+def test_a_failing_bulk_listing_falls_back_to_folder_listings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``find`` that complains (a scratched folder, a find without -printf): its output is not
+    used and every folder is listed one by one, with the normal error reports."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "find").write_text("#!/bin/sh\necho 'find: ./A: Input/output error' >&2\n"
+                               "printf 'A\\0dd\\0\\0'\nexit 1\n")
+    (fake / "find").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    root = tmp_path / "m"
+    (root / "A").mkdir(parents=True)
+    (root / "A" / "F").write_bytes(b"1")
+    fs = DirFS(root)
+    bulk = fs.start_bulk_listing()
+    if bulk is None:  # not Linux
+        return
+    assert bulk.result() is None
+    lst = Listings(fs)
+    lst.prefetch("")
+    assert set(lst.get("A").entries) == {"F"}  # type: ignore[union-attr]
+    lst.stop()
