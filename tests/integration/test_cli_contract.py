@@ -504,3 +504,30 @@ def test_undecodable_root_folder_name(tmp_path: Path) -> None:
     d = r.json()  # strict UTF-8
     assert os.fsencode(d["root"]) == root
     assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(built.expected)
+
+
+def test_text_output_never_carries_terminal_control_sequences(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A hostile disc puts escape sequences in names and File IDs (ESC ]0;...BEL sets the window
+    title, OSC 52 writes the clipboard, 8-bit CSI 0x9B in a Latin-1 name): the human output of
+    ls/check shows them escaped, never raw (JSON escapes them by itself)."""
+    imgs = corpus("ansi", patients=2, series=1, images=2)
+
+    def recorded(i: ImageInfo) -> tuple[str, ...]:
+        if i is imgs[1]:
+            return i.fid[:3] + (i.fid[3] + "\x1b]52;c;cHduZWQ=\x07",)
+        return i.fid
+
+    roots = records_for(imgs, recorded)
+    roots[0].elems = [e for e in roots[0].elems if e[0] != 0x00100010] + [
+        (0x00100010, "PN", b"EVIL\x1b[2J\x1b]0;pwned\x07^NAME")]
+    roots[1].charset = "ISO_IR 100"
+    roots[1].elems = [e for e in roots[1].elems if e[0] != 0x00100010] + [
+        (0x00100010, "PN", b"CSI\x9b31m^LATIN")]
+    write_medium(tmp_path / "m", imgs, roots=roots)
+    for cmd in ("ls", "check"):
+        r = run_inproc(capsys, cmd, tmp_path / "m")
+        assert_sane(r, (0, 1))
+        bad = sorted({f"{ord(c):#04x}" for c in r.out + r.err
+                      if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0})
+        assert not bad, f"{cmd}: raw control characters {bad} in the text output"
