@@ -143,6 +143,8 @@ def validate_medium(dest: Path, want: dict[str, ImageInfo], *, names: bool = Tru
         for part in re.split(r"[\^=]", info.patient_name or ""):
             if len(part) > 3:
                 assert part.encode("utf-8", "replace") not in text, f"PHI {part!r} in README"
+        if info.patient_id and len(info.patient_id) > 3:
+            assert info.patient_id.encode() not in text, "a Patient ID in README.TXT"
     # our reader: conformant, every file once, every instance referenced
     d = _check_in_process(dest)
     assert [x for x in d["problems"] if x["severity"] != "info"] == []
@@ -965,3 +967,20 @@ def test_export_bad_destinations(box: Sandbox, case: str) -> None:
         validate_medium(box.dest, want)
     if case in ("dest-is-a-file", "dest-under-a-file", "iso-in-missing-dir", "iso-is-a-dir"):
         assert r.rc != 0
+
+
+def test_dcmmkdir_appends_to_an_exported_medium(box: Sandbox) -> None:
+    """DCMTK appends to our DICOMDIR (issue 3 acceptance), and our reader then lists everything."""
+    want = _charsets(box)
+    roundtrip(box, want)
+    extra = replace(corpus("rtappend", patients=1, series=1, images=1)[0],
+                    fid=("EXTRA", "IM000001"))
+    write_file(box.dest, "EXTRA/IM000001", dicom_bytes(extra))
+    p = subprocess.run([require_tool("dcmmkdir"), "+A", "+D", str(box.dest / "DICOMDIR"),
+                        "+id", str(box.dest), "EXTRA/IM000001"],
+                       capture_output=True, text=True, errors="replace", timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = _check_in_process(box.dest)
+    rows = listed(d)
+    assert sorted(r["sop_instance_uid"] for r in rows) == sorted([*want, extra.sop_uid])
+    assert all(r["referenced"] for r in rows)
