@@ -10,6 +10,7 @@ medium written by DiscBridge looks like, and exercises the exporter on every fir
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -44,6 +45,24 @@ def legacy_sample_path() -> Path:
     if not (root / "DICOMDIR").is_file():
         raise UnreadableMedium(f"{root}: the sample medium is missing from this install")
     return root
+
+
+def _install(built: Path, target: Path) -> None:
+    """Move a finished sample disc into place; another process may have done so meanwhile.
+
+    A directory rename is atomic, so ``target`` is either absent or complete (its DICOMDIR was
+    written before the rename). A complete disc of another process is kept and never removed
+    while someone may be reading it; only a leftover without DICOMDIR is cleared away first.
+    """
+    if target.exists() and not (target / "DICOMDIR").is_file():
+        stale = target.with_name(f"{target.name}.stale-{os.getpid()}")
+        target.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        built.rename(target)
+    except OSError:
+        if not (target / "DICOMDIR").is_file():
+            raise
 
 
 def sample_disc_dir() -> Path:
@@ -95,7 +114,5 @@ def sample_disc_path() -> Path:
             if not report.ok:
                 raise UnreadableMedium("could not build the sample disc: "
                                        + "; ".join(report.summary_lines()[-3:]))
-            if target.exists():
-                shutil.rmtree(target)
-            out.rename(target)
+            _install(out, target)
         return target

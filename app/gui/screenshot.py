@@ -50,7 +50,7 @@ class _Shot:
         if not pix.save(str(self.out), "PNG"):
             self.finish(1, f"{self.out}: could not write the screenshot")
             return
-        print(f"{self.out}: {pix.width()}×{pix.height()} pixels", file=sys.stderr)  # noqa: T201
+        print(f"{self.out}: {pix.width()}×{pix.height()} pixels")  # noqa: T201
         self.finish(0)
 
 
