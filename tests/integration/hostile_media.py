@@ -297,7 +297,9 @@ class _Encoder:
             return value
         if vr == "SQ":
             return self.sq(tag, value, charset, undefined)
-        if vr == "UL":
+        if vr in ("UL", "US") and isinstance(value, bytes):  # raw (multi-valued, hostile)
+            raw = value
+        elif vr == "UL":
             assert isinstance(value, int)
             raw = struct.pack(e + "I", value)
         elif vr == "US":

@@ -2002,3 +2002,25 @@ def test_uid_collisions_across_patients_never_misfile(medium_dir: Path, tmp_path
         d = ls(capsys, medium_dir, tmp_path, cmd=cmd, rcs=rcs)
         assert_each_once(d, built)
         assert_not_misfiled(d, medium_dir)
+
+
+def test_icon_bombs(medium_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Icons that claim 65535×65535 pixels, a palette of 65535 entries in 10 bytes, and a
+    16 MB 4096×4096 series icon: check stays small and fast, and names the bad ones."""
+    imgs = small("icbomb")
+    roots = records_for(imgs)
+    find_rec(roots, f"IMAGE:{imgs[0].sop_uid}").elems.append(
+        (0x00880200, "SQ", [icon_item(rows=65535, cols=65535, pixel_bytes=100)]))
+    pal = [e for e in icon_item() if e[0] != 0x00280004] + [
+        (0x00280004, "CS", "PALETTE COLOR")] + [
+        (tag, "US", b"\xff\xff\x00\x00\x10\x00") for tag in (0x00281101, 0x00281102, 0x00281103)
+    ] + [(tag, "OW", b"\0" * 10) for tag in (0x00281201, 0x00281202, 0x00281203)]
+    find_rec(roots, f"IMAGE:{imgs[1].sop_uid}").elems.append((0x00880200, "SQ", [pal]))
+    find_rec(roots, f"SERIES:{imgs[0].series_uid}").elems.append(
+        (0x00880200, "SQ", [icon_item(rows=4096, cols=4096)]))
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path, cmd="check", rcs=(1,))
+    assert_each_once(d, built)
+    bad = {p["path"] for p in problems(d, "bad-icon")}
+    assert {"/".join(imgs[0].fid), "/".join(imgs[1].fid)} <= bad | {"DICOMDIR"} and bad, \
+        d["problems"]
