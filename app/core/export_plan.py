@@ -278,7 +278,7 @@ def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
     for keyword, tag in _type1_keys(record_type, profile):
         if keyword in fixes or keyword in missing:
             continue
-        elem = s.header.get_item(tag)
+        elem = s.header._dict.get(tag)  # raw lookup: no Tag() per key and file
         if elem is None or _empty(elem.VR or _dictionary_vr(tag), elem.value):
             missing.append(keyword)
     return missing
