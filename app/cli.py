@@ -18,8 +18,18 @@ from app import __version__
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+# C0 and C1 controls (and DEL), except newline and tab: a hostile disc can put terminal escape
+# sequences (window title, clipboard writes, colours) into names and File IDs.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (9, 10)}
+
+
+def safe_text(text: str) -> str:
+    """Text for a terminal: control characters shown escaped (``\\x1b``), never raw."""
+    return text.translate(_CONTROLS)
+
+
 def _err(msg: str) -> None:
-    print(f"discbridge: {msg}", file=sys.stderr)
+    print(f"discbridge: {safe_text(msg)}", file=sys.stderr)
 
 
 def _yyyymmdd(value: str) -> str:
@@ -29,6 +39,16 @@ def _yyyymmdd(value: str) -> str:
         _dt.datetime.strptime(value, "%Y%m%d")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYYMMDD") from exc
+    return value
+
+
+def _fileset_id(value: str) -> str:
+    """File-set ID (0004,1130): at most 16 of A–Z 0–9 _ (PS3.10 §8.2; STANDARDS.md §1)."""
+    import re
+
+    if not re.fullmatch(r"[A-Z0-9_]{1,16}", value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: a File-set ID is 1 to 16 of A-Z, 0-9 and _ (it is the disc label)")
     return value
 
 
@@ -64,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--media", choices=["cd", "dvd", "dvd-dl", "bd", "usb"])
     e.add_argument("--profile", metavar="P")
     e.add_argument("--icons", action="store_true")
-    e.add_argument("--fileset-id", metavar="ID")
+    e.add_argument("--fileset-id", metavar="ID", type=_fileset_id)
     e.add_argument("--institution", metavar="TEXT")
     e.add_argument("--contact", metavar="TEXT")
     e.add_argument("--span", action="store_true")
@@ -129,7 +149,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(medium.to_dict())
     else:
-        print(_format_tree(medium))
+        print(safe_text(_format_tree(medium)))
     return EXIT_OK
 
 
@@ -154,9 +174,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         _write_json(out)
     else:
         n = sum(1 for _ in medium.instances())
-        print(f"{medium.root}: {len(medium.patients)} patient(s), {n} instance(s)")
+        print(safe_text(f"{medium.root}: {len(medium.patients)} patient(s), {n} instance(s)"))
         for p in problems:
-            print(f"  {p}")
+            print(safe_text(f"  {p}"))
         if not problems:
             print("  conformant: no errors, no warnings")
     bad = any(p.severity in ("error", "warning") for p in problems)
@@ -189,12 +209,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                 sys.stderr.write("\n")
             last_phase[0] = p.phase
             if not tty:
-                print(f"[{p.phase}] {p.message}".rstrip(), file=sys.stderr)
+                print(safe_text(f"[{p.phase}] {p.message}").rstrip(), file=sys.stderr)
         if tty:
             frac = p.fraction
             pct = f"{frac * 100:5.1f}%" if frac is not None else "  ...  "
             sys.stderr.write(f"\r[{p.phase}] {pct} {p.done_files}/{p.total_files} files"
-                             f" {p.message[:40]:40s}")
+                             f" {safe_text(p.message)[:40]:40s}")
             sys.stderr.flush()
 
     result: dict[str, object] = {}
@@ -236,7 +256,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise err  # type: ignore[misc]
     report = result["report"]
     for line in report.summary_lines():  # type: ignore[attr-defined]
-        print(line)
+        print(safe_text(line))
     return EXIT_OK if report.ok else EXIT_FAIL  # type: ignore[attr-defined]
 
 

@@ -54,7 +54,7 @@ def test_export_errors_exit_1_and_leave_dest_alone(tmp_path: Path) -> None:
     assert "X1" in proc.stderr and "--on-id-clash separate" in proc.stderr
     assert not dest.exists()
     proc = run(src, "--to", dest, "--fileset-id", "bad id")
-    assert proc.returncode == 1 and "--fileset-id" in proc.stderr
+    assert proc.returncode == 2 and "--fileset-id" in proc.stderr  # a bad value: usage error
     proc = run(src, "--to", dest, "--on-id-clash", "separate", "--report", tmp_path / "r.json")
     assert proc.returncode == 0, proc.stderr
     assert "PatientID 'X1' -> 'X1_2'" in proc.stdout
