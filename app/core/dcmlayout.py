@@ -8,6 +8,7 @@ writers leave out preamble and meta altogether (STANDARDS.md §7).
 
 from __future__ import annotations
 
+import struct
 import zlib
 from dataclasses import dataclass, field
 
@@ -30,8 +31,10 @@ from app.core.dcmbytes import (
     _LE_HH2sH,
     dicom_dictionary,
 )
+from app.core.model import Icon
 
-__all__ = ["Layout", "find_layout", "guess_encoding", "parse_meta", "ts_encoding", "inflate"]
+__all__ = ["Layout", "find_layout", "guess_encoding", "parse_meta", "ts_encoding", "inflate",
+           "icon_item"]
 
 MAX_INFLATED = 512 * 1024 * 1024
 
@@ -261,3 +264,56 @@ def find_layout(buf: bytes) -> Layout:
     layout.little, layout.explicit = little, explicit
     layout.ts_mismatch = declared is not None and declared != (little, explicit)
     return layout
+
+
+def icon_item(buf: bytes, little: bool, e: dict[int, tuple[str, int, int]]) -> Icon | str:
+    """An Icon Image Sequence item's elements (``tag → (vr, offset, length)``) as an
+    undecoded :class:`app.core.model.Icon`, or why it is malformed (STANDARDS.md §3)."""
+
+    def num(tag: int) -> int | None:
+        v = e.get(tag)
+        if v is None or v[2] == UNDEFINED or v[2] < 2:
+            return None
+        if v[0] in ("US", "SS", "UN", "OB", "OW") or v[2] == 2:
+            fmt = ("<" if little else ">") + ("h" if v[0] == "SS" else "H")
+            return struct.unpack_from(fmt, buf, v[1])[0]
+        try:
+            return int(buf[v[1]:v[1] + v[2]].decode("ascii").strip(" \0"))
+        except ValueError:
+            return None
+
+    rows, cols = num(0x00280010), num(0x00280011)
+    bits = num(0x00280100)
+    stored = num(0x00280101) or bits
+    spp = num(0x00280002) or 1
+    pixrep = num(0x00280103) or 0
+    pv = e.get(0x00280004)
+    photometric = (buf[pv[1]:pv[1] + pv[2]].decode("ascii", "replace").strip(" \0")
+                   if pv is not None and pv[2] != UNDEFINED else "")
+    pd = e.get(0x7FE00010)
+    if not rows or not cols or not bits:
+        return "Icon Image Sequence item lacks Rows, Columns or Bits Allocated"
+    if pd is None or pd[2] == UNDEFINED:
+        return "icon has no native Pixel Data"
+    if bits not in (1, 8, 16) or spp not in (1, 3) or rows > 4096 or cols > 4096:
+        return f"icon has an unsupported layout ({rows}x{cols}, {bits} bits, {spp} samples)"
+    need = (rows * cols * spp * bits + 7) // 8
+    if pd[2] < need:
+        return f"icon Pixel Data holds {pd[2]} bytes, {need} needed for {rows}x{cols}x{bits} bits"
+    palette = None
+    if photometric == "PALETTE COLOR":
+        luts = []
+        for dtag, ltag in ((0x00281101, 0x00281201), (0x00281102, 0x00281202),
+                           (0x00281103, 0x00281203)):
+            d, lut = e.get(dtag), e.get(ltag)
+            if d is None or lut is None or d[2] < 6 or lut[2] in (0, UNDEFINED):
+                return "PALETTE COLOR icon lacks its lookup tables"
+            desc = struct.unpack_from(("<" if little else ">") + "HHH", buf, d[1])
+            luts.append((desc, bytes(buf[lut[1]:lut[1] + lut[2]])))
+        palette = (luts[0][0], luts[0][1], luts[1][1], luts[2][1])
+    elif not photometric:
+        return "icon lacks Photometric Interpretation"
+    return Icon(rows=rows, columns=cols, photometric=photometric, bits_allocated=bits,
+                bits_stored=stored or bits, pixel_data=bytes(buf[pd[1]:pd[1] + pd[2]]),
+                samples_per_pixel=spp, pixel_representation=pixrep, palette=palette,
+                little_endian=little)

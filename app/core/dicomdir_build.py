@@ -10,12 +10,12 @@ then the dataset's (STANDARDS.md §2 "Specific Character Set"); missing Type 1 k
 from __future__ import annotations
 
 import posixpath
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
 from app.core.dcmbytes import UNDEFINED, VALIDATORS, dicom_dictionary, numeric_value
+from app.core.dcmlayout import icon_item
 from app.core.dicomdir_scan import (
     LEAF_TYPES,
     PATIENT,
@@ -77,7 +77,7 @@ class RecordBuilder:
         self._plans: dict[int, dict[int, tuple[bool, str] | None]] = {}
         self.keywords: dict[int, str] = maps["keyword"]
         self.dictionary = dicom_dictionary()
-        self._valid_cache: dict[tuple[Callable[[str], bool], str], bool] = {}
+        self._ok: set[str] = set()  # short values that passed their VR's check
         self.placeholders: set[int] = set()  # ids of placeholder Patient/Study/Series
         self.required: dict[str, tuple[tuple[str, int], ...]] = maps["required"]
         self.file_keys: tuple[tuple[str, int], ...] = maps["file_keys"][""]
@@ -146,43 +146,55 @@ class RecordBuilder:
         return step
 
     def _valid(self, check: Callable[[str], bool], text: str) -> bool:
-        """``text`` passes ``check`` (each value of a multi-valued element); cached."""
-        key = (check, text)
-        ok = self._valid_cache.get(key)
-        if ok is None:
-            ok = all(check(v) for v in text.split("\\")) if "\\" in text else check(text)
-            if len(self._valid_cache) < 100_000:
-                self._valid_cache[key] = ok
+        """``text`` passes ``check`` (each value of a multi-valued element); short values
+        that passed are remembered (dates, times, SOP Class and Transfer Syntax UIDs)."""
+        if text in self._ok:
+            return True
+        ok = check(text) or ("\\" in text and all(check(v) for v in text.split("\\")))
+        if ok and len(text) <= 32 and len(self._ok) < 50_000:
+            self._ok.add(text)
         return ok
 
     def decode_record(self, rec: RawRecord, mapping: dict[int, str], dec: CharsetDecoder,
-                      where: str | None = None, invalid: list[tuple[str, str]] | None = None,
+                      where: str | tuple[str, ...] | None = None,
+                      invalid: list[tuple[str, str]] | None = None,
                       ) -> tuple[dict[str, str | None], dict[str, str]]:
         """Model fields (``mapping``: tag → field name; absent → None) and ``attrs`` (every
         other plain record key, by keyword) of one record, in one pass. A UID, date or time
         that is not a valid value of its VR is left out (QA-14) and listed in ``invalid``
-        as ``(keyword, value)``."""
+        as ``(keyword, value)``. ``where``: the record's file (File ID) or None."""
         fields: dict[str, str | None] = dict.fromkeys(mapping.values())
         attrs: dict[str, str] = {}
-        bad = invalid if invalid is not None else []
-        valid = self._valid
-        buf = self.buf
-        plan = self._plans.setdefault(id(mapping), {})  # per-tag decoding steps
-        skip_vrs = _BINARY_VRS
-        strip_both = _STRIP_BOTH
-        cache = self.ascii_cache
+        plan = self._plans.get(id(mapping))
+        if plan is None:
+            plan = self._plans[id(mapping)] = {}
         missing = _MISSING
+        ok = self._ok
         for tag, text in rec.vals.items():  # already decoded during the scan
             step = plan.get(tag, missing)
             if step is missing:
                 step = self._step(plan, mapping, tag)
             if step is not None and text:
-                if step[2] is not None and not valid(step[2], text):
-                    bad.append((step[3], text))
+                if step[2] is not None and text not in ok and not self._valid(step[2], text):
+                    if invalid is not None:
+                        invalid.append((step[3], text))
                 elif step[0]:
                     fields[step[1]] = text
                 else:
                     attrs[step[1]] = text
+        if rec.elems:
+            self._decode_elems(rec, plan, mapping, dec, where, invalid, fields, attrs)
+        return fields, attrs
+
+    def _decode_elems(self, rec: RawRecord, plan: dict[int, _Step | None],
+                      mapping: dict[int, str], dec: CharsetDecoder,
+                      where: str | tuple[str, ...] | None,
+                      invalid: list[tuple[str, str]] | None, fields: dict[str, str | None],
+                      attrs: dict[str, str]) -> None:
+        """The part of :meth:`decode_record` for elements not decoded during the scan."""
+        buf = self.buf
+        cache = self.ascii_cache
+        missing = _MISSING
         for tag, v in rec.elems.items():
             step = plan.get(tag, missing)
             if step is missing:
@@ -190,9 +202,9 @@ class RecordBuilder:
             if step is None:
                 continue
             vr, off, length = v
-            if length == 0 or length == UNDEFINED or vr in skip_vrs:
+            if length == 0 or length == UNDEFINED or vr in _BINARY_VRS:
                 continue
-            if vr in strip_both:
+            if vr in _STRIP_BOTH:
                 raw = buf[off:off + length]
                 text = cache.get(raw)
                 if text is None:
@@ -200,28 +212,32 @@ class RecordBuilder:
                         text = raw.decode("ascii").strip(" \0")
                         if length <= 64 and len(cache) < 200_000:
                             cache[raw] = text
-                    else:
-                        text = self.value(v, dec, where)  # charset-dependent: not cached
+                    else:  # charset-dependent: not cached
+                        text = self.value(v, dec, self._where(where))
             elif vr in _NUMERIC_VRS:
                 text = numeric_value(buf, vr, off, length, self.little)
             else:
-                text = self.value(v, dec, where)
+                text = self.value(v, dec, self._where(where))
             if text:
-                if step[2] is not None and not valid(step[2], text):
-                    bad.append((step[3], text))
+                if step[2] is not None and not self._valid(step[2], text):
+                    if invalid is not None:
+                        invalid.append((step[3], text))
                 elif step[0]:
                     fields[step[1]] = text
                 else:
                     attrs[step[1]] = text
-        return fields, attrs
 
     # -- problems ----------------------------------------------------------------------
-    def where(self, rec: RawRecord, file_id: tuple[str, ...] | None) -> str:
+    def _where(self, file_id: str | tuple[str, ...] | None) -> str:
+        """Where a record's problem is: its file (from the File ID components) or the
+        DICOMDIR."""
+        if isinstance(file_id, str):
+            return file_id
         if file_id:
             return posixpath.join(self.base, *file_id) if self.base else "/".join(file_id)
         return self.name
 
-    def check_keys(self, rec: RawRecord, where: str, leaf: bool,
+    def check_keys(self, rec: RawRecord, where: str | tuple[str, ...] | None, leaf: bool,
                    invalid: list[tuple[str, str]] | None = None) -> None:
         """``missing-key`` for absent or empty Type 1 keys; values that were left out as
         invalid (``invalid``) or cut by damage (``rec.suspect``) are reported here too."""
@@ -250,22 +266,23 @@ class RecordBuilder:
                 missing.append(kw)
         if missing:
             self.problems.append(Problem(
-                "warning", "missing-key", where,
+                "warning", "missing-key", self._where(where),
                 f"{rec.rtype or 'untyped'} record at offset {rec.pos} lacks Type 1 "
                 f"key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"))
 
-    def _report_values(self, rec: RawRecord, where: str, invalid: list[tuple[str, str]]) -> None:
+    def _report_values(self, rec: RawRecord, where: str | tuple[str, ...] | None,
+                       invalid: list[tuple[str, str]]) -> None:
         parts = [f"{kw} {ascii(text[:70])} is not a valid value" for kw, text in invalid[:4]]
         cut = [self.keywords.get(t, f"({t >> 16:04X},{t & 0xFFFF:04X})") for t in rec.suspect]
         if cut:
             parts.append(f"{', '.join(cut)} may have been cut by a damaged stretch")
         self.problems.append(Problem(
-            "warning", "dicomdir-recovered", where,
+            "warning", "dicomdir-recovered", self._where(where),
             f"{rec.rtype or 'untyped'} record at offset {rec.pos}: {'; '.join(parts)}; "
             "ignored (the file's own header has the right value)"))
 
     # -- icon --------------------------------------------------------------------------
-    def icon(self, rec: RawRecord, where: str) -> Icon | None:
+    def icon(self, rec: RawRecord, where: str | tuple[str, ...] | None) -> Icon | None:
         if rec.icon is None:
             if T_ICON in rec.elems and rec.elems[T_ICON][2] not in (0,):
                 self._bad_icon(where, rec, "Icon Image Sequence has no item")
@@ -273,61 +290,13 @@ class RecordBuilder:
         if not rec.icon_complete:
             self._bad_icon(where, rec, "Icon Image Sequence item is truncated")
             return None
-        e = rec.icon
-        buf = self.buf
+        got = icon_item(self.buf, self.little, rec.icon)
+        if isinstance(got, str):
+            return self._bad_icon(where, rec, got)
+        return got
 
-        def num(tag: int) -> int | None:
-            v = e.get(tag)
-            if v is None or v[2] == UNDEFINED or v[2] < 2:
-                return None
-            if v[0] in ("US", "SS", "UN", "OB", "OW") or v[2] == 2:
-                fmt = ("<" if self.little else ">") + ("h" if v[0] == "SS" else "H")
-                return struct.unpack_from(fmt, buf, v[1])[0]
-            try:
-                return int(buf[v[1]:v[1] + v[2]].decode("ascii").strip(" \0"))
-            except ValueError:
-                return None
-
-        rows, cols = num(0x00280010), num(0x00280011)
-        bits = num(0x00280100)
-        stored = num(0x00280101) or bits
-        spp = num(0x00280002) or 1
-        pixrep = num(0x00280103) or 0
-        photometric = self.value(e.get(0x00280004), decoder_for(None)) or ""
-        pd = e.get(0x7FE00010)
-        if not rows or not cols or not bits:
-            return self._bad_icon(where, rec, "Icon Image Sequence item lacks Rows, Columns "
-                                  "or Bits Allocated")
-        if pd is None or pd[2] == UNDEFINED:
-            return self._bad_icon(where, rec, "icon has no native Pixel Data")
-        if bits not in (1, 8, 16) or spp not in (1, 3) or rows > 4096 or cols > 4096:
-            return self._bad_icon(where, rec, f"icon has an unsupported layout ({rows}x{cols}, "
-                                  f"{bits} bits, {spp} samples)")
-        need = (rows * cols * spp * bits + 7) // 8
-        if pd[2] < need:
-            return self._bad_icon(where, rec, f"icon Pixel Data holds {pd[2]} bytes, "
-                                  f"{need} needed for {rows}x{cols}x{bits} bits")
-        palette = None
-        if photometric == "PALETTE COLOR":
-            luts = []
-            for dtag, ltag in ((0x00281101, 0x00281201), (0x00281102, 0x00281202),
-                               (0x00281103, 0x00281203)):
-                d, lut = e.get(dtag), e.get(ltag)
-                if d is None or lut is None or d[2] < 6 or lut[2] in (0, UNDEFINED):
-                    return self._bad_icon(where, rec, "PALETTE COLOR icon lacks its lookup "
-                                          "tables")
-                desc = struct.unpack_from(("<" if self.little else ">") + "HHH", buf, d[1])
-                luts.append((desc, bytes(buf[lut[1]:lut[1] + lut[2]])))
-            palette = (luts[0][0], luts[0][1], luts[1][1], luts[2][1])
-        elif not photometric:
-            return self._bad_icon(where, rec, "icon lacks Photometric Interpretation")
-        return Icon(rows=rows, columns=cols, photometric=photometric, bits_allocated=bits,
-                    bits_stored=stored or bits, pixel_data=bytes(buf[pd[1]:pd[1] + pd[2]]),
-                    samples_per_pixel=spp, pixel_representation=pixrep, palette=palette,
-                    little_endian=self.little)
-
-    def _bad_icon(self, where: str, rec: RawRecord, msg: str) -> None:
-        self.problems.append(Problem("warning", "bad-icon", where,
+    def _bad_icon(self, where: str | tuple[str, ...] | None, rec: RawRecord, msg: str) -> None:
+        self.problems.append(Problem("warning", "bad-icon", self._where(where),
                                      f"{rec.rtype} record at offset {rec.pos}: {msg}"))
         return None
 
@@ -433,7 +402,7 @@ class RecordBuilder:
                 "was cut by a damaged stretch; record dropped (its file is listed from its "
                 "own header)"))
             return None
-        where = self.where(rec, file_id)
+        where = file_id  # turned into a path only for a problem
         invalid: list[tuple[str, str]] = []
         f, a = self.decode_record(rec, _INSTANCE_FIELDS, dec, where, invalid)
         self.check_keys(rec, where, True, invalid)

@@ -23,6 +23,7 @@ from app.core.dcmbytes import (
     UNDEFINED,
     ElementReader,
     _implicit_vr,
+    valid_cs,
 )
 from app.core.dcmlayout import Layout
 
@@ -103,6 +104,7 @@ class RawDicomdir:
     # records that hold no intact record (zeroed or junk sectors, cut records, lost tails).
     damage: list[tuple[int, int]] = field(default_factory=list)
     cut: int = 0  # records cut by damage (dropped)
+    filled: bool = False  # the records' structure (type, offsets, in-use) is decoded
 
 
 def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
@@ -119,7 +121,8 @@ def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
         raw = _scan_generic(buf, layout)
         salvage(raw)
         assess(raw)
-    _fill_structure(raw)
+    if not raw.filled:
+        _fill_structure(raw)
     return raw
 
 
@@ -203,6 +206,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
     plain = _PLAIN_VRS
     cache: dict[bytes, str] = {}
     cget = cache.get
+    types: dict[str, str] = {}
     records: list[RawRecord] = []
     append = records.append
     try:
@@ -264,7 +268,18 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                     if vr is not None:
                         voff = p + 8
                         p = voff + l16
-                        if vr == "US" and l16 == 2 and group != 0x0004:
+                        if group == 0x0004:
+                            # Structure: decoded here, not kept as elements.
+                            if l16 == 4 and (elem == 0x1400 or elem == 0x1420):
+                                if elem == 0x1400:
+                                    rec.next = u32(buf, voff)[0]
+                                else:
+                                    rec.lower = u32(buf, voff)[0]
+                            elif elem == 0x1410 and l16 == 2:
+                                rec.in_use = (buf[voff] | buf[voff + 1]) != 0
+                            else:
+                                elems[tag] = (vr, voff, l16)
+                        elif vr == "US" and l16 == 2:
                             vals[tag] = str(buf[voff] | buf[voff + 1] << 8 if little
                                             else buf[voff] << 8 | buf[voff + 1])
                         else:
@@ -302,9 +317,26 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                 elems[tag] = (vr, voff, length)
                 p = voff + length
             rec.end = p
+            if explicit:  # structure was decoded on the way: type, File ID, completeness
+                tv = vals.get(T_TYPE)
+                if tv is not None:
+                    rt = types.get(tv)
+                    if rt is None:
+                        rt = types[tv] = record_type(tv)
+                    rec.rtype = rt
+                elif T_TYPE in elems:
+                    rec.rtype = record_type(_ascii(buf, elems[T_TYPE]))
+                fv = vals.get(T_FILE_ID)
+                if fv is not None:
+                    rec.has_file_id = fv != ""
+                else:
+                    v = elems.get(T_FILE_ID)
+                    rec.has_file_id = v is not None and 0 < v[2] != UNDEFINED
+                if not rec.rtype and not rec.has_file_id and not rec.lower:
+                    rec.complete = False  # no type, no file, no children: nothing to list
             append(rec)
             pos = p
-    except (_Bail, struct.error):
+    except (_Bail, struct.error, IndexError):
         return None
     if slen != UNDEFINED and pos != seq_end:
         return None
@@ -318,6 +350,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
     if tail.stop_reason and not tail.zero_fill:
         return None
     raw = RawDicomdir(buf, layout, top, records, True)
+    raw.filled = explicit
     if tail.zero_fill:  # zeros after the data (padding): nothing is lost
         raw.stop_reason, raw.stop_position = tail.stop_reason, tail.stop_position
     return raw
@@ -392,6 +425,19 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
     return raw
 
 
+def record_type(value: str) -> str:
+    """A Directory Record Type as compared: upper case; ``""`` when it is not a CS value
+    (junk from a damaged stretch is no type, QA-14)."""
+    t = value.upper()
+    return t if valid_cs(t) else ""
+
+
+def _ascii(buf: bytes, v: tuple[str, int, int]) -> str:
+    if v[2] == UNDEFINED:
+        return ""
+    return buf[v[1]:v[1] + v[2]].decode("ascii", "replace").strip(" \0")
+
+
 def _fill_structure(raw: RawDicomdir) -> None:
     """Decode the few structural keys of every record (type, offsets, in-use)."""
     buf = raw.buf
@@ -404,11 +450,11 @@ def _fill_structure(raw: RawDicomdir) -> None:
             continue
         tv = rec.vals.get(T_TYPE)
         if tv is not None:
-            rec.rtype = tv.upper()
+            rec.rtype = record_type(tv)
         else:
             t = e.get(T_TYPE)
             if t is not None and t[2] != UNDEFINED:
-                rec.rtype = buf[t[1]:t[1] + t[2]].decode("ascii", "replace").strip(" \0").upper()
+                rec.rtype = record_type(_ascii(buf, t))
         v = e.get(T_NEXT)
         if v is not None and v[2] == 4:
             rec.next = u32(buf, v[1])[0]
