@@ -778,6 +778,10 @@ CHARSETS = [
     ("ISO_IR 138", "שרון^דבורה"),
     ("ISO_IR 13", "ﾔﾏﾀﾞ^ﾀﾛｳ"),
     ("ISO_IR 101", "Wałęsa^Lech"),
+    ("ISO 2022 IR 13\\ISO 2022 IR 87", "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"),
+    ("ISO 2022 IR 6\\ISO 2022 IR 100", "Zoë^Brontë"),
+    ("ISO_IR 166", "ทดสอบ^ภาษาไทย"),
+    ("ISO_IR 148", "Öztürk^Şükrü"),
 ]
 
 
@@ -2024,3 +2028,19 @@ def test_icon_bombs(medium_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     bad = {p["path"] for p in problems(d, "bad-icon")}
     assert {"/".join(imgs[0].fid), "/".join(imgs[1].fid)} <= bad | {"DICOMDIR"} and bad, \
         d["problems"]
+
+
+def test_iso_2022_ir_58_record(medium_dir: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """GB2312 through ISO 2022 (PS3.5 Annex K example bytes: ESC $ ) A, repeated after '^' since
+    each PN component starts in the default set), which pydicom's own encoder does not produce."""
+    imgs = small("ir58")
+    roots = records_for(imgs)
+    roots[0].charset = "\\ISO 2022 IR 58"
+    roots[0].elems = [e for e in roots[0].elems if e[0] != 0x00100010] + [
+        (0x00100010, "PN", b"Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab=")]
+    built = write_medium(medium_dir, imgs, roots=roots)
+    d = ls(capsys, medium_dir, tmp_path)
+    assert_each_once(d, built)
+    assert d["patients"][0]["patient_name"].rstrip("=") == "Zhang^XiaoDong=张^小东"
+    assert "bad-charset" not in codes(d)
