@@ -2044,3 +2044,46 @@ def test_iso_2022_ir_58_record(medium_dir: Path, tmp_path: Path,
     assert_each_once(d, built)
     assert d["patients"][0]["patient_name"].rstrip("=") == "Zhang^XiaoDong=张^小东"
     assert "bad-charset" not in codes(d)
+
+
+@pytest.mark.parametrize("damage", ["junk-sector", "loop", "extent-past-end", "zero-sector"])
+def test_iso_with_one_damaged_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        damage: str) -> None:
+    """One directory of a disc image is damaged (a bad sector read back as junk, a directory
+    record pointing at its grandparent, an extent past the end): the rest of the disc is still
+    read and listed, and the damage is reported; one bad sector must not lose the whole disc."""
+    import pycdlib
+
+    stage = tmp_path / "stage"
+    imgs = corpus("isodmg", patients=2, series=1, images=2)
+    built = write_medium(stage, imgs)
+    files = {p.relative_to(stage).as_posix(): p.read_bytes()
+             for p in sorted(stage.rglob("*")) if p.is_file()}
+    good = tmp_path / "good.iso"
+    write_iso(good, files, joliet=False)
+    iso = pycdlib.PyCdlib()
+    iso.open(str(good))
+    se = iso.get_record(iso_path="/PA002/ST001/SE001").extent_location()
+    st = iso.get_record(iso_path="/PA002/ST001").extent_location()
+    pa = iso.get_record(iso_path="/PA002").extent_location()
+    iso.close()
+    data = bytearray(good.read_bytes())
+    rec = data.index(b"SE001", st * 2048) - 33  # SE001's directory record inside ST001
+    if damage == "junk-sector":
+        rnd = random.Random(3)
+        data[se * 2048:(se + 1) * 2048] = bytes(rnd.randrange(256) for _ in range(2048))
+    elif damage == "zero-sector":
+        data[se * 2048:(se + 1) * 2048] = bytes(2048)
+    else:
+        target = pa if damage == "loop" else 1_000_000
+        data[rec + 2:rec + 6] = struct.pack("<I", target)
+        data[rec + 6:rec + 10] = struct.pack(">I", target)
+    disc = tmp_path / "damaged.iso"
+    disc.write_bytes(bytes(data))
+    d = ls(capsys, disc, tmp_path, root=disc)
+    rows = {r["sop_instance_uid"]: r for r in listed(d) if r["path"]}
+    for i in imgs[:2]:  # patient 1 is intact
+        assert i.sop_uid in rows, (i.fid, d["problems"])
+    assert [p for p in d["problems"] if p["severity"] in ("error", "warning")], d["problems"]
+    assert len(rows) == len({r["path"] for r in rows.values()})
+    assert built.expected
