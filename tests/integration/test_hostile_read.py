@@ -2087,3 +2087,33 @@ def test_iso_with_one_damaged_directory(tmp_path: Path, capsys: pytest.CaptureFi
     assert [p for p in d["problems"] if p["severity"] in ("error", "warning")], d["problems"]
     assert len(rows) == len({r["path"] for r in rows.values()})
     assert built.expected
+
+
+def test_iso_file_extent_past_the_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file whose extent lies past the end of a (cut short) disc image: check reports it as
+    unreadable or truncated, not as 'not DICOM', and the other files are fine."""
+    import pycdlib
+
+    stage = tmp_path / "stage"
+    imgs = corpus("isoext", patients=1, series=1, images=3)
+    write_medium(stage, imgs)
+    files = {p.relative_to(stage).as_posix(): p.read_bytes()
+             for p in sorted(stage.rglob("*")) if p.is_file()}
+    good = tmp_path / "good.iso"
+    write_iso(good, files, joliet=False)
+    iso = pycdlib.PyCdlib()
+    iso.open(str(good))
+    se = iso.get_record(iso_path="/PA001/ST001/SE001").extent_location()
+    iso.close()
+    data = bytearray(good.read_bytes())
+    rec = data.index(b"IM00002.;1", se * 2048) - 33
+    data[rec + 2:rec + 6] = struct.pack("<I", 1_000_000)
+    data[rec + 6:rec + 10] = struct.pack(">I", 1_000_000)
+    disc = tmp_path / "cut.iso"
+    disc.write_bytes(bytes(data))
+    d = ls(capsys, disc, tmp_path, cmd="check", rcs=(1,), root=disc)
+    named = {(p["code"], p["path"]) for p in d["problems"]}
+    victim = "/".join(imgs[1].fid)
+    assert named & {("read-error", victim), ("truncated-file", victim)}, d["problems"]
+    assert not [p for p in d["problems"] if p["path"] in ("/".join(imgs[0].fid),
+                                                          "/".join(imgs[2].fid))]
