@@ -2117,3 +2117,38 @@ def test_iso_file_extent_past_the_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert named & {("read-error", victim), ("truncated-file", victim)}, d["problems"]
     assert not [p for p in d["problems"] if p["path"] in ("/".join(imgs[0].fid),
                                                           "/".join(imgs[2].fid))]
+
+
+@pytest.mark.parametrize("keep_blocks", [44, 50], ids=["cut-in-joliet-tree", "cut-in-file-data"])
+def test_iso_cut_short(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                       keep_blocks: int) -> None:
+    """A download or rip cut short. Layout (pycdlib, Joliet): primary tree, Joliet tree,
+    DICOMDIR at block 46, images at 48–55. Cut at 44: the primary tree is whole; cut at 50: two
+    images are there, the others lost. Whatever is there is listed; lost data is a read error
+    or a truncation naming the file, never 'empty' or 'not DICOM'."""
+    import pycdlib
+
+    stage = tmp_path / "stage"
+    imgs = corpus("isocut", patients=2, series=2, images=2)
+    write_medium(stage, imgs)
+    files = {p.relative_to(stage).as_posix(): p.read_bytes()
+             for p in sorted(stage.rglob("*")) if p.is_file()}
+    full = tmp_path / "full.iso"
+    write_iso(full, files, joliet=True)
+    iso = pycdlib.PyCdlib()
+    iso.open(str(full))
+    extents = {"/".join(i.fid): iso.get_record(iso_path="/" + "/".join(i.fid) + ".;1")
+               .extent_location() for i in imgs}
+    dd_extent = iso.get_record(iso_path="/DICOMDIR.;1").extent_location()
+    iso.close()
+    assert dd_extent == 46 and sorted(extents.values()) == list(range(48, 56))
+    disc = tmp_path / "cut.iso"
+    disc.write_bytes(full.read_bytes()[: keep_blocks * 2048])
+    d = ls(capsys, disc, tmp_path, cmd="check", rcs=(1,), root=disc)
+    listed_paths = {r["path"] for r in listed(d) if r["path"]}
+    lost = {rel for rel, ext in extents.items() if ext >= keep_blocks}
+    present = set(extents) - lost
+    assert present <= listed_paths, (sorted(present - listed_paths), d["problems"])
+    diag = {p["path"]: p["code"] for p in d["problems"] if p["path"] in lost}
+    for rel in lost:
+        assert diag.get(rel) in ("read-error", "truncated-file", "missing-file"), (rel, diag)
