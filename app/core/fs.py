@@ -12,6 +12,7 @@ whatever path the user gave.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import sys
@@ -223,7 +224,17 @@ class DirFS:
 
         Fast path: the folder is resolved once (cached) and the file is opened with
         ``O_NOFOLLOW``; a file that is itself a symlink takes the full resolve-and-check path.
+        Only regular files open (a FIFO or device planted on the medium is refused at once).
         """
+        return os.fdopen(self.open_fd(rel), "rb")
+
+    def open_raw(self, rel: str) -> BinaryIO:
+        """:meth:`open` without a buffer (an ``io.FileIO``)."""
+        return io.FileIO(self.open_fd(rel), "rb", closefd=True)  # type: ignore[return-value]
+
+    def open_fd(self, rel: str) -> int:
+        """:meth:`open` as a bare descriptor (the caller closes it), for the header-only scan,
+        where every object per file counts."""
         parts = _fast_parts(rel)
         if not parts:
             raise IsADirectoryError(21, "Is a directory", str(self.root))
@@ -237,15 +248,15 @@ class DirFS:
                 fd = self._open_long(rel, parts, flags)
             elif exc.errno != errno.ELOOP:
                 raise
-            else:
-                return open(self._path(rel), "rb")  # a symlink: resolved and checked
+            else:  # a symlink: resolved and checked
+                fd = os.open(self._path(rel), flags & ~_O_NOFOLLOW)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise IsADirectoryError(21, "Not a regular file", rel)
-            return os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)
             raise
+        return fd
 
     def _open_long(self, rel: str, parts: tuple[str, ...], flags: int) -> int:
         """Open a file below a path longer than the system's limit (no symlink followed)."""

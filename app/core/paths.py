@@ -307,6 +307,12 @@ class Listings:
         """Start listing every folder below ``start`` in the background (symlinks not followed)."""
         if self._thread is not None or self._bulk is not None:
             return
+        with self._lock:
+            unlisted = any(e.is_dir and not e.is_link and join(rel, e.name) not in self._cache
+                           for rel, lst in self._cache.items() if lst is not None
+                           for e in lst.entries.values())
+        if not unlisted and start in self._cache:
+            return  # every folder is listed already (a flat medium)
         starter = getattr(self.fs, "start_bulk_listing", None) if start == "" else None
         if starter is not None:
             self._bulk = starter(max_depth)

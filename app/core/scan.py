@@ -14,6 +14,7 @@ Pixel data is never read (DESIGN.md "Data flow").
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 
 from app.core.errors import NotDicom, TruncatedFile, UnsafePath
 from app.core.fs import Entry, MediumFS
-from app.core.header import read_header
+from app.core.header import FIRST_CHUNK, read_header
 from app.core.jobs import CancelToken
 from app.core.model import Instance, Patient, Problem, Series, Study
 from app.core.paths import Listings, describe_os_error, name_key
@@ -128,19 +129,19 @@ def plausible_head(head: bytes) -> bool:
 
 
 def header_info(header: Any) -> HeaderInfo:
-    """Normalise an ``app.core.header.Header`` into :class:`HeaderInfo`."""
-    values: dict[str, str | None] = dict(getattr(header, "values", {}) or {})
-    meta: dict[str, Any] = dict(getattr(header, "meta", {}) or {})
-    if not values.get("SOPInstanceUID"):
+    """Normalise an ``app.core.header.Header`` into :class:`HeaderInfo` (its ``values`` dict is
+    taken over, not copied: a Header is made per read)."""
+    values: dict[str, str | None] = header.values
+    meta: dict[str, Any] = header.meta
+    meta_class = _str(meta.get("MediaStorageSOPClassUID")) if meta else None
+    if meta and not values.get("SOPInstanceUID"):
         values["SOPInstanceUID"] = _str(meta.get("MediaStorageSOPInstanceUID"))
     if not values.get("SOPClassUID"):
-        values["SOPClassUID"] = _str(meta.get("MediaStorageSOPClassUID"))
-    is_dd = bool(getattr(header, "is_dicomdir", False)) or DICOMDIR_SOP_CLASS in (
-        _str(meta.get("MediaStorageSOPClassUID")), values.get("SOPClassUID"))
-    return HeaderInfo(values, _str(getattr(header, "transfer_syntax", None)), is_dd,
-                      bool(getattr(header, "has_pixels", False)),
-                      getattr(header, "charset_problem", None),
-                      bool(getattr(header, "truncated", False)))
+        values["SOPClassUID"] = meta_class
+    is_dd = header.is_dicomdir or meta_class == DICOMDIR_SOP_CLASS \
+        or values.get("SOPClassUID") == DICOMDIR_SOP_CLASS
+    return HeaderInfo(values, _str(header.transfer_syntax), bool(is_dd), bool(header.has_pixels),
+                      header.charset_problem, bool(header.truncated))
 
 
 def _str(v: object) -> str | None:
@@ -179,34 +180,83 @@ def read_one(fs: MediumFS, ref: FileRef, *, prefilter: bool = True) -> HeaderRes
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _attempt(fs: MediumFS, ref: FileRef, prefilter: bool) -> HeaderResult:
-    with fs.open(ref.path) as fp:
-        peek = getattr(fp, "peek", None)
-        if peek is not None:  # look without moving: read_header starts at byte 0
-            head = peek(HEAD_SIZE)[:HEAD_SIZE]
+class _HeadFile:
+    """A descriptor whose first bytes were already read, as ``read_header`` reads files
+    (``read``/``seek``/``tell``/``fileno``). The header-only scan reads each file's first
+    :data:`app.core.header.FIRST_CHUNK` bytes in one call (the pre-filter looks at them) and
+    hands them over, so no buffered file object is made per file."""
+
+    __slots__ = ("_fd", "_head", "_pos")
+
+    def __init__(self, fd: int, head: bytes) -> None:
+        self._fd, self._head, self._pos = fd, head, 0
+
+    def read(self, n: int = -1) -> bytes:
+        pos, head = self._pos, self._head
+        if n is None or n < 0:
+            n = max(0, os.fstat(self._fd).st_size - pos)
+        if pos + n <= len(head):
+            data = head[pos:pos + n]
+        elif pos < len(head):
+            data = head[pos:] + os.pread(self._fd, pos + n - len(head), len(head))
         else:
-            head = fp.read(HEAD_SIZE)
-            fp.seek(0)
-        has_dicm = len(head) >= HEAD_SIZE and head[128:132] == b"DICM"
-        if prefilter and not plausible_head(head):
-            return HeaderResult(ref)
-        try:
-            info = header_info(read_header(fp, ref.path))
-            v = info.values
-            if not info.is_dicomdir and not (
-                    v.get("SOPInstanceUID") or v.get("SOPClassUID") or v.get("StudyInstanceUID")
-                    or v.get("SeriesInstanceUID") or v.get("PatientID")):
-                raise NotDicom("no SOP, study, series or patient identifier in its header")
-            return HeaderResult(ref, info)
-        except NotDicom as exc:
-            if has_dicm or not prefilter:
-                return HeaderResult(ref, None, Problem(
-                    "error" if not prefilter else "warning", "not-dicom", ref.path,
-                    f"not a readable DICOM file: {_unprefixed(exc, ref.path)}"))
-            return HeaderResult(ref)
-        except TruncatedFile as exc:
-            return HeaderResult(ref, None, Problem("error", "truncated-file", ref.path,
-                                                   _unprefixed(exc, ref.path)))
+            data = os.pread(self._fd, n, pos)
+        self._pos = pos + len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, os.fstat(self._fd).st_size)[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def fileno(self) -> int:
+        return self._fd
+
+
+def _attempt(fs: MediumFS, ref: FileRef, prefilter: bool) -> HeaderResult:
+    open_fd = getattr(fs, "open_fd", None)
+    if open_fd is None:
+        with fs.open(ref.path) as fp:
+            peek = getattr(fp, "peek", None)
+            if peek is not None:  # look without moving: read_header starts at byte 0
+                head = peek(HEAD_SIZE)[:HEAD_SIZE]
+            else:
+                head = fp.read(HEAD_SIZE)
+                fp.seek(0)
+            return _judge(fp, head, ref, prefilter)
+    fd = open_fd(ref.path)  # DirFS: one read of the first bytes serves pre-filter and parser
+    try:
+        first = os.read(fd, FIRST_CHUNK)
+        return _judge(_HeadFile(fd, first), first[:HEAD_SIZE], ref, prefilter)
+    finally:
+        os.close(fd)
+
+
+def _judge(fp: Any, head: bytes, ref: FileRef, prefilter: bool) -> HeaderResult:
+    """Pre-filter on the first bytes, then the header (see :func:`read_one`)."""
+    has_dicm = len(head) >= HEAD_SIZE and head[128:132] == b"DICM"
+    if prefilter and not plausible_head(head):
+        return HeaderResult(ref)
+    try:
+        info = header_info(read_header(fp, ref.path))
+        v = info.values
+        if not info.is_dicomdir and not (
+                v.get("SOPInstanceUID") or v.get("SOPClassUID") or v.get("StudyInstanceUID")
+                or v.get("SeriesInstanceUID") or v.get("PatientID")):
+            raise NotDicom("no SOP, study, series or patient identifier in its header")
+        return HeaderResult(ref, info)
+    except NotDicom as exc:
+        if has_dicm or not prefilter:
+            return HeaderResult(ref, None, Problem(
+                "error" if not prefilter else "warning", "not-dicom", ref.path,
+                f"not a readable DICOM file: {_unprefixed(exc, ref.path)}"))
+        return HeaderResult(ref)
+    except TruncatedFile as exc:
+        return HeaderResult(ref, None, Problem("error", "truncated-file", ref.path,
+                                               _unprefixed(exc, ref.path)))
 
 
 def _unprefixed(exc: BaseException, path: str) -> str:
@@ -246,22 +296,28 @@ def read_headers(fs: MediumFS, refs: list[FileRef], *, prefilter: bool = True,
 
 def instance_from_header(info: HeaderInfo, ref: FileRef, *, referenced: bool) -> Instance:
     """An Instance for a file known only by its header."""
-    from app.core.records import record_type_for
-
     v = info.values
-    attrs = {k: str(v[k]) for k in _INSTANCE_ATTRS if v.get(k) not in (None, "")}
+    attrs = {k: str(v[k]) for k in _INSTANCE_ATTR_SET.intersection(v) if v[k] not in (None, "")}
+    sop_class = v.get("SOPClassUID")
+    rtype = _RECORD_TYPES.get(sop_class)
+    if rtype is None:
+        from app.core.records import record_type_for
+
+        rtype = _RECORD_TYPES[sop_class] = record_type_for(sop_class)
     return Instance(
-        sop_instance_uid=v.get("SOPInstanceUID"), sop_class_uid=v.get("SOPClassUID"),
-        record_type=record_type_for(v.get("SOPClassUID")),
+        sop_instance_uid=v.get("SOPInstanceUID"), sop_class_uid=sop_class,
+        record_type=rtype,
         instance_number=v.get("InstanceNumber"), path=ref.path, referenced=referenced,
         transfer_syntax_uid=info.transfer_syntax, size=ref.entry.size, attrs=attrs)
 
 
+_RECORD_TYPES: dict[str | None, str] = {}  # SOP Class UID → record type (a handful per medium)
 _INSTANCE_ATTRS = ("Rows", "Columns", "NumberOfFrames", "ImageType", "ContentDate",
                    "ContentTime", "AcquisitionDate", "AcquisitionTime", "SeriesDate",
                    "SeriesTime", "SpecificCharacterSet", "PhotometricInterpretation",
                    "BitsAllocated", "BitsStored", "MIMETypeOfEncapsulatedDocument",
                    "RepresentativeFrameNumber", "LossyImageCompression")
+_INSTANCE_ATTR_SET = frozenset(_INSTANCE_ATTRS)
 
 
 _UID_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from app.core.fs import DirFS
 from app.core.model import Instance, Patient, Series, Study
 from app.core.paths import Listings
@@ -138,22 +140,49 @@ def test_tree_builder_from_existing_tree_reuses_objects() -> None:
     assert other.modality == "MR" and len(pat.studies) == 2
 
 
-def test_scan_uses_headers_only(tmp_path: Path) -> None:
-    """The scan reads headers, not pixel data: big files cost no more than small ones."""
+def test_scan_uses_headers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan reads headers, not pixel data: big files cost no more than small ones (through
+    DirFS's bare descriptors, and through any other MediumFS's file objects)."""
     from app.core.reader import read_medium
 
     root = tmp_path / "m"
     write_instance(root / "BIG", make_dataset(rows=512, cols=512))
+    big = (root / "BIG").stat().st_size
     reads: list[int] = []
+    real_read, real_pread = os.read, os.pread
 
-    class Counting(DirFS):
+    def counting_read(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        reads.append(len(data))
+        return data
+
+    def counting_pread(fd: int, n: int, off: int) -> bytes:
+        data = real_pread(fd, n, off)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting_read)
+    monkeypatch.setattr(os, "pread", counting_pread)
+    m = read_medium(DirFS(root))
+    assert [i.path for i in m.instances()] == ["BIG"]
+    assert 0 < sum(reads) < 64 * 1024 < big
+    monkeypatch.undo()
+
+    reads.clear()
+
+    inner = DirFS(root)
+
+    class Counting:  # a MediumFS with file objects only
+        label = inner.label
+        listdir, size, local_path = inner.listdir, inner.size, inner.local_path
+
         def open(self, rel: str):  # type: ignore[no-untyped-def]
-            fp = super().open(rel)
-            real_read = fp.read
+            fp = inner.open(rel)
+            real = fp.read
 
             class Wrapped:
                 def read(self, n: int = -1) -> bytes:
-                    data = real_read(n)
+                    data = real(n)
                     reads.append(len(data))
                     return data
 
@@ -168,9 +197,28 @@ def test_scan_uses_headers_only(tmp_path: Path) -> None:
 
             return Wrapped()
 
-    m = read_medium(Counting(root))
+    m = read_medium(Counting())  # type: ignore[arg-type]
     assert [i.path for i in m.instances()] == ["BIG"]
-    assert 0 < sum(reads) < 64 * 1024 < (root / "BIG").stat().st_size
+    assert 0 < sum(reads) < 64 * 1024 < big
+
+
+def test_head_file_reads_like_a_file(tmp_path: Path) -> None:
+    """The scan's pre-read file view: reads across the pre-read head, seeks, EOF."""
+    from app.core.scan import _HeadFile
+
+    data = bytes(range(256)) * 100
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        hf = _HeadFile(fd, os.read(fd, 1000))
+        assert hf.read(10) == data[:10] and hf.tell() == 10
+        assert hf.read(2000) == data[10:2010]
+        assert hf.read(100000) == data[2010:] and hf.read(5) == b""
+        assert hf.seek(0, 2) == len(data) and hf.seek(5) == 5
+        assert hf.read() == data[5:]
+        assert hf.seek(-3, 1) == len(data) - 3 and hf.read(10) == data[-3:]
+    finally:
+        os.close(fd)
 
 
 def test_renamed_dicomdirs_depth_and_one_per_folder() -> None:
