@@ -14,7 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
-from app.core.dcmbytes import UNDEFINED, VALIDATORS, dicom_dictionary, numeric_value
+from app.core.dcmbytes import (
+    UNDEFINED,
+    VALIDATORS,
+    dicom_dictionary,
+    numeric_value,
+    valid_uid,
+)
 from app.core.dcmlayout import icon_item
 from app.core.dicomdir_scan import (
     LEAF_TYPES,
@@ -379,10 +385,43 @@ class RecordBuilder:
             if kids:
                 if depth > 64:
                     continue
-                for k in reversed(kids):
+                done = 0
+                if t == SERIES and series is not None:
+                    done = self._series_leaves(kids, series, check_inuse, children)
+                for k in reversed(kids[done:]):
                     stack.append((k, patient, study, series, dec, depth + 1, 0))
         if self.placeholders:
             self._collect_orphans()
+
+    def _series_leaves(self, kids: list[int], series: Series, check_inuse: bool,
+                       children: dict[int, list[int]]) -> int:
+        """The bulk of a DICOMDIR in one tight loop: plain IMAGE records below ``series``
+        whose every value was decoded during the scan, each key present and valid (so no
+        problem to report). Returns how many of ``kids`` were done: the first record that
+        needs more (an icon, a charset, other keys, a missing or invalid key) and those
+        after it take the general path, in order."""
+        records = self.raw.records
+        append = series.instances.append
+        ok = self._ok
+        name = self.name
+        for n, k in enumerate(kids):
+            rec = records[k]
+            if (check_inuse and not rec.in_use) or not rec.complete:
+                continue  # inactive (hidden with its subtree) or not a record
+            if rec.rtype != "IMAGE" or rec.elems or k in children:
+                return n
+            v = rec.vals
+            fid, sop, num = v.get(T_FILE_ID), v.get(0x00041511), v.get(0x00200013)
+            cls, ts = v.get(0x00041510), v.get(0x00041512)
+            if (len(v) != 6 or not (fid and sop and num and cls and ts) or not valid_uid(sop)
+                    or not (cls in ok or self._valid(valid_uid, cls))
+                    or not (ts in ok or self._valid(valid_uid, ts))):
+                return n
+            file_id = split_file_id(fid)
+            if not file_id:
+                return n
+            append(Instance(sop, cls, "IMAGE", num, None, True, file_id, ts, None, name))
+        return len(kids)
 
     def instance(self, rec: RawRecord, dec: CharsetDecoder) -> Instance | None:
         """The leaf record as an Instance; None when its File ID was cut by damage."""

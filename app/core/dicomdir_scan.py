@@ -253,7 +253,9 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                         voff = p + 8
                         p = voff + l16
                         raw = buf[voff:p]
-                        text = cget(raw)
+                        # Short values repeat (dates, types, numbers): cached; long ones
+                        # (UIDs, File IDs) rarely do.
+                        text = cget(raw) if l16 <= 32 else None
                         if text is None:
                             if raw.isascii() and b"\x1b" not in raw:
                                 text = raw.decode("ascii").strip(" \0")
