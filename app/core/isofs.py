@@ -120,6 +120,105 @@ class _RemapIO(io.RawIOBase):
         return self._pos
 
 
+class _SectorView(io.RawIOBase):
+    """The image with some sectors replaced: ``sectors`` maps a sector number to the bytes
+    pycdlib should read there (2048 each). Everything else is read where it is."""
+
+    def __init__(self, fd: int, size: int, sectors: dict[int, bytes]) -> None:
+        super().__init__()
+        self._fd, self._size, self._pos, self._sectors = fd, size, 0, sectors
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        pos, want = self._pos, min(len(b), self._size - self._pos)
+        if want <= 0:
+            return 0
+        sector, off = divmod(pos, ISO_SECTOR)
+        fake = self._sectors.get(sector)
+        if fake is not None:
+            data = fake[off:off + want]
+        else:
+            nxt = min((k for k in self._sectors if k > sector), default=None)
+            if nxt is not None:
+                want = min(want, nxt * ISO_SECTOR - pos)
+            data = os.pread(self._fd, want, pos)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+_VRS_IDS = (b"BEA01", b"NSR02", b"NSR03", b"TEA01", b"BOOT2")
+
+
+def udf_only_view(fd: int, size: int) -> dict[int, bytes] | None:
+    """Sectors that let pycdlib read a UDF-only image (BD: UDF 2.5/2.6 only, PS3.12 X; some
+    DVDs, PS3.12 P), or None when the image is not one.
+
+    pycdlib needs an ISO 9660 Primary Volume Descriptor before it reads UDF. The view shows an
+    empty ISO 9660 volume (PVD and terminator at 16–17, its root directory and path tables in
+    the unused system area, sectors 1–3), then the image's own UDF Volume Recognition Sequence
+    (ECMA-167 2/8: at sector 16 of the image, shown from 18), then a blank sector that ends the
+    descriptor set. The UDF anchors, descriptors and files are read where they are.
+    """
+    vrs: list[bytes] = []
+    for k in range(16, 16 + 8):
+        sec = os.pread(fd, ISO_SECTOR, k * ISO_SECTOR)
+        if len(sec) < ISO_SECTOR or sec[1:6] not in _VRS_IDS:
+            break
+        vrs.append(sec)
+    if not any(v[1:6] in (b"NSR02", b"NSR03") for v in vrs):
+        return None
+    import pycdlib
+
+    skel = pycdlib.PyCdlib()
+    skel.new(interchange_level=1, vol_ident="UDF")
+    buf = io.BytesIO()
+    skel.write_fp(buf)
+    skel.close()
+    img = buf.getvalue()
+
+    def sector(n: int) -> bytearray:
+        return bytearray(img[n * ISO_SECTOR:(n + 1) * ISO_SECTOR])
+
+    pvd = sector(16)
+    l_at = struct.unpack_from("<I", pvd, 140)[0]
+    m_at = struct.unpack_from(">I", pvd, 148)[0]
+    root_at = struct.unpack_from("<I", pvd, 158)[0]
+    total = size // ISO_SECTOR
+    _both(pvd, 80, total)  # the volume: the whole image
+    struct.pack_into("<I", pvd, 140, 2)
+    struct.pack_into(">I", pvd, 148, 3)
+    _both(pvd, 156 + 2, 1)
+    root, ltab, mtab = sector(root_at), sector(l_at), sector(m_at)
+    for rec in (0, root[0]):  # "." and ".."
+        _both(root, rec + 2, 1)
+    struct.pack_into("<I", ltab, 2, 1)
+    struct.pack_into(">I", mtab, 2, 1)
+    view = {1: bytes(root), 2: bytes(ltab), 3: bytes(mtab), 16: bytes(pvd), 17: bytes(sector(17))}
+    for j, sec in enumerate(vrs):
+        view[18 + j] = sec
+    view[18 + len(vrs)] = bytes(ISO_SECTOR)
+    return view
+
+
+def _both(buf: bytearray, at: int, value: int) -> None:
+    """An ECMA-119 both-byte-order 32-bit field (7.3.3)."""
+    struct.pack_into("<I", buf, at, value)
+    struct.pack_into(">I", buf, at + 4, value)
+
+
 ISO_SECTOR = 2048
 SESSION_GAPS = (0, 11400, 6900)  # CD lead-out + lead-in + pre-gap after session 1 / later
 SESSION_SCAN = 64  # sectors searched after each plausible start (padding to 16/32 blocks)
@@ -221,7 +320,12 @@ class IsoFS:
             self.sessions = find_sessions(self._fp.fileno(), size)
             self.session_start = self.sessions[-1]  # the newest session is the disc's content
             view: BinaryIO = self._fp
-            if self.session_start:
+            udf_only = None if _pvd_at(self._fp.fileno(), 16) else udf_only_view(
+                self._fp.fileno(), size)
+            if udf_only is not None:
+                view = io.BufferedReader(_SectorView(self._fp.fileno(), size,  # type: ignore[assignment]
+                                                     udf_only))
+            elif self.session_start:
                 got = _pvd_at(self._fp.fileno(), self.session_start + 16)
                 assert got is not None
                 view = io.BufferedReader(_RemapIO(self._fp.fileno(), size,  # type: ignore[assignment]

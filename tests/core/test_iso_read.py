@@ -151,3 +151,43 @@ def test_an_image_appended_to_an_image_is_not_a_session(tmp_path: Path) -> None:
     fs = IsoFS(both)
     assert fs.sessions == [0]
     assert open_medium(both).to_dict()["patients"] == expected_tree(a.roots)
+
+
+def _udf_only(b_root: Path, out: Path) -> Path:
+    """A UDF 2.60 image with no ISO 9660 descriptors at all (a BD): a pycdlib UDF bridge image
+    whose ISO 9660 PVD/terminator are removed and whose UDF Volume Recognition Sequence is moved
+    to sector 16, where ECMA-167 puts it."""
+    bridge = make_iso(b_root, out.with_suffix(".bridge"), udf=True)
+    img = bytearray(bridge.read_bytes())
+    s = 2048
+    assert img[16 * s + 1:16 * s + 6] == b"CD001" and img[18 * s + 1:18 * s + 6] == b"BEA01"
+    vrs = [bytes(img[k * s:(k + 1) * s]) for k in (18, 19, 20)]
+    img[16 * s:21 * s] = bytes(5 * s)
+    for j, desc in enumerate(vrs):
+        img[(16 + j) * s:(17 + j) * s] = desc
+    out.write_bytes(bytes(img))
+    return out
+
+
+def test_udf_only_image(tmp_path: Path) -> None:
+    """QA-17, STANDARDS §5 (DVD readers must read UDF; BD is UDF only): the UDF tree is read."""
+    b = conformant(tmp_path / "staging", patients=1)
+    iso = _udf_only(b.root, tmp_path / "bd.iso")
+    fs = IsoFS(iso)
+    assert fs.namespace == "udf" and fs.sessions == [0]
+    m = open_medium(iso)
+    assert m.source == "dicomdir" and m.problems == []
+    assert m.to_dict()["patients"] == expected_tree(b.roots)
+    for inst in m.instances():
+        with m.fs.open(inst.path) as fp:  # type: ignore[arg-type]
+            assert fp.read(132)[128:] == b"DICM"
+    assert check_medium(m) == []
+
+
+def test_an_image_with_no_volume_structure_is_refused(tmp_path: Path) -> None:
+    from app.core.errors import UnreadableMedium
+
+    junk = tmp_path / "junk.iso"
+    junk.write_bytes(bytes(16 * 2048) + b"\x00BEA01\x01" + bytes(2040) + bytes(64 * 2048))
+    with pytest.raises(UnreadableMedium):
+        open_medium(junk)
