@@ -531,3 +531,31 @@ def test_text_output_never_carries_terminal_control_sequences(
         bad = sorted({f"{ord(c):#04x}" for c in r.out + r.err
                       if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0})
         assert not bad, f"{cmd}: raw control characters {bad} in the text output"
+
+
+def test_export_messages_never_carry_terminal_control_sequences(tmp_path: Path) -> None:
+    """The QA-19 class on the export side: an ID clash message quotes a hostile Patient ID, the
+    summary quotes hostile descriptions; stdout and stderr stay free of raw control characters."""
+    from dataclasses import replace
+
+    evil_id = "ID\x1b]52;c;cHduZWQ=\x07X"
+    a = corpus("ansiexp", patients=2, series=1, images=1)
+    imgs = [replace(a[0], patient_id=evil_id, study_desc="DESC\x1b[2J"),
+            replace(a[1], patient_id=evil_id, patient_name="OTHER\x9b31m^NAME",
+                    charset="ISO_IR 100")]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = write_medium(tmp_path / "src", imgs)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "d"), "XDG_STATE_HOME": str(home / "s"),
+           "XDG_CACHE_HOME": str(home / "c")}
+    for extra in ([], ["--on-id-clash", "separate"]):
+        r = run_cli("export", built.root, "--to", tmp_path / f"dest{len(extra)}", *extra,
+                    env=env, timeout=60)
+        assert_sane(r, (0, 1))
+        bad = sorted({f"{ord(c):#04x}" for c in r.out + r.err
+                      if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0})
+        assert not bad, f"export {extra}: raw control characters {bad}"
