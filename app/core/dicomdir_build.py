@@ -59,6 +59,8 @@ _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
 _STRIP_BOTH = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI",
                          "UC", "UR"})
 _MISSING = object()
+# The keys a plain IMAGE record always has (structure and model fields).
+_LEAF_KEYS = frozenset({0x00041430, T_FILE_ID, 0x00041510, 0x00041511, 0x00041512, 0x00200013})
 # Decoding plan of one tag: (is a model field, field name or keyword, validator, keyword).
 _Step = tuple[bool, str, "Callable[[str], bool] | None", str]
 
@@ -404,6 +406,10 @@ class RecordBuilder:
         append = series.instances.append
         ok = self._ok
         name = self.name
+        plan = self._plans.get(id(_INSTANCE_FIELDS))
+        if plan is None:
+            plan = self._plans[id(_INSTANCE_FIELDS)] = {}
+        missing = _MISSING
         for n, k in enumerate(kids):
             rec = records[k]
             if (check_inuse and not rec.in_use) or not rec.complete:
@@ -413,14 +419,29 @@ class RecordBuilder:
             v = rec.vals
             fid, sop, num = v.get(T_FILE_ID), v.get(0x00041511), v.get(0x00200013)
             cls, ts = v.get(0x00041510), v.get(0x00041512)
-            if (len(v) != 6 or not (fid and sop and num and cls and ts) or not valid_uid(sop)
+            if (not (fid and sop and num and cls and ts) or not valid_uid(sop)
                     or not (cls in ok or self._valid(valid_uid, cls))
                     or not (ts in ok or self._valid(valid_uid, ts))):
                 return n
             file_id = split_file_id(fid)
             if not file_id:
                 return n
-            append(Instance(sop, cls, "IMAGE", num, None, True, file_id, ts, None, name))
+            attrs: dict[str, str] = {}
+            if len(v) > 6:  # further keys (Rows, ImageType, ...): attrs, each valid
+                for tag, text in v.items():
+                    if tag in _LEAF_KEYS or not text:
+                        continue
+                    step = plan.get(tag, missing)
+                    if step is missing:
+                        step = self._step(plan, _INSTANCE_FIELDS, tag)
+                    if step is None:
+                        continue
+                    if step[0] or (step[2] is not None and text not in ok
+                                   and not self._valid(step[2], text)):
+                        return n  # (the general path reports an invalid value)
+                    attrs[step[1]] = text
+            append(Instance(sop, cls, "IMAGE", num, None, True, file_id, ts, None, name, None,
+                            attrs))
         return len(kids)
 
     def instance(self, rec: RawRecord, dec: CharsetDecoder) -> Instance | None:

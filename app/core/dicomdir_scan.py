@@ -59,7 +59,7 @@ LEAF_TYPES = frozenset({
 })
 
 
-@dataclass(slots=True)
+@dataclass
 class RawRecord:
     """One Directory Record item as found in the bytes.
 
@@ -207,6 +207,7 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
     cache: dict[bytes, str] = {}
     cget = cache.get
     types: dict[str, str] = {}
+    new_record = object.__new__
     records: list[RawRecord] = []
     append = records.append
     try:
@@ -232,7 +233,8 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                 return None
             elems: Elems = {}
             vals: dict[int, str] = {}
-            rec = RawRecord(start, elems, vals)
+            rec = new_record(RawRecord)  # the class defaults stand for the rest
+            rec.pos, rec.elems, rec.vals = start, elems, vals
             while True:
                 if p >= iend:
                     if p > iend or ilen == UNDEFINED:
