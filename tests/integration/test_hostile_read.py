@@ -99,6 +99,12 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         p = args[0]
         if isinstance(p, (str, bytes, os.PathLike)):
             _AUDIT.append((event, os.fsdecode(p)))
+    elif event == "subprocess.Popen":  # a helper process (e.g. find) reads on our behalf
+        _, argv, cwd, _ = args
+        _AUDIT.append(("popen", json.dumps([os.fsdecode(a) if isinstance(a, (str, bytes))
+                                            else str(a) for a in (argv or [])])))
+        if cwd is not None:
+            _AUDIT.append(("popen-cwd", os.fsdecode(cwd)))
 
 
 sys.addaudithook(_hook)
@@ -121,6 +127,14 @@ def assert_confined(seen: list[tuple[str, str]], root: Path, tmp: Path) -> None:
     real_tmp = os.path.realpath(tmp)
     bad = []
     for event, p in seen:
+        if event == "popen":  # no symlink-following walk; path arguments stay in the root
+            argv = json.loads(p)
+            if set(argv) & {"-L", "-follow", "-H", "--dereference"}:
+                bad.append((event, p, "follows symlinks"))
+            for a in argv[1:]:
+                if a.startswith("/") and not os.path.realpath(a).startswith(real_root):
+                    bad.append((event, p, a))
+            continue
         rp = os.path.realpath(p)
         inside_tmp = rp == real_tmp or rp.startswith(real_tmp + os.sep)
         inside_root = rp == real_root or rp.startswith(real_root + os.sep)
@@ -200,6 +214,12 @@ def test_harness_audit_and_deadline_can_fail(tmp_path: Path) -> None:
     with audit() as seen:
         os.listdir(outside)
     with pytest.raises(AssertionError):
+        assert_confined(seen, root, tmp_path)
+    import subprocess
+
+    with audit() as seen:
+        subprocess.run(["find", "-L", str(root), "-maxdepth", "1"], capture_output=True)
+    with pytest.raises(AssertionError, match="follows symlinks"):
         assert_confined(seen, root, tmp_path)
     with pytest.raises(Deadline), deadline(0.2):
         while True:
