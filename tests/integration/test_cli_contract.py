@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 
 from tests.integration.hostile_media import (
@@ -559,3 +560,59 @@ def test_export_messages_never_carry_terminal_control_sequences(tmp_path: Path) 
         bad = sorted({f"{ord(c):#04x}" for c in r.out + r.err
                       if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0})
         assert not bad, f"export {extra}: raw control characters {bad}"
+
+
+def test_udf_only_disc_image_bytes_round_trip(tmp_path: Path) -> None:
+    """The QA-17 class: a UDF-only image with nested folders and multi-block files (≈130 KB):
+    every listed instance opens through the medium's file system to exactly its source bytes."""
+    import io as _io
+
+    import numpy as np
+    import pycdlib
+
+    from app.core.reader import open_medium
+
+    stage = tmp_path / "stage"
+    imgs = corpus("udfbig", patients=3, series=2, images=2)
+    built = write_medium(stage, imgs)
+    for i in imgs:  # make each file span many 2 KB blocks
+        ds = pydicom.dcmread(stage / built.expected[i.sop_uid])
+        ds.Rows = ds.Columns = 256
+        ds.PixelData = (np.arange(256 * 256, dtype=np.uint16) * (1 + len(i.sop_uid) % 7)).tobytes()
+        ds.save_as(stage / built.expected[i.sop_uid], enforce_file_format=True)
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=1, udf="2.60")
+    made: set[str] = set()
+    for p in sorted(stage.rglob("*")):
+        if p.is_file():
+            rel = "/" + p.relative_to(stage).as_posix()
+            parts = rel.strip("/").split("/")
+            for k in range(1, len(parts)):
+                d = "/" + "/".join(parts[:k])
+                if d not in made:
+                    made.add(d)
+                    iso.add_directory(d, udf_path=d)
+            data = p.read_bytes()
+            iso.add_fp(_io.BytesIO(data), len(data), rel + ".;1", udf_path=rel)
+    bridge = tmp_path / "bridge.iso"
+    iso.write(str(bridge))
+    iso.close()
+    img = bytearray(bridge.read_bytes())
+    sector = 2048
+    vrs = [bytes(img[k * sector:(k + 1) * sector]) for k in (18, 19, 20)]
+    assert vrs[0][1:6] == b"BEA01"
+    img[16 * sector:21 * sector] = bytes(5 * sector)
+    for j, desc in enumerate(vrs):
+        img[(16 + j) * sector:(17 + j) * sector] = desc
+    target = tmp_path / "udf-only.iso"
+    target.write_bytes(bytes(img))
+    m = open_medium(target)
+    assert m.fs is not None
+    got = {}
+    for inst in m.instances():
+        assert inst.path is not None
+        with m.fs.open(inst.path) as fp:
+            got[inst.sop_instance_uid] = fp.read()
+    assert set(got) == set(built.expected)
+    for u, rel in built.expected.items():
+        assert got[u] == (stage / rel).read_bytes(), rel
