@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.core.errors import DiscBridgeError, ExportError
-from app.core.export_finish import copy_header, finish_volume, iso_and_burn, prebuild_dicomdirs
+from app.core.export_finish import finish_volume, iso_and_burn, prebuild_dicomdirs
 from app.core.export_options import ExportOptions
 from app.core.export_plan import ExportPlan, PlannedFile, Volume, plan_export
 from app.core.export_report import ExportReport, Verification, VolumeResult
@@ -296,7 +296,7 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
     results: dict[str, FileResult] = {}
     heavy = [f for f in files if f.action in ("rewrite", "transcode")]
     icons = [f for f in files if plan.icon_size and f.record_type == "IMAGE"
-             and "Rows" in f.src.header and f.action in ("copy", "meta")]
+             and "Rows" in f.src and f.action in ("copy", "meta")]
     inner = CancelToken()  # stops the pool thread on cancel or on an error here
     pool_out: dict[str, object] = {}
 
@@ -402,4 +402,5 @@ def _copy_one(f: PlannedFile, dst: Path, cancel: CancelToken,
         raise ExportError(f"{src.label}: the source file vanished while exporting "
                           "(medium removed?); nothing was left behind, DEST is as it was"
                           ) from exc
-    return FileResult(len(prefix) + src.size - offset, digest, copy_header(f), None)
+    # The record's header is made from the plan later (copy_header), not on a copy thread.
+    return FileResult(len(prefix) + src.size - offset, digest, None, None)

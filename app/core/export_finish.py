@@ -76,8 +76,7 @@ def finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str,
     icons: dict[str, Dataset] = {}
     for f in v.files:
         res = results[f.sop_uid]
-        assert res.header is not None
-        headers[f.sop_uid] = res.header
+        headers[f.sop_uid] = res.header if res.header is not None else copy_header(f)
         if res.icon is not None:
             icons[f.sop_uid] = res.icon
         expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,

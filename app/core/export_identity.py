@@ -50,21 +50,25 @@ class Item:
     """One instance as the identity pass sees it."""
 
     label: str  # source file for messages
-    ds: Dataset  # header (never modified here)
+    ds: Dataset | None  # header (never modified here); None when ``getter`` gives the values
     fixes: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     other_patient_id: str | None = None
     getter: Callable[[str], str | None] | None = None  # cached source values (SourceFile.get)
 
     def source_value(self, keyword: str) -> str | None:
-        return self.getter(keyword) if self.getter is not None else value_str(self.ds, keyword)
+        if self.getter is not None:
+            return self.getter(keyword)
+        return value_str(self.ds, keyword) if self.ds is not None else None
 
     def get(self, keyword: str) -> str | None:
         fixes = self.fixes
         if fixes and keyword in fixes:
             return fixes[keyword]
         getter = self.getter
-        return getter(keyword) if getter is not None else value_str(self.ds, keyword)
+        if getter is not None:
+            return getter(keyword)
+        return value_str(self.ds, keyword) if self.ds is not None else None
 
     def fix(self, keyword: str, value: str, reason: str) -> None:
         if self.fixes.get(keyword) == value:

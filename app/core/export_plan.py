@@ -171,7 +171,6 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
         profile.bits_allocated, profile.bits_stored))  # else refusal() has nothing to refuse
     targets: dict[int, str] = {}
     for n, s in enumerate(sources):
-        hdr = s.header
         missing = [kw for kw in ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
                    if not s.get(kw)]
         if missing:
@@ -180,7 +179,7 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
         if s.damage:
             refused.append((s.label, f"damaged source, {s.damage}"))
             continue
-        why = profile.refusal(hdr) if restricted else None
+        why = profile.refusal(s.header) if restricted else None
         if why:
             refused.append((s.label, why))
             continue
@@ -206,7 +205,7 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
                                f" {shown}{more}. Nothing was written; leave them out, or choose "
                                "another profile (--profile) where the profile is the reason.",
                                refused)
-    items = [Item(sources[n].label, sources[n].header, getter=sources[n].get) for n in targets]
+    items = [Item(sources[n].label, None, getter=sources[n].get) for n in targets]
     for it, n in zip(items, targets, strict=True):  # record values invalid for their VR
         record_type = record_type_for(sources[n].get("SOPClassUID"))
         for keyword, (value, why) in vr_fixes(sources[n].get, record_type, profile).items():
@@ -278,8 +277,8 @@ def _missing_leaf_keys(s: SourceFile, fixes: dict[str, str], record_type: str,
     for keyword, tag in _type1_keys(record_type, profile):
         if keyword in fixes or keyword in missing:
             continue
-        elem = s.header._dict.get(tag)  # raw lookup: no Tag() per key and file
-        if elem is None or _empty(elem.VR or _dictionary_vr(tag), elem.value):
+        elem = s.element(tag)  # raw lookup: no Dataset, no Tag() per key and file
+        if elem is None or _empty(elem[0] or _dictionary_vr(tag), elem[1]):
             missing.append(keyword)
     return missing
 
@@ -330,7 +329,6 @@ def _check_hierarchy(studies: dict[str, list[Item]]) -> None:
 
 
 def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedFile:
-    hdr = s.header
     sop_uid = s.get("SOPInstanceUID") or ""
     sop_class = s.get("SOPClassUID") or ""
     fixes = dict(it.fixes)
@@ -338,9 +336,9 @@ def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedF
     if target != s.transfer_syntax:
         action, exact = "transcode", False
         if is_compressed(s.transfer_syntax):
-            est = s.header_bytes + 512 + decoded_size(hdr)
+            est = s.header_bytes + 512 + decoded_size(s.header)
         else:
-            est = s.size + 4 * max(1, len(hdr)) + 512
+            est = s.size + 4 * max(1, len(s.header)) + 512
         est += 256 * len(fixes)
     elif fixes or it.other_patient_id:
         action, exact = "rewrite", False

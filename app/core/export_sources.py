@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,16 @@ def _tag(keyword: str) -> int | None:
     return tag
 
 
-@dataclass
+@dataclass(eq=False)
 class SourceFile:
-    """One source instance, read header-only."""
+    """One source instance, read header-only.
+
+    Explicit VR Little Endian files (nearly all) are kept as their header bytes plus an index of
+    the top-level elements (``elements``: tag → (VR, value offset, length)); values are taken
+    from those bytes, and the pydicom :attr:`header` Dataset is built only when something asks
+    for it (a rewrite, a transcode, the DICOMDIR records: on the DICOMDIR thread, while the
+    files are copied). Other files are read by pydicom up front.
+    """
 
     medium: Medium
     rel: str  # path relative to the medium root
@@ -74,11 +82,46 @@ class SourceFile:
     size: int
     label: str  # "<medium root>/<rel>" for messages
     meta: MetaInfo
-    header: Dataset  # no Pixel Data; ``file_meta`` as read
     header_bytes: int  # where Pixel Data starts (roughly: header size)
     transfer_syntax: str
+    raw: bytes = b""  # the file's first ``header_bytes`` bytes (fast path)
+    elements: dict[int, tuple[str, int, int]] | None = None  # fast path: the element index
+    dataset: Dataset | None = field(default=None, repr=False)  # read by pydicom, or built
     _values: dict[str, str | None] = field(default_factory=dict, repr=False)
     damage: str | None = None  # why the file is unusable (pixel data cut short), if it is
+
+    @property
+    def header(self) -> Dataset:
+        """The header as a pydicom Dataset (no Pixel Data; ``file_meta`` as read), built once."""
+        ds = self.dataset
+        if ds is None:
+            with _BUILD_LOCK:  # the DICOMDIR thread and a copy thread may ask at once
+                ds = self.dataset
+                if ds is None:
+                    ds = self.dataset = _build_dataset(self.raw, self.elements or {}, self.meta)
+        return ds
+
+    def element(self, tag: int) -> tuple[str | None, object] | None:
+        """(VR, value) of a top-level element, without building the Dataset (value: the raw
+        bytes on the fast path, pydicom's value otherwise); None when absent."""
+        elems = self.elements
+        if elems is not None and self.dataset is None:
+            found = elems.get(tag)
+            if found is None:
+                return None
+            vr, start, length = found
+            return vr, self.raw[start:start + length]
+        elem = self.header._dict.get(tag)  # type: ignore[call-overload]
+        return None if elem is None else (elem.VR, elem.value)
+
+    def __contains__(self, keyword: str) -> bool:
+        """Whether the header has the top-level element ``keyword`` (present, maybe empty)."""
+        tag = _tag(keyword)
+        if tag is None:
+            return False
+        if self.elements is not None:
+            return tag in self.elements
+        return tag in self.header._dict  # type: ignore[operator]
 
     def get(self, keyword: str) -> str | None:
         """A top-level value as a stripped string (None when absent/empty), cached.
@@ -92,12 +135,27 @@ class SourceFile:
             pass
         value: str | None
         tag = _tag(keyword)
-        raw = self.header._dict.get(tag) if tag is not None else None  # type: ignore[arg-type]
-        if isinstance(raw, RawDataElement) and raw.VR in _ASCII_VRS \
-                and isinstance(raw.value, bytes) and raw.value.isascii():
-            value = raw.value.decode("ascii").strip(" \0") or None
+        elems = self.elements
+        if tag is None:
+            value = None
+        elif elems is not None:
+            found = elems.get(tag)
+            if found is None:
+                value = None  # absent from the header
+            else:
+                vr, start, length = found
+                data = self.raw[start:start + length]
+                if vr in _ASCII_VRS and data.isascii():
+                    value = data.decode("ascii").strip(" \0") or None
+                else:
+                    value = value_str(self.header, keyword)
         else:
-            value = value_str(self.header, keyword)
+            raw = self.header._dict.get(tag)  # type: ignore[call-overload]
+            if isinstance(raw, RawDataElement) and raw.VR in _ASCII_VRS \
+                    and isinstance(raw.value, bytes) and raw.value.isascii():
+                value = raw.value.decode("ascii").strip(" \0") or None
+            else:
+                value = value_str(self.header, keyword)
         self._values[keyword] = value
         return value
 
@@ -115,6 +173,9 @@ class SourceFile:
         return self.meta.body_offset if self.meta.has_prefix else 0
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def _ts_of(ds: Dataset, meta: MetaInfo) -> str:
     if meta.transfer_syntax:
         return meta.transfer_syntax
@@ -127,13 +188,15 @@ def _ts_of(ds: Dataset, meta: MetaInfo) -> str:
     return IMPLICIT_LE
 
 
-def _fast_header(head: bytes, meta: MetaInfo, whole: bool) -> tuple[Dataset, int] | None:
-    """Explicit VR LE with defined lengths up to the Pixel Data, all within ``head``: build the
-    Dataset from raw elements (pydicom decodes lazily). None: let pydicom read it."""
+def _index(head: bytes, meta: MetaInfo, whole: bool
+           ) -> tuple[dict[int, tuple[str, int, int]], int] | None:
+    """Explicit VR LE with defined lengths up to the Pixel Data, all within ``head``: the index
+    of the top-level elements (tag → (VR, value offset, length)) and where Pixel Data starts.
+    None: let pydicom read it."""
     if not meta.has_prefix or not meta.group_length_ok or meta.transfer_syntax in (
             None, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE):
         return None
-    raw: dict[int, RawDataElement] = {}
+    elems: dict[int, tuple[str, int, int]] = {}
     pos, size = meta.body_offset, len(head)
     unpack, unpack32, vrs, long_vrs, names = (_HEAD.unpack_from, _U32.unpack_from, _VRS, _LONG,
                                               _VR_NAMES)
@@ -157,9 +220,17 @@ def _fast_header(head: bytes, meta: MetaInfo, whole: bool) -> tuple[Dataset, int
         end = start + length
         if length == 0xFFFFFFFF or end > size:
             return None
-        raw[tag] = RawDataElement(tag, names[vr], length, head[start:end], start, False, True)
+        elems[tag] = (names[vr], start, length)
         pos = end
-    ds = Dataset(raw)
+    return elems, pos
+
+
+def _build_dataset(raw: bytes, elems: dict[int, tuple[str, int, int]], meta: MetaInfo
+                   ) -> Dataset:
+    """The pydicom Dataset of an indexed header (pydicom decodes the values lazily)."""
+    ds = Dataset({tag: RawDataElement(tag, vr, length, raw[start:start + length], start, False,
+                                      True)
+                  for tag, (vr, start, length) in elems.items()})
     file_meta = FileMetaDataset()
     for tag, value in ((0x00020002, meta.sop_class), (0x00020003, meta.sop_instance),
                        (0x00020010, meta.transfer_syntax)):
@@ -169,10 +240,17 @@ def _fast_header(head: bytes, meta: MetaInfo, whole: bool) -> tuple[Dataset, int
             file_meta._dict[tag] = RawDataElement(  # type: ignore[index]
                 tag, "UI", len(data), data, 0, False, True)
     ds.file_meta = file_meta
-    charset = ds.get("SpecificCharacterSet")
+    try:
+        charset = ds.get("SpecificCharacterSet")
+    except Exception:  # noqa: BLE001 - hostile bytes: the default repertoire
+        charset = None
     terms = [charset] if isinstance(charset, str) else list(charset or [])
-    ds.set_original_encoding(False, True, convert_encodings(terms or None))
-    return ds, pos
+    try:
+        encodings = convert_encodings(terms or None)
+    except Exception:  # noqa: BLE001 - an unknown character set: the default repertoire
+        encodings = convert_encodings(None)
+    ds.set_original_encoding(False, True, encodings)
+    return ds
 
 
 def _local_path(fs: MediumFS, rel: str, dirs: dict[str, Path | None]) -> Path | None:
@@ -210,36 +288,37 @@ def read_source(medium: Medium, inst: Instance,
         with opened as fp:
             head = fp.read(FIRST_READ)
             meta = read_meta_info(io.BytesIO(head))
-            fast = None
+            found = None
             try:
-                fast = _fast_header(head, meta, len(head) < FIRST_READ)
-                if fast is None and len(head) == FIRST_READ:
+                found = _index(head, meta, len(head) < FIRST_READ)
+                if found is None and len(head) == FIRST_READ:
                     head += fp.read(HEAD - FIRST_READ)
-                    fast = _fast_header(head, meta, len(head) < HEAD)
+                    found = _index(head, meta, len(head) < HEAD)
             except Exception:  # noqa: BLE001 - odd bytes: pydicom decides
-                fast = None
-            if fast is not None:
-                ds, header_bytes = fast
+                found = None
+            if found is not None:
+                elements, header_bytes = found
+                damage = pixel_damage(fp, header_bytes, size, False, True, head)
+                src = SourceFile(medium, inst.path, local, size, label, meta, header_bytes,
+                                 meta.transfer_syntax or EXPLICIT_LE, head[:header_bytes],
+                                 elements, damage=damage)
             else:
                 fp.seek(0)
                 with warnings.catch_warnings():  # odd files: problems are reported, not warned
                     warnings.simplefilter("ignore")
                     ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
                 header_bytes = fp.tell()
-            implicit = bool(getattr(ds, "original_encoding", (False, True))[0]) \
-                if fast is None else False
-            little = bool(getattr(ds, "original_encoding", (False, True))[1]) \
-                if fast is None else True
-            damage = pixel_damage(fp, header_bytes, size, implicit, little)
+                implicit, little = (bool(x) for x in getattr(ds, "original_encoding",
+                                                              (False, True)))
+                damage = pixel_damage(fp, header_bytes, size, implicit, little)
+                src = SourceFile(medium, inst.path, local, size, label, meta, header_bytes,
+                                 _ts_of(ds, meta), dataset=ds, damage=damage)
     except DiscBridgeError as exc:
         raise ExportError(f"{label}: {exc}") from exc
     except OSError as exc:
         raise ExportError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - hostile bytes
         raise ExportError(f"{label}: not a readable DICOM file ({exc})") from exc
-    src = SourceFile(medium, inst.path, local, size, label, meta, ds, header_bytes,
-                     _ts_of(ds, meta))
-    src.damage = damage
     return src
 
 
@@ -248,7 +327,7 @@ _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
 def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
-                 little: bool) -> str | None:
+                 little: bool, head: bytes = b"") -> str | None:
     """Why the Pixel Data starting at ``offset`` is cut short (None when complete or absent).
 
     A defined length must fit in the file; encapsulated data must end with its Sequence
@@ -256,8 +335,11 @@ def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
     """
     if not little or offset >= size:
         return None
-    fp.seek(offset)
-    head = fp.read(12)
+    if offset + 12 <= len(head):  # already read
+        head = head[offset:offset + 12]
+    else:
+        fp.seek(offset)
+        head = fp.read(12)
     if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
         return None
     if implicit:

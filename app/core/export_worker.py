@@ -34,7 +34,7 @@ def _job(plan: ExportPlan, f: PlannedFile, dest: str | None, want_hash: bool) ->
         with src.medium.fs.open(src.rel) as fp:
             source = fp.read()
     icon = plan.icon_size if (plan.icon_size and f.record_type == "IMAGE"
-                              and "Rows" in src.header) else None
+                              and "Rows" in src) else None
     return FileJob(source=source, dest=dest, source_ts=f.source_ts, target_ts=f.target_ts,
                    fixes=dict(f.fixes), other_patient_id=f.other_patient_id, when=plan.created,
                    icon_size=icon, want_hash=want_hash)
