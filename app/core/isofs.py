@@ -7,6 +7,7 @@ as for every :class:`app.core.fs.MediumFS`; nothing outside the image can be rea
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 
 from app.core.errors import UnreadableMedium
 from app.core.fs import Entry, check_relative
+from app.core.iso9660 import RawIso, RawRecord
 
 _VERSION_RE = re.compile(r";\d*$")
 ISO_NAMESPACES = ("iso9660", "joliet", "rock_ridge", "udf")
@@ -63,6 +65,9 @@ class _SliceIO(io.RawIOBase):
         if n <= 0:
             return 0
         data = os.pread(self._fd, n, self._start + self._pos)
+        if not data:  # the directory promised more: the image was cut short
+            raise OSError(errno.EIO, "the image ends before this file's data (cut short)",
+                          self.name)
         b[: len(data)] = data
         self._pos += len(data)
         return len(data)
@@ -291,6 +296,7 @@ class _IsoNode:
     entry: Entry
     record: Any  # pycdlib DirectoryRecord / UDFFileEntry
     children: dict[str, _IsoNode] | None = None  # filled on first listdir
+    lost: bool = False  # a file whose data lies past the end of the image
 
 
 class IsoFS:
@@ -316,7 +322,7 @@ class IsoFS:
             raise UnreadableMedium(f"{self.path}: cannot open the image ({exc.strerror})") from exc
         self._iso = pycdlib.PyCdlib()
         try:
-            size = os.fstat(self._fp.fileno()).st_size
+            size = self._image_size = os.fstat(self._fp.fileno()).st_size
             self.sessions = find_sessions(self._fp.fileno(), size)
             self.session_start = self.sessions[-1]  # the newest session is the disc's content
             view: BinaryIO = self._fp
@@ -330,12 +336,35 @@ class IsoFS:
                 assert got is not None
                 view = io.BufferedReader(_RemapIO(self._fp.fileno(), size,  # type: ignore[assignment]
                                                   self.session_start + 16, got[2]))
-            self._iso.open_fp(view)
+            self._raw: RawIso | None = None
+            self.fallback: str | None = None  # why pycdlib's reading was not used
+            try:
+                self._iso.open_fp(view)
+            except (PyCdlibException, OSError, ValueError, IndexError, KeyError,
+                    struct.error) as exc:
+                if udf_only is not None:
+                    raise
+                # pycdlib refuses the whole image for one bad directory: read the primary
+                # tree ourselves, directory by directory (app.core.iso9660)
+                self._raw = RawIso(self._fp.fileno(), size, self.session_start + 16)
+                self.fallback = str(exc) or type(exc).__name__
         except (PyCdlibException, OSError, ValueError, IndexError, KeyError, struct.error) as exc:
             self._fp.close()
-            raise UnreadableMedium(f"{self.path}: not a readable ISO 9660/UDF image ({exc})") from exc
-        self._block = self._iso.logical_block_size
+            raise UnreadableMedium(f"{self.path}: not a readable ISO 9660/UDF image "
+                                   f"({exc or type(exc).__name__})") from exc
         available = ["iso9660"]
+        if self._raw is not None:
+            self._block = 2048
+            self.namespaces = ("iso9660",)
+            self.namespace = "iso9660"
+            self._root_node = _IsoNode(Entry("", True, 0), self._raw.root)
+            try:
+                self._root_node.children = self._list_raw(self._raw.root)
+            except OSError as exc:
+                self.close()
+                raise UnreadableMedium(f"{self.path}: unreadable root directory ({exc})") from exc
+            return
+        self._block = self._iso.logical_block_size
         if self._iso.has_udf():
             available.append("udf")
         if self._iso.has_joliet():
@@ -364,7 +393,17 @@ class IsoFS:
     def _root(self) -> _IsoNode:
         return self._root_node
 
+    def _list_raw(self, record: RawRecord) -> dict[str, _IsoNode]:
+        out: dict[str, _IsoNode] = {}
+        for rec in self._raw.children(record):  # type: ignore[union-attr]
+            name = iso_clean_name(rec.ident.decode("latin-1"))
+            if name and name not in out:
+                out[name] = _IsoNode(Entry(name, rec.is_dir, 0 if rec.is_dir else rec.size), rec)
+        return out
+
     def _list(self, record: Any) -> dict[str, _IsoNode]:
+        if self._raw is not None:
+            return self._list_raw(record)
         from pycdlib.pycdlibexception import PyCdlibException
 
         kw = {"iso9660": "iso_path", "joliet": "joliet_path", "rock_ridge": "rr_path",
@@ -389,8 +428,18 @@ class IsoFS:
                 continue
             is_dir = bool(rec.is_dir())
             size = 0 if is_dir else int(rec.get_data_length())
-            out[name] = _IsoNode(Entry(name, is_dir, size), rec)
+            node = _IsoNode(Entry(name, is_dir, size), rec)
+            if not is_dir and size <= 0 and self._past_end(rec):
+                # pycdlib cut the length of a file whose data lies past the end of the image
+                # (a download or rip cut short): not an empty file, a lost one
+                node = _IsoNode(Entry(name, False, 1), rec, lost=True)
+            out[name] = node
         return out
+
+    def _past_end(self, rec: Any) -> bool:
+        ino = getattr(rec, "inode", None)
+        extent = getattr(ino, "orig_extent_loc", None)
+        return extent is not None and extent * self._block >= self._image_size
 
     def _name(self, rec: Any) -> str | None:
         if self.namespace == "udf":
@@ -438,10 +487,17 @@ class IsoFS:
         node = self._node(rel)
         if node.entry.is_dir:
             raise IsADirectoryError(21, "Is a directory", rel)
-        ino = getattr(node.record, "inode", None)
-        if ino is None or node.entry.size == 0:
+        if node.lost:
+            raise OSError(errno.EIO, "the file's data lies past the end of the image "
+                          "(cut short)", rel)
+        if isinstance(node.record, RawRecord):
+            extent: int | None = node.record.extent
+        else:
+            ino = getattr(node.record, "inode", None)
+            extent = None if ino is None else ino.orig_extent_loc
+        if extent is None or node.entry.size == 0:
             return io.BytesIO(b"")  # type: ignore[return-value]
-        start = ino.orig_extent_loc * self._block
+        start = extent * self._block
         raw = _SliceIO(self._fp.fileno(), start, node.entry.size, f"{self.label}/{rel}")
         return io.BufferedReader(raw, 65536)  # type: ignore[return-value]
 
@@ -462,7 +518,8 @@ class IsoFS:
 
     def close(self) -> None:
         try:
-            self._iso.close()
+            if self._raw is None:
+                self._iso.close()
         except Exception:  # noqa: BLE001 - closing a broken image must not raise
             pass
         self._fp.close()

@@ -226,6 +226,10 @@ class _Reader:
             for fset in with_records:
                 self._merge(fset)
             return self._medium("dicomdir", [f.rel for f in with_records])
+        if any(p.code in ("read-error", "truncated-file") for p in self.problems):
+            # files are there but none could be read (a disc image cut short, a scratched
+            # disc): an empty tree with every failure named beats "nothing found"
+            return self._medium("scan", [])
         raise UnreadableMedium(f"{self.fs.label}: no DICOM data found"
                                + ("" if not self.problems else f" ({self.problems[-1]})"))
 

@@ -191,3 +191,70 @@ def test_an_image_with_no_volume_structure_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(bytes(16 * 2048) + b"\x00BEA01\x01" + bytes(2040) + bytes(64 * 2048))
     with pytest.raises(UnreadableMedium):
         open_medium(junk)
+
+
+def _iso_and_extents(tmp_path: Path) -> tuple[Path, object, dict[str, int]]:
+    import pycdlib
+
+    b = conformant(tmp_path / "staging", patients=2)
+    iso = make_iso(b.root, tmp_path / "disc.iso")
+    pc = pycdlib.PyCdlib()
+    pc.open(str(iso))
+    ext = {p: pc.get_record(iso_path=p).extent_location()
+           for p in ("/PA1", "/PA2", "/PA2/ST1", "/PA2/ST1/SE1")}
+    pc.close()
+    return iso, b, ext
+
+
+@pytest.mark.parametrize("damage", ["junk", "loop", "past-end"])
+def test_one_damaged_directory_loses_only_itself(tmp_path: Path, damage: str) -> None:
+    """QA-20: pycdlib refuses the whole image; the primary tree is then read directory by
+    directory and only the damaged folder is lost, reported as read-error naming it."""
+    import random
+    import struct
+
+    iso, b, ext = _iso_and_extents(tmp_path)
+    data = bytearray(iso.read_bytes())
+    se = ext["/PA2/ST1/SE1"]
+    if damage == "junk":
+        rnd = random.Random(5)
+        data[se * 2048:(se + 1) * 2048] = bytes(rnd.randrange(256) for _ in range(2048))
+    else:
+        rec = data.index(b"SE1", ext["/PA2/ST1"] * 2048) - 33
+        target = ext["/PA2"] if damage == "loop" else 1_000_000
+        data[rec + 2:rec + 10] = struct.pack("<I", target) + struct.pack(">I", target)
+    iso.write_bytes(bytes(data))
+    fs = IsoFS(iso)
+    assert fs.fallback is not None  # pycdlib refused it
+    m = open_medium(iso)
+    got = {i.path for i in m.instances() if i.path}
+    pa1 = {"/".join(r.file_id) for r in leaves(b.roots) if r.file_id[0] == "PA1"}  # type: ignore[index]
+    assert pa1 <= got and not any(p.startswith("PA2/ST1/SE1") for p in got)
+    codes = {(p.code, p.path) for p in m.problems}
+    assert ("read-error", "PA2/ST1/SE1") in codes or damage == "loop" and any(
+        c == "read-error" and (p or "").startswith("PA2") for c, p in codes)
+    assert {p.code for p in m.problems if p.path and p.path.startswith("PA2/ST1/SE1/")} <= {
+        "missing-file"}
+
+
+def test_cut_short_image_names_the_lost_files(tmp_path: Path) -> None:
+    """QA-21: files whose data lies past the end of a cut image are read errors, not empty or
+    not-DICOM files; what is still there is listed."""
+    iso, b, _ext = _iso_and_extents(tmp_path)
+    m0 = open_medium(iso)
+    import pycdlib
+
+    pc = pycdlib.PyCdlib()
+    pc.open(str(iso))
+    ends = {i.path: pc.get_record(iso_path="/" + i.path + ".;1").extent_location()  # type: ignore[operator]
+            for i in m0.instances()}
+    pc.close()
+    cut = sorted(ends.values())[len(ends) // 2]
+    iso.write_bytes(iso.read_bytes()[:cut * 2048])
+    m = open_medium(iso)
+    problems = {p.path: p.code for p in check_medium(m)}
+    for path, extent in ends.items():
+        if extent >= cut:
+            assert problems.get(path) in ("read-error", "missing-file"), (path, problems)
+        else:
+            assert path not in problems
