@@ -181,10 +181,11 @@ class DirFS:
         """
         if not sys.platform.startswith("linux"):
             return None
-        import shutil
-        import subprocess
+        import subprocess  # here: ls of a flat folder or an .iso never pays for it
 
-        find = shutil.which("find")
+        find = next((c for c in (os.path.join(d, "find") for d in
+                                 os.environ.get("PATH", os.defpath).split(os.pathsep) if d)
+                     if os.access(c, os.X_OK) and not os.path.isdir(c)), None)
         if find is None:
             return None
         try:
@@ -314,16 +315,22 @@ class BulkListing:
             return None
         fields = os.fsdecode(out).split("\0")
         listings: dict[str, list[Entry]] = {"": []}
-        for i in range(0, len(fields) - 2, 3):
-            path, kind, size = fields[i], fields[i + 1], fields[i + 2]
+        new = tuple.__new__
+        last: str | None = None
+        got: list[Entry] = []
+        for path, kind, size in zip(fields[0::3], fields[1::3], fields[2::3], strict=False):
             folder, _, name = path.rpartition("/")
-            k = kind[:1]
-            if k == "f":
-                entry = Entry(name, False, int(size))
-            elif k == "d":
-                entry = Entry(name, True, 0)
+            if folder != last:  # find lists a folder's entries together (mostly)
+                last = folder
+                got = listings.setdefault(folder, [])
+            if kind == "ff":  # %y%Y: a regular file
+                got.append(new(Entry, (name, False, int(size), False)))
+                continue
+            if kind == "dd":
+                got.append(new(Entry, (name, True, 0, False)))
                 listings.setdefault(path, [])
-            elif k == "l" and kind[1:] in ("f", "d"):
+                continue
+            if kind[:1] == "l" and kind[1:] in ("f", "d"):
                 try:  # a symlink: its target's kind and size (confinement is checked on use)
                     st = os.stat(os.path.join(self._fs.root, path))
                 except OSError:
@@ -331,13 +338,8 @@ class BulkListing:
                 is_dir = stat.S_ISDIR(st.st_mode)
                 if not is_dir and not stat.S_ISREG(st.st_mode):
                     continue
-                entry = Entry(name, is_dir, 0 if is_dir else st.st_size, True)
-            else:
-                continue  # dangling or looping symlinks, devices, FIFOs, sockets
-            got = listings.get(folder)
-            if got is None:
-                got = listings[folder] = []
-            got.append(entry)
+                got.append(Entry(name, is_dir, 0 if is_dir else st.st_size, True))
+            # else: dangling or looping symlinks, devices, FIFOs, sockets
         return listings
 
 
