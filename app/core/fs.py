@@ -122,7 +122,9 @@ class DirFS:
         with os.scandir(where) as it:
             for de in it:
                 try:
-                    if de.is_symlink():
+                    if de.is_file(follow_symlinks=False):  # the common case first
+                        out.append(Entry(de.name, False, de.stat(follow_symlinks=False).st_size))
+                    elif de.is_symlink():
                         try:
                             st = de.stat()  # the target's kind and size
                         except OSError as exc:
@@ -134,8 +136,6 @@ class DirFS:
                             out.append(Entry(de.name, is_dir, 0 if is_dir else st.st_size, True))
                     elif de.is_dir(follow_symlinks=False):
                         out.append(Entry(de.name, True, 0))
-                    elif de.is_file(follow_symlinks=False):
-                        out.append(Entry(de.name, False, de.stat(follow_symlinks=False).st_size))
                     # devices, FIFOs, sockets: never listed, never opened
                 except OSError as exc:
                     if exc.errno == errno.ENAMETOOLONG:

@@ -37,9 +37,9 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _RAW_STARTS = (b"\x02\x00", b"\x04\x00", b"\x08\x00", b"\x00\x02", b"\x00\x04", b"\x00\x08")
 
 
-@dataclass(frozen=True)
-class FileRef:
-    """A file found on the medium: its root-relative path and its listing entry."""
+class FileRef(NamedTuple):
+    """A file found on the medium: its root-relative path and its listing entry (a tuple:
+    thousands are made per scan)."""
 
     path: str
     entry: Entry
@@ -47,7 +47,7 @@ class FileRef:
 
 def is_dicomdir_name(name: str) -> bool:
     """``DICOMDIR`` in any case, also ``DICOMDIR.``, ``DICOMDIR;1``, ``dicomdir.;1``."""
-    return name_key(name) == "dicomdir"
+    return len(name) >= 8 and name[:8].lower() == "dicomdir" and name_key(name) == "dicomdir"
 
 
 def walk_files(listings: Listings, start: str, *, problems: list[Problem],
