@@ -18,7 +18,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["CharsetDecoder", "decoder_for", "parse_charset_value", "decode_text",
+__all__ = ["CharsetDecoder", "decoder_for", "parse_charset_value", "decode_text", "string_value",
+           "zeros_inside",
            "TEXT_VRS", "PN_DELIMS", "TEXT_DELIMS"]
 
 ESC = 0x1B
@@ -256,3 +257,35 @@ def decode_text(raw: bytes, charset: bytes | str | tuple[str, ...] | list[str] |
                 vr: str = "LO") -> tuple[str, bool]:
     """Decode one raw string value with a Specific Character Set; ``(text, clean)``."""
     return decoder_for(charset).decode(raw, vr)
+
+
+# Text VRs may hold CR, LF, FF and TAB (PS3.5 §6.1.3); ESC starts ISO 2022 sequences.
+_TEXT_ONLY = frozenset({"ST", "LT", "UT", "PN", "SH", "LO", "UC"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+
+
+def string_value(raw: bytes, vr: str, dec: CharsetDecoder) -> tuple[str | None, bool]:
+    """A string element's value, decoded (text VRs with ``dec``) and stripped of padding;
+    ``(None, clean)`` when empty or when it holds control bytes (junk from a damaged
+    stretch, QA-14). ``clean`` is False when bytes did not fit the character set."""
+    clean = True
+    if vr in TEXT_VRS:
+        text, clean = dec.decode(raw, vr)
+        text = text.strip(" \0") if vr not in ("ST", "LT", "UT") else text.rstrip(" \0")
+        if vr == "PN":
+            text = text.rstrip("=")  # empty trailing component groups carry nothing
+    else:
+        text = raw.decode("ascii", "replace").strip(" \0")
+    if not text.isprintable() and (vr not in _TEXT_ONLY or _CONTROL.search(text)):
+        return None, clean
+    return text or None, clean
+
+
+def zeros_inside(buf: bytes, off: int, length: int, uid: bool = False) -> bool:
+    """Zeros from a damaged stretch inside a string value: a NUL followed by other bytes,
+    or (``uid``: a UID is padded with one NUL at most) several trailing NULs."""
+    k = buf.find(b"\0", off, off + length)
+    if k == -1:
+        return False
+    stripped = buf[off:off + length].rstrip(b"\0")
+    return b"\0" in stripped or (uid and length - len(stripped) > 1)

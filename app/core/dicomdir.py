@@ -226,7 +226,7 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
         not tree.children or tree.orphan_heads > orphan_allowance(raw))
     if hard or unused or not consistent(raw, tree):
         why = "; ".join(hard[:3]) if hard else "offsets are missing or zero"
-        tree = sequence_order(raw)
+        tree = sequence_order(raw, tree.parent)
         result.recovered = True
         trust = (" (trusted only between records with no damaged stretch between them)"
                  if raw.damage else "")
@@ -247,7 +247,34 @@ def parse_dicomdir(data: bytes, name: str) -> DicomdirParse:
             f"record offsets are partly wrong ({'; '.join(soft[:3])}); linked the records "
             "that the offsets leave out"))
     b.build(tree)
+    _collect_orphans(b)
     return result
+
+
+def _collect_orphans(b: RecordBuilder) -> None:
+    """Leaves below a placeholder: their ancestry is unknown (``DicomdirParse.orphans``);
+    one summary problem names them, so the reader can place them by their headers."""
+    ph = b.placeholders
+    orphans = b.result.orphans
+    keyless = False  # a real STUDY or SERIES record without its UID (cut or invalid)
+    for p in b.result.patients:
+        for st in p.studies:
+            for se in st.series:
+                if id(p) in ph or id(st) in ph or id(se) in ph:
+                    orphans.extend(se.instances)
+                elif (st.study_uid is None or se.series_uid is None) and se.instances:
+                    orphans.extend(se.instances)
+                    keyless = True
+    if not orphans or not (b.raw.damage or keyless or b.bad_values):
+        return
+    named = ", ".join("/".join(i.file_id) if i.file_id else "(no File ID)"
+                      for i in orphans[:8])
+    more = f" and {len(orphans) - 8} more" if len(orphans) > 8 else ""
+    b.problems.append(Problem(
+        "warning", "dicomdir-recovered", b.name,
+        f"{len(orphans)} record(s) lost the PATIENT, STUDY or SERIES record above them to "
+        f"damage, or its UID ({named}{more}): listed under an unknown patient, study or "
+        "series, never under a neighbour's; their files' headers say where they belong"))
 
 
 def _encoding_name(little: bool, explicit: bool) -> str:

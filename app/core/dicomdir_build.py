@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from app.core.charsets import TEXT_VRS, CharsetDecoder, decoder_for
+from app.core.charsets import CharsetDecoder, decoder_for, string_value, zeros_inside
 from app.core.dcmbytes import (
     UNDEFINED,
     VALIDATORS,
@@ -34,7 +34,14 @@ from app.core.dicomdir_scan import (
     RawDicomdir,
     RawRecord,
 )
-from app.core.dicomdir_tree import FILE_KEYS, REQUIRED_KEYS, Tree, keyword_maps, split_file_id
+from app.core.dicomdir_tree import (
+    FILE_KEYS,
+    REQUIRED_KEYS,
+    Tree,
+    keyword_maps,
+    missing_keys,
+    split_file_id,
+)
 from app.core.model import Icon, Instance, Patient, Problem, Series, Study
 
 if TYPE_CHECKING:
@@ -87,6 +94,7 @@ class RecordBuilder:
         self.dictionary = dicom_dictionary()
         self._ok: set[str] = set()  # short values that passed their VR's check
         self.placeholders: set[int] = set()  # ids of placeholder Patient/Study/Series
+        self.bad_values = False  # some value was invalid or cut by damage
         self.required: dict[str, tuple[tuple[str, int], ...]] = maps["required"]
         self.file_keys: tuple[tuple[str, int], ...] = maps["file_keys"][""]
         top_cs = raw.top.get(T_CHARSET)
@@ -124,20 +132,12 @@ class RecordBuilder:
             return numeric_value(self.buf, vr, off, length, self.little)
         if vr in _BINARY_VRS:
             return None
-        raw = self.buf[off:off + length]
-        if vr in TEXT_VRS:
-            text, clean = dec.decode(raw, vr)
-            if not clean:
-                terms = "\\".join(dec.terms) or "default"
-                self._bad_charset(where, "a value could not be decoded with its Specific "
-                                  f"Character Set ({terms}); shown with replacement "
-                                  "characters")
-            text = text.strip(" \0") if vr not in ("ST", "LT", "UT") else text.rstrip(" \0")
-            if vr == "PN":
-                text = text.rstrip("=")  # empty trailing component groups carry nothing
-        else:
-            text = raw.decode("ascii", "replace").strip(" \0")
-        return text or None
+        text, clean = string_value(self.buf[off:off + length], vr, dec)
+        if not clean:
+            terms = "\\".join(dec.terms) or "default"
+            self._bad_charset(where, "a value could not be decoded with its Specific "
+                              f"Character Set ({terms}); shown with replacement characters")
+        return text
 
     def _step(self, plan: dict[int, _Step | None], mapping: dict[int, str],
               tag: int) -> _Step | None:
@@ -212,12 +212,21 @@ class RecordBuilder:
             vr, off, length = v
             if length == 0 or length == UNDEFINED or vr in _BINARY_VRS:
                 continue
+            if (vr not in _NUMERIC_VRS and tag not in (T_FILE_ID, T_CHARSET)
+                    and zeros_inside(buf, off, length, vr == "UI")):
+                if invalid is not None:  # a zeroed stretch inside the value: damage
+                    invalid.append((step[3], "(zeros inside the value)"))
+                continue
             if vr in _STRIP_BOTH:
                 raw = buf[off:off + length]
                 text = cache.get(raw)
                 if text is None:
                     if raw.isascii() and b"\x1b" not in raw:
                         text = raw.decode("ascii").strip(" \0")
+                        if not text.isprintable() and tag != T_CHARSET:
+                            if invalid is not None:
+                                invalid.append((step[3], text))
+                            continue
                         if length <= 64 and len(cache) < 200_000:
                             cache[raw] = text
                     else:  # charset-dependent: not cached
@@ -256,22 +265,7 @@ class RecordBuilder:
             required = self.file_keys + required
         if not required:
             return
-        e = rec.elems
-        vals = rec.vals
-        buf = self.buf
-        missing = []
-        for kw, tag in required:
-            text = vals.get(tag)
-            if text is not None:
-                if not text or (invalid and any(k == kw for k, _ in invalid)):
-                    missing.append(kw)
-                continue
-            v = e.get(tag)
-            if v is None or v[2] == 0 or (v[0] != "SQ" and v[2] <= 16 and (
-                    not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
-                missing.append(kw)
-            elif invalid and any(k == kw for k, _ in invalid):
-                missing.append(kw)
+        missing = missing_keys(rec, required, self.buf, {k for k, _ in invalid or ()})
         if missing:
             self.problems.append(Problem(
                 "warning", "missing-key", self._where(where),
@@ -280,6 +274,7 @@ class RecordBuilder:
 
     def _report_values(self, rec: RawRecord, where: str | tuple[str, ...] | None,
                        invalid: list[tuple[str, str]]) -> None:
+        self.bad_values = True
         parts = [f"{kw} {ascii(text[:70])} is not a valid value" for kw, text in invalid[:4]]
         cut = [self.keywords.get(t, f"({t >> 16:04X},{t & 0xFFFF:04X})") for t in rec.suspect]
         if cut:
@@ -392,16 +387,12 @@ class RecordBuilder:
                     done = self._series_leaves(kids, series, check_inuse, children)
                 for k in reversed(kids[done:]):
                     stack.append((k, patient, study, series, dec, depth + 1, 0))
-        if self.placeholders:
-            self._collect_orphans()
 
     def _series_leaves(self, kids: list[int], series: Series, check_inuse: bool,
                        children: dict[int, list[int]]) -> int:
-        """The bulk of a DICOMDIR in one tight loop: plain IMAGE records below ``series``
-        whose every value was decoded during the scan, each key present and valid (so no
-        problem to report). Returns how many of ``kids`` were done: the first record that
-        needs more (an icon, a charset, other keys, a missing or invalid key) and those
-        after it take the general path, in order."""
+        """The bulk in a tight loop: plain IMAGE records of ``series`` (values decoded in the
+        scan, every key present and valid). Returns how many of ``kids`` were done; the
+        first that needs more and those after it take the general path, in order."""
         records = self.raw.records
         append = series.instances.append
         ok = self._ok
@@ -453,8 +444,12 @@ class RecordBuilder:
         else:
             fid_v = rec.elems.get(T_FILE_ID)
             if fid_v is not None and fid_v[2] not in (0, UNDEFINED):
-                file_id = split_file_id(self.buf[fid_v[1]:fid_v[1] + fid_v[2]]
-                                        .decode("latin-1")) or None
+                text = self.buf[fid_v[1]:fid_v[1] + fid_v[2]].decode("latin-1")
+                # A File ID is CS (ISO 646): control or non-ASCII bytes are damage.
+                if not text.isascii() or not text.replace("\0", "").isprintable():
+                    rec.suspect = (*rec.suspect, T_FILE_ID)  # zeros or junk: damaged
+                else:
+                    file_id = split_file_id(text) or None
         if file_id is None and T_FILE_ID in rec.suspect:
             self.problems.append(Problem(
                 "warning", "dicomdir-recovered", self.name,
@@ -473,27 +468,6 @@ class RecordBuilder:
             inst.sop_instance_uid = inst.attrs["SOPInstanceUID"]
         inst.icon = self.icon(rec, where)
         return inst
-
-    def _collect_orphans(self) -> None:
-        """Leaves below a placeholder: their ancestry is unknown (``DicomdirParse.orphans``);
-        one summary problem names them, so the reader can place them by their headers."""
-        ph = self.placeholders
-        orphans = self.result.orphans
-        for p in self.result.patients:
-            for st in p.studies:
-                for se in st.series:
-                    if id(p) in ph or id(st) in ph or id(se) in ph:
-                        orphans.extend(se.instances)
-        if not orphans or not self.raw.damage:
-            return
-        named = ", ".join("/".join(i.file_id) if i.file_id else "(no File ID)"
-                          for i in orphans[:8])
-        more = f" and {len(orphans) - 8} more" if len(orphans) > 8 else ""
-        self.problems.append(Problem(
-            "warning", "dicomdir-recovered", self.name,
-            f"{len(orphans)} record(s) lost the PATIENT, STUDY or SERIES record above them to "
-            f"damage ({named}{more}): listed under an unknown patient, study or series, "
-            "never under a neighbour's; their files' headers say where they belong"))
 
     def _placeholder(self, level: str, rec: RawRecord, make: Callable[[], object],
                      attach: Callable[[object], None], key: tuple[int, str, int]) -> object:

@@ -156,15 +156,19 @@ def assess(raw: RawDicomdir) -> None:
     have been cut by it: it is dropped (``RawRecord.suspect``), unless zeros visibly start
     after it."""
     buf = raw.buf
-    recs = [r for r in raw.records if r.complete and r.end > r.pos]
+    # (An item without elements, e.g. its length zeroed, is no record: _fill_structure.)
+    recs = [r for r in raw.records if r.complete and r.end > r.pos and (r.elems or r.vals)]
     damage: list[tuple[int, int]] = []
     if not recs:
         if raw.records:
             damage.append((raw.records[0].pos, FAR))
         raw.damage = damage
         return
-    if raw.seq_start is not None and recs[0].pos > raw.seq_start:
-        damage.append((raw.seq_start, recs[0].pos))
+    lead = raw.seq_start
+    if lead is None and (raw.salvaged or raw.stop_reason):
+        lead = raw.layout.body  # the sequence header itself was lost: all before is suspect
+    if lead is not None and recs[0].pos > lead:
+        damage.append((lead, recs[0].pos))
     prev: RawRecord | None = None
     for r in recs:
         if prev is not None and prev.end != r.pos:

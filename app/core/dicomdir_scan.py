@@ -61,13 +61,9 @@ LEAF_TYPES = frozenset({
 
 @dataclass
 class RawRecord:
-    """One Directory Record item as found in the bytes.
-
-    ``vals`` holds the string values that decode the same in every character set (ASCII, no
-    escape sequence), already decoded and stripped (``""``: present but empty); ``elems``
-    holds every other element as ``(vr, value offset, length)`` (numbers, binary, sequences,
-    text that needs the record's Specific Character Set). A tag is in one or the other.
-    """
+    """One Directory Record item as found in the bytes. ``vals``: string values that decode
+    alike in every character set (ASCII, no escape), decoded and stripped (``""``: empty);
+    ``elems``: every other element as ``(vr, value offset, length)``; never both."""
 
     pos: int  # first byte of its Item tag (what offsets point at)
     elems: Elems
@@ -132,6 +128,18 @@ _PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "T
 _PLAIN_BY_BYTES = {v.encode(): v for v in _PLAIN_VRS}
 _SHORT_VRS = {k: v[0] for k, v in _VR_INFO.items() if not v[1]}
 _LONG_VRS = {k: v[0] for k, v in _VR_INFO.items() if v[1]}
+
+
+# Checked elsewhere: File IDs (NUL padding per component is tolerated, STANDARDS.md §7; the
+# resolver refuses bad ones) and the Specific Character Set (``bad-charset``).
+_LENIENT = frozenset({T_FILE_ID, T_CHARSET})
+
+
+def _zeroed(raw: bytes, uid: bool) -> bool:
+    """Zeros from a damaged stretch inside a string value: a NUL followed by other bytes,
+    or (a UID is padded with one NUL at most) a UID ending in several."""
+    stripped = raw.rstrip(b"\0")
+    return b"\0" in stripped or (uid and len(raw) - len(stripped) > 1)
 
 
 class _Bail(Exception):
@@ -259,8 +267,15 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                         # (UIDs, File IDs) rarely do.
                         text = cget(raw) if l16 <= 32 else None
                         if text is None:
+                            if (b"\0" in raw and tag not in _LENIENT
+                                    and _zeroed(raw, vr == "UI")):
+                                rec.suspect = (*rec.suspect, tag)  # zeros inside: damage
+                                continue
                             if raw.isascii() and b"\x1b" not in raw:
                                 text = raw.decode("ascii").strip(" \0")
+                                if not text.isprintable() and tag not in _LENIENT:
+                                    rec.suspect = (*rec.suspect, tag)  # control bytes: junk
+                                    continue
                                 if l16 <= 32 and len(cache) < 200_000:  # repeats
                                     cache[raw] = text
                             else:
@@ -295,14 +310,20 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                     length = u32(buf, p + 8)[0]
                     voff = p + 12
                 else:
+                    if group == 0:
+                        return None  # zero fill (no group 0000 in a record): damage
                     vr = impl_vr(tag)
                     length = hhi(buf, p)[2]
                     voff = p + 8
                     if vr in plain and length <= 1024:
                         raw = buf[voff:voff + length]
+                        if b"\0" in raw and tag not in _LENIENT and _zeroed(raw, vr == "UI"):
+                            return None  # zeros inside a value: damage, for the general path
                         text = cget(raw)
                         if text is None and raw.isascii() and b"\x1b" not in raw:
                             text = raw.decode("ascii").strip(" \0")
+                            if not text.isprintable() and tag not in _LENIENT:
+                                return None  # control bytes: junk, for the general path
                             if length <= 64 and len(cache) < 200_000:
                                 cache[raw] = text
                         if text is not None and len(raw) == length:

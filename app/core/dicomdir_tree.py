@@ -34,7 +34,7 @@ from app.core.dicomdir_scan import (
 )
 
 __all__ = ["Tree", "walk_offsets", "REQUIRED_KEYS", "FILE_KEYS", "keyword_maps", "split_file_id", "consistent", "detect_shift", "sequence_order",
-           "record_level", "top_offset", "in_damage", "orphan_allowance"]
+           "record_level", "top_offset", "missing_keys", "in_damage", "orphan_allowance"]
 
 
 # Type 1 keys by record type (STANDARDS.md §2, pydicom `_define_*`, dcmtk).
@@ -104,6 +104,26 @@ def split_file_id(value: str) -> tuple[str, ...]:
     return ("",) * min(lead, 2) + tuple(rest)
 
 
+def missing_keys(rec: RawRecord, required: tuple[tuple[str, int], ...], buf: bytes,
+                 invalid: set[str]) -> list[str]:
+    """Keywords of ``required`` keys that ``rec`` lacks: absent, empty (spaces or NULs) or
+    left out as invalid (``invalid``, by keyword)."""
+    e = rec.elems
+    vals = rec.vals
+    missing = []
+    for kw, tag in required:
+        text = vals.get(tag)
+        if text is not None:
+            if not text or kw in invalid:
+                missing.append(kw)
+            continue
+        v = e.get(tag)
+        if v is None or v[2] == 0 or kw in invalid or (v[0] != "SQ" and v[2] <= 16 and (
+                not buf[v[1]:v[1] + v[2]].strip(b" \0"))):
+            missing.append(kw)
+    return missing
+
+
 def top_offset(raw: RawDicomdir, tag: int) -> int:
     """A top-level UL offset ((0004,1200) or (0004,1202)); 0 when absent or malformed."""
     v = raw.top.get(tag)
@@ -123,6 +143,8 @@ class Tree:
     # Orphans (records whose parent was lost to damage), by root index: records of one group
     # share their placeholder parents; ``orphan_heads`` counts the chains found by offsets.
     groups: dict[int, int] = field(default_factory=dict)
+    # Parent of each record by offsets that landed on intact records (child → parent).
+    parent: dict[int, int] = field(default_factory=dict)
     orphan_heads: int = 0
     broken: int = 0  # offsets that point into a damaged stretch
 
@@ -167,7 +189,7 @@ def walk_offsets(raw: RawDicomdir, shift: int = 0) -> tuple[Tree, list[str], lis
         return tree, [], []  # nothing to link (a truncation is reported on its own)
     hard: list[str] = []
     soft: list[str] = []
-    parent: dict[int, int] = {}
+    parent = tree.parent
 
     def fault(msg: str) -> None:
         if len(hard) < 5:
@@ -330,13 +352,15 @@ def detect_shift(raw: RawDicomdir) -> int | None:
 _UNKNOWN = -1  # an open level whose record was lost to damage
 
 
-def sequence_order(raw: RawDicomdir) -> Tree:
+def sequence_order(raw: RawDicomdir, offset_parent: dict[int, int] | None = None) -> Tree:
     """Rebuild the tree from the records' order: PATIENT/STUDY/SERIES open levels, leaves
     attach to the last SERIES; inactive records and their subtrees are left out.
 
     Order is trusted only between records with no damaged stretch between them: after a
     stretch every level is unknown, and the records that would attach to a level opened
-    before it become orphans (one group per stretch) under placeholder parents."""
+    before it become orphans (one group per stretch) under placeholder parents. In a damaged
+    DICOMDIR, a record whose intact offsets name another parent than the order does is an
+    orphan too (records not in depth-first order: the order says nothing)."""
     tree = Tree(by_offsets=False)
     open_: list[int | None] = [None, None, None]
     skip_level: int | None = None
@@ -375,6 +399,10 @@ def sequence_order(raw: RawDicomdir) -> Tree:
             else:
                 parent = o
             break
+        if (parent is not None and offset_parent and raw.damage
+                and offset_parent.get(idx, parent) != parent):
+            parent, unknown = None, True  # order and offsets disagree: trust neither
+            group += 1
         if parent is not None:
             tree.children.setdefault(parent, []).append(idx)
         else:
