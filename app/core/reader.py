@@ -185,6 +185,12 @@ class _Reader(ReadSteps):
         if self.listings.get("") is None:
             raise UnreadableMedium(f"{self.fs.label}: the medium cannot be listed"
                                    + (f" ({self.problems[0].message})" if self.problems else ""))
+        fallback = getattr(self.fs, "fallback", None)  # IsoFS: pycdlib refused the image
+        if fallback:
+            self.problems.append(Problem(
+                "warning", "read-error", None,
+                f"the disc image's directory structure is damaged ({fallback}); its ISO 9660 "
+                "folders are read one by one and what cannot be read is reported"))
         self._report("dicomdir", message="looking for DICOMDIR", force=True)
         names = self._find_dicomdirs(start)
         # List the rest of the tree on a second thread while the DICOMDIR is parsed: the

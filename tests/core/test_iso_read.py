@@ -230,6 +230,7 @@ def test_one_damaged_directory_loses_only_itself(tmp_path: Path, damage: str) ->
     got = {i.path for i in m.instances() if i.path}
     pa1 = {"/".join(r.file_id) for r in leaves(b.roots) if r.file_id[0] == "PA1"}  # type: ignore[index]
     assert pa1 <= got and not any(p.startswith("PA2/ST1/SE1") for p in got)
+    assert m.problems[0].code == "read-error" and m.problems[0].path is None  # the damage
     codes = {(p.code, p.path) for p in m.problems}
     assert ("read-error", "PA2/ST1/SE1") in codes or damage == "loop" and any(
         c == "read-error" and (p or "").startswith("PA2") for c, p in codes)
