@@ -144,6 +144,9 @@ def read_record(buf: bytes, little: bool, explicit: bool, pos: int, bound: int
             return None
     elif reader.stop_position is not None and reader.stop_position < end:
         return None
+    ilen = int.from_bytes(buf[pos + 4:pos + 8], "little" if little else "big")
+    if ilen != UNDEFINED and end != pos + 8 + ilen and not (end == bound < pos + 8 + ilen):
+        return None  # an element ran past the item's end: junk read as an element
     return RawRecord(pos, elems, icon=icon, icon_complete=icon_complete, end=end)
 
 

@@ -104,12 +104,9 @@ class RawDicomdir:
 
 
 def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:
-    """Collect the top-level elements and every Directory Record item in one pass.
-
-    A tight loop handles the usual shape (records of plain elements, nested sequences such as
-    icons read by the general reader); anything unusual (truncation, stray bytes, odd VRs)
-    makes it start over with the general event reader, which tolerates everything.
-    """
+    """Collect the top-level elements and every Directory Record item in one pass: a tight
+    loop for the usual shape; anything unusual (truncation, stray bytes, odd VRs) makes it
+    start over with the general event reader, which tolerates everything."""
     raw = _scan_fast(buf, layout)
     if raw is None:  # the fast path read every item of an intact sequence: nothing to salvage
         from app.core.dicomdir_salvage import assess, salvage  # (they build on this module)
@@ -410,6 +407,7 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
                     break
                 cur = {}
                 rec = RawRecord(pos, cur, complete=False)
+                rec.end = pos + 8 + length if length != UNDEFINED else 0  # declared end
                 records.append(rec)
             elif icon_depth and depth == icon_depth and icon is None and rec is not None:
                 icon = {}
@@ -417,7 +415,8 @@ def _scan_generic(buf: bytes, layout: Layout) -> RawDicomdir:
                 rec.icon_complete = False
         elif kind == EV_ITEM_END:
             if depth == 2 and rec is not None:
-                rec.complete = True
+                # An element that ran past its item's declared end: junk read as an element.
+                rec.complete = not rec.end or pos <= rec.end
                 rec.end = pos
             elif icon_depth and depth == icon_depth and rec is not None and icon is not None:
                 rec.icon_complete = True

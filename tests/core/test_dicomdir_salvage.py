@@ -114,6 +114,8 @@ VARIANTS = {
     "undefined-lengths": {"undefined_items": True, "undefined_sequences": True},
     "zero-offsets": {"offsets": "zero"},
     "implicit-zero-offsets": {"explicit": False, "offsets": "zero"},
+    "levels-order": {"order": "levels"},  # not depth-first: order alone says nothing
+    "big-endian": {"little": False},
 }
 
 
@@ -125,7 +127,7 @@ def test_every_damaged_window_lists_truthfully(variant: str, fill: str, size: in
     roots = corpus()
     data = db.encode(roots, **knobs)
     truth = {leaf.file_id: leaf for leaf in leaves(roots)}
-    spans = record_spans(roots, data)
+    spans = record_spans(roots, data, knobs.get("little", True))
     by_offsets = knobs.get("offsets", "correct") == "correct"
     rnd = random.Random(f"{variant}-{fill}-{size}")
     first = min(s[0] for s in spans.values())
