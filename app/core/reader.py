@@ -408,6 +408,9 @@ class _Reader(ReadSteps):
         base = fset.rel.rsplit("/", 1)[0] if "/" in fset.rel else ""
         where = {id(inst): (fid, res) for inst, fid, res in fset.resolved}
         untrusted = untrusted_leaves(fset.parse.patients)  # type: ignore[attr-defined]
+        for inst in getattr(fset.parse, "orphans", None) or ():  # the parser's own list
+            untrusted.setdefault(id(inst), "its PATIENT, STUDY or SERIES record was lost to "
+                                 "damage in the DICOMDIR")
         for series, inst in self.builder.add_tree(fset.parse.patients):  # type: ignore[attr-defined]
             inst.dicomdir = inst.dicomdir or fset.rel
             inst.referenced = True
