@@ -264,14 +264,14 @@ def _scan_fast(buf: bytes, layout: Layout) -> RawDicomdir | None:
                         # (UIDs, File IDs) rarely do.
                         text = cget(raw) if l16 <= 32 else None
                         if text is None:
-                            if (b"\0" in raw and tag not in _LENIENT
-                                    and _zeroed(raw, vr == "UI")):
-                                rec.suspect = (*rec.suspect, tag)  # zeros inside: damage
-                                continue
                             if raw.isascii() and b"\x1b" not in raw:
                                 text = raw.decode("ascii").strip(" \0")
-                                if not text.isprintable() and tag not in _LENIENT:
-                                    rec.suspect = (*rec.suspect, tag)  # control bytes: junk
+                                # Damage inside: a UID padded with more than one NUL (other
+                                # junk fails the UID check later), or NULs or control bytes
+                                # left inside another value.
+                                if (raw[l16 - 2] == 0 if vr == "UI" and l16 > 1 else
+                                        not text.isprintable() and tag not in _LENIENT):
+                                    rec.suspect = (*rec.suspect, tag)
                                     continue
                                 if l16 <= 32 and len(cache) < 200_000:  # repeats
                                     cache[raw] = text
