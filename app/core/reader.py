@@ -179,6 +179,9 @@ class _Reader(ReadSteps):
             return self._run(start)
         finally:
             self.listings.stop()
+            # Break the reader ↔ listings cycle (a bound method as error sink): otherwise the
+            # reader, and through it the whole tree, waits for a full GC pass to be freed.
+            self.listings.on_error = None
 
     def _run(self, start: str) -> Medium:
         self._check_cancel()
