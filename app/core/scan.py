@@ -297,7 +297,7 @@ def read_headers(fs: MediumFS, refs: list[FileRef], *, prefilter: bool = True,
 def instance_from_header(info: HeaderInfo, ref: FileRef, *, referenced: bool) -> Instance:
     """An Instance for a file known only by its header."""
     v = info.values
-    attrs = {k: str(v[k]) for k in _INSTANCE_ATTR_SET.intersection(v) if v[k] not in (None, "")}
+    attrs = {k: x for k in _INSTANCE_ATTR_SET.intersection(v) if (x := v[k])}  # str values
     sop_class = v.get("SOPClassUID")
     rtype = _RECORD_TYPES.get(sop_class)
     if rtype is None:
