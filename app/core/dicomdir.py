@@ -11,6 +11,14 @@ missing ones make it rebuild the tree from sequence order (STANDARDS.md §7), re
 record is decoded with its own Specific Character Set, falling back to its parent's and then
 the dataset's. Missing Type 1 record keys are ``missing-key`` warnings (STANDARDS.md §2).
 
+Damage (zeroed or junk sectors, cut records) never files a record under a neighbour (QA-13):
+records cut by damage are dropped (their files are unreferenced files for the reader), links
+are made only by offsets that land on intact records, or by record order where no damaged
+stretch lies between parent and child; records whose ancestry is lost go under placeholder
+parents (IDs None) and are listed in ``DicomdirParse.orphans``. Values are checked by VR
+(QA-14): a UID, date or time that is not one, or a value cut by damage, counts as absent and
+is reported, so the reader takes the file's own value instead of a wrong key.
+
 Stages: :mod:`app.core.dicomdir_scan` (records from bytes), :mod:`app.core.dicomdir_tree`
 (linking), :mod:`app.core.dicomdir_build` (model and problems). Speed: one tight pass over the
 buffer, no pydicom Dataset and no pydicom import on the hot path.
