@@ -28,7 +28,7 @@ from pathlib import Path
 from app.core.errors import DiscBridgeError, ExportError
 from app.core.export_finish import finish_volume, iso_and_burn, prebuild_dicomdirs
 from app.core.export_options import ExportOptions
-from app.core.export_plan import ExportPlan, PlannedFile, Volume, plan_export
+from app.core.export_plan import ExportPlan, PlannedFile, Volume, gc_paused, plan_export
 from app.core.export_report import ExportReport, Verification, VolumeResult
 from app.core.export_verify import Expected, verify_bytes, verify_records
 from app.core.export_worker import run_file_jobs
@@ -103,7 +103,8 @@ def execute(plan: ExportPlan, progress: ProgressCallback | None = None,
     else:
         dest = Path(opts.dest)
     try:
-        expected = _write_medium(plan, dest, report, progress, cancel)
+        with gc_paused():  # the DICOMDIR thread builds 4,000 headers while the copies run
+            expected = _write_medium(plan, dest, report, progress, cancel)
         if report.ok and (opts.iso is not None or opts.burn is not None):
             iso_and_burn(plan, dest, expected, report, progress, cancel, temp_root)
     finally:

@@ -12,9 +12,12 @@ page; :func:`app.core.export.execute` carries it out.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
+import gc
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from app.core.errors import DiscBridgeError, ExportError
@@ -87,6 +90,26 @@ def plan_export(options: ExportOptions, media: list[Medium] | None = None, *,
         (:class:`RefusedInstances`), a Patient ID clash (``PatientIdClash``), a study with no
         date (``MissingStudyDate``), or too big without spanning (:class:`TooBig`).
     """
+    with gc_paused():
+        return _plan(options, media, capacity, progress, cancel)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: planning creates some 100 objects per file and none
+    of them is garbage; Python's collector would walk them all again and again (about 0.1 s of
+    the 0.5 s plan of 4,000 files). Restored afterwards (also when nested)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _plan(options: ExportOptions, media: list[Medium] | None, capacity: int | None,
+          progress: ProgressCallback | None, cancel: CancelToken | None) -> ExportPlan:
     created = _dt.datetime.now()
     fileset_id = validate_fileset_id(options.fileset_id, created)
     try:

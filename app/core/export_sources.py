@@ -256,8 +256,11 @@ def _index(head: bytes, meta: MetaInfo, whole: bool
 def _build_dataset(raw: bytes, elems: dict[int, tuple[str, int, int]], meta: MetaInfo
                    ) -> Dataset:
     """The pydicom Dataset of an indexed header (pydicom decodes the values lazily)."""
-    ds = Dataset({tag: RawDataElement(tag, vr, length, raw[start:start + length], start, False,
-                                      True)
+    # tuple.__new__ on the NamedTuple class: the same RawDataElement, without the Python-level
+    # __new__ call per element (about 46 per CT header, 4,000 headers on the DICOMDIR thread).
+    new = tuple.__new__
+    ds = Dataset({tag: new(RawDataElement, (tag, vr, length, raw[start:start + length], start,
+                                            False, True))
                   for tag, (vr, start, length) in elems.items()})
     file_meta = FileMetaDataset()
     for tag, value in ((0x00020002, meta.sop_class), (0x00020003, meta.sop_instance),

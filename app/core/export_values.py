@@ -60,6 +60,7 @@ def record_text_keys(record_type: str, profile: Profile) -> tuple[tuple[str, str
     return tuple(out.items())
 
 
+@functools.lru_cache(maxsize=4096)  # files of a series share most values
 def _fix_one(vr: str, value: str) -> tuple[str, str] | None:
     """(new value, what was wrong) for one value of a VR, or None when it is valid."""
     text = value.strip()
