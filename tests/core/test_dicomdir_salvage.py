@@ -33,8 +33,17 @@ class Leaf:
 
 
 def corpus(patients: int = 6) -> list[db.Rec]:
-    """``patients`` × 1 study × 2 series × 3 images, every key distinct."""
-    return db.simple_tree(patients=patients, studies=1, series_=2, images=3)
+    """``patients`` × 1 study × 2 series × 3 images, every key distinct, the same bytes in
+    every run (UIDs from the position, not from the builder's global counter)."""
+    root = "1.2.826.0.1.3680043.8.498.78"
+    roots = []
+    for p in range(1, patients + 1):
+        ses = [db.series(*[db.image((f"PA{p}", "ST1", f"SE{e}", f"IM{i}"), number=str(i),
+                                    sop_uid=f"{root}.{p}.1.{e}.{i}") for i in range(1, 4)],
+                         uid_=f"{root}.{p}.1.{e}", number=str(e)) for e in (1, 2)]
+        roots.append(db.patient(f"PID{p:03d}", "Test^Patient",
+                                db.study(*ses, uid_=f"{root}.{p}.1", StudyID="1")))
+    return roots
 
 
 def leaves(roots: list[db.Rec]) -> list[Leaf]:
