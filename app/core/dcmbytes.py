@@ -75,8 +75,11 @@ def dicom_dictionary() -> dict[int, tuple[str, str, str, str, str]]:
             spec = importlib.util.find_spec("pydicom")
             locations = spec.submodule_search_locations if spec else None
             path = os.path.join(list(locations)[0], "_dicom_dict.py") if locations else ""
-            dspec = importlib.util.spec_from_file_location("_discbridge_dicom_dict", path)
-            if dspec is None or dspec.loader is None:  # pragma: no cover - broken install
+            dspec = (importlib.util.spec_from_file_location("_discbridge_dicom_dict", path)
+                     if os.path.isfile(path) else None)
+            if dspec is None or dspec.loader is None:
+                # No source file: a frozen build (modules live in an archive) or a broken
+                # install. Importing pydicom is slower but always works.
                 from pydicom.datadict import DicomDictionary
 
                 _DICTIONARY = DicomDictionary

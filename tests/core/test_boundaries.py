@@ -34,3 +34,23 @@ def test_no_core_source_mentions_a_qt_import() -> None:
                  if any(line.lstrip().startswith(("import PySide6", "from PySide6"))
                         for line in p.read_text(encoding="utf-8").splitlines())]
     assert offenders == []
+
+
+def test_data_dictionary_without_pydicom_sources() -> None:
+    """A frozen build has no ``pydicom/_dicom_dict.py`` on disk: the parser must still work."""
+    code = (
+        "import importlib.util, tempfile, types\n"
+        "empty = tempfile.mkdtemp()  # pydicom's package folder as a frozen build has it\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: (\n"
+        "    types.SimpleNamespace(submodule_search_locations=[empty])\n"
+        "    if name == 'pydicom' else real(name, *a))\n"
+        "from app.core import dcmbytes\n"
+        "d = dcmbytes.dicom_dictionary()\n"
+        "assert d[0x00100010][0] == 'PN', d[0x00100010]\n"
+        "assert dcmbytes.dictionary_vr(0x00200013) == 'IS'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
