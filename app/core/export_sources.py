@@ -146,7 +146,8 @@ class SourceFile:
         """A top-level value as a stripped string (None when absent/empty); through ``get``.
 
         ASCII values are taken from the raw bytes (no pydicom conversion: 4,000 files plan in
-        well under a second); anything else goes through pydicom (character sets).
+        well under a second); anything else goes through pydicom (character sets), including
+        7-bit ISO 2022 text, whose escape sequences (ESC, 1BH) switch to other character sets.
         """
         value: str | None
         tag = _tag(keyword)
@@ -160,14 +161,15 @@ class SourceFile:
             else:
                 vr, start, length = found
                 data = self.raw[start:start + length]
-                if vr in _ASCII_VRS and data.isascii():
+                if vr in _ASCII_VRS and data.isascii() and b"\x1b" not in data:
                     value = data.decode("ascii").strip(" \0") or None
                 else:
                     value = value_str(self.header, keyword)
         else:
             raw = self.header._dict.get(tag)  # type: ignore[call-overload]
             if isinstance(raw, RawDataElement) and raw.VR in _ASCII_VRS \
-                    and isinstance(raw.value, bytes) and raw.value.isascii():
+                    and isinstance(raw.value, bytes) and raw.value.isascii() \
+                    and b"\x1b" not in raw.value:
                 value = raw.value.decode("ascii").strip(" \0") or None
             else:
                 value = value_str(self.header, keyword)

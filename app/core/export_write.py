@@ -72,11 +72,15 @@ def remove_tree(path: Path) -> None:
 
 
 def _kernel_copy(src: int, dst: int, count: int, offset: int,
-                 cancel: CancelToken | None, on_bytes: ByteCallback | None) -> None:
-    """Copy ``count`` bytes of ``src`` from ``offset`` to the current end of ``dst``.
+                 cancel: CancelToken | None, on_bytes: ByteCallback | None,
+                 written: int = 0) -> None:
+    """Copy ``count`` bytes of ``src`` from ``offset`` to the current end of ``dst`` (which
+    holds ``written`` bytes already).
 
     Linux: ``copy_file_range`` (falling back to ``sendfile``); elsewhere (macOS, Windows) a
-    plain read/write loop with 8 MiB buffers. Cancel is checked between chunks.
+    plain read/write loop with 8 MiB buffers. Cancel is checked between chunks; each chunk's
+    writeback is started as soon as it is copied (:func:`start_writeback`), so a slow device
+    holds a copy thread for one chunk at most, never for a whole large file.
     """
     done = 0
     mode = "cfr" if hasattr(os, "copy_file_range") else (
@@ -106,6 +110,10 @@ def _kernel_copy(src: int, dst: int, count: int, offset: int,
                 view = view[os.write(dst, view):]
         if sent == 0:
             raise OSError(errno.EIO, "source file ended early (changed while copying?)")
+        if done:
+            start_writeback(dst, written + done, sent)
+        else:  # the first chunk, with what was written before it (a new File Meta header)
+            start_writeback(dst, 0, written + sent)
         done += sent
         if on_bytes is not None:
             on_bytes(sent)
@@ -138,8 +146,8 @@ def copy_file(src: Path, dst: Path, *, cancel: CancelToken | None = None,
         try:
             if prefix:
                 os.write(fout_fd, prefix)
-            _kernel_copy(fin_fd, fout_fd, size - offset, offset, cancel, on_bytes)
-            start_writeback(fout_fd)
+            _kernel_copy(fin_fd, fout_fd, size - offset, offset, cancel, on_bytes,
+                         written=len(prefix))
         finally:
             os.close(fout_fd)
     finally:
@@ -234,13 +242,15 @@ def _linux_libc() -> Any:
     return _libc[0]
 
 
-def start_writeback(fd: int) -> None:
-    """Start writing ``fd``'s dirty pages to the device, without waiting (Linux only; a no-op
-    elsewhere). Durability still comes from :func:`flush_tree`; this only overlaps the device's
-    work with the copying of later files."""
+def start_writeback(fd: int, offset: int = 0, nbytes: int = 0) -> None:
+    """Start writing ``nbytes`` from ``offset`` of ``fd`` (0: to the end) to the device (Linux
+    only; a no-op elsewhere). It does not wait for the device, though the kernel may hold the
+    caller while its queue is full (a slow stick: the copy then runs at the device's pace).
+    Durability still comes from :func:`flush_tree`; this only overlaps the device's work with
+    the copying of later data."""
     lib = _linux_libc()
     if lib is not None:
-        lib.sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # errors: flush_tree catches up
+        lib.sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # errors: flush_tree
 
 
 def _syncfs(root: Path) -> bool:

@@ -341,3 +341,42 @@ def test_record_values_invalid_for_their_vr_are_made_valid(tmp_path: Path) -> No
     plan = _plan(tmp_path / "ok", [make_dataset(PatientName="Yamada^Tarou=山田^太郎",
                                                SpecificCharacterSet="ISO_IR 192")])
     assert plan.changes == [] and plan.files[0].action == "copy"
+
+
+def test_plan_reads_headers_raw_and_matches_pydicom(tmp_path: Path) -> None:
+    """The plan takes values from the raw header bytes (no pydicom Dataset built for Explicit VR
+    LE files); every value, and the Dataset built later for the records, equals pydicom's."""
+    import gc
+    import pickle
+
+    import pydicom
+
+    from app.core.fixes import value_str
+
+    src = tmp_path / "src"
+    write_corpus(src)  # non-ASCII names in four character sets, an Implicit VR file
+    plan = plan_export(ExportOptions(sources=[src], dest=tmp_path / "out"), [medium_of(src)],
+                       capacity=CAP)
+    assert gc.isenabled()  # paused while planning only
+    keywords = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyTime",
+                "StudyID", "AccessionNumber", "StudyDescription", "SeriesNumber", "Modality",
+                "SeriesDescription", "InstanceNumber", "SOPInstanceUID", "SpecificCharacterSet",
+                "ImageType", "Rows", "NumberOfFrames", "ImagePositionPatient")
+    fast = [f for f in plan.files if f.src.elements is not None]
+    assert len(fast) >= 30  # all but the Implicit VR file and the like
+    raw_only = [f for f in fast if f.src.dataset is None]
+    assert raw_only  # ASCII-only files never needed a Dataset to be planned
+    for f in plan.files:
+        ref = pydicom.dcmread(f.src.local, stop_before_pixels=True)
+        for kw in keywords:
+            assert f.src.get(kw) == value_str(ref, kw), (f.src.label, kw)
+            assert (kw in f.src) == (kw in ref), (f.src.label, kw)
+        built = f.src.header
+        for elem in ref:
+            assert built[elem.tag].value == elem.value, (f.src.label, elem.keyword)
+        assert built.file_meta.TransferSyntaxUID == ref.file_meta.TransferSyntaxUID
+    # The plan crosses a process boundary (GUI): values and lazily built headers survive.
+    copy = pickle.loads(pickle.dumps(plan))
+    for f, g in zip(plan.files, copy.files, strict=True):
+        assert g.src.get("PatientName") == f.src.get("PatientName")
+        assert g.src.header.SOPInstanceUID == f.sop_uid
