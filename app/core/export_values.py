@@ -13,7 +13,10 @@ Type 1 fills:
 - IS with a decimal point but an integral value (``1.0``): the integer;
 - DS longer than 16 characters: fewer significant digits;
 - PN with more than five components in a group: the extra components joined into the fifth,
-  each group at most 64 characters.
+  each group at most 64 characters;
+- several values (``CT\\HEAD``) where the data dictionary allows one: joined with a space;
+- control characters (BEL, ESC, TAB, … as decoded text; PS3.5 §6.1.2.3 allows none in SH, LO,
+  PN, CS and only TAB, LF, FF, CR in ST/LT): each becomes a space.
 
 UIDs are never touched (they are identities); dates and times are left to
 :mod:`app.core.export_identity` (ACR-NEMA forms).
@@ -25,7 +28,7 @@ import functools
 import re
 from collections.abc import Callable
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VM, dictionary_VR, tag_for_keyword
 
 from app.core.profiles import Profile
 
@@ -34,14 +37,17 @@ MAX_CHARS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "IS": 12, "DS": 16, "ST": 1
 _CS_BAD = re.compile(r"[^A-Z0-9 _]")
 _IS_OK = re.compile(r"^\s*[+-]?\d+\s*$")
 _SKIP = frozenset({"SpecificCharacterSet"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")  # ST/LT keep TAB LF FF CR
 
 
 @functools.lru_cache(maxsize=64)
-def record_text_keys(record_type: str, profile: Profile) -> tuple[tuple[str, str], ...]:
-    """(keyword, VR) of the text keys of PATIENT, STUDY, SERIES and ``record_type`` records."""
+def record_text_keys(record_type: str, profile: Profile) -> tuple[tuple[str, str, bool], ...]:
+    """(keyword, VR, single-valued) of the text keys of PATIENT, STUDY, SERIES and
+    ``record_type`` records."""
     from app.core.records import required_keys
 
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str, bool]] = {}
     for level in ("PATIENT", "STUDY", "SERIES", record_type):
         try:
             keys = required_keys(level, profile)
@@ -56,8 +62,8 @@ def record_text_keys(record_type: str, profile: Profile) -> tuple[tuple[str, str
             except KeyError:
                 continue
             if vr in MAX_CHARS or vr == "PN":
-                out.setdefault(keyword, vr)
-    return tuple(out.items())
+                out.setdefault(keyword, (keyword, vr, dictionary_VM(tag) == "1"))
+    return tuple(out.values())
 
 
 @functools.lru_cache(maxsize=4096)  # files of a series share most values
@@ -109,13 +115,20 @@ def vr_fixes(get: Callable[[str], str | None], record_type: str,
              profile: Profile) -> dict[str, tuple[str, str]]:
     """Keyword → (valid value, reason) for this instance's record values invalid for their VR."""
     out: dict[str, tuple[str, str]] = {}
-    for keyword, vr in record_text_keys(record_type, profile):
+    for keyword, vr, single in record_text_keys(record_type, profile):
         value = get(keyword)
         if not value:
             continue
+        why = None
+        control = _CONTROL_TEXT if vr in ("ST", "LT") else _CONTROL
+        if control.search(value):
+            value = control.sub(" ", value)
+            why = f"{vr} value with control characters"
+        if single and vr not in ("ST", "LT") and "\\" in value:
+            value = " ".join(p.strip() for p in value.split("\\") if p.strip())
+            why = f"{keyword} allows one value, the source has several"
         parts = value.split("\\") if vr != "PN" else [value]
         new_parts = []
-        why = None
         for part in parts:
             fixed = _fix_one(vr, part)
             if fixed is None:
