@@ -3,13 +3,12 @@
 Several sources merge; an instance already seen (same SOP Instance UID) is dropped with an
 ``info`` problem (the first source wins). Each file is opened through its medium's ``fs`` (so
 files inside an .iso work and nothing outside a medium root is read) and read header-only:
-File Meta with :func:`app.core.transcode.read_meta_info`, the dataset with pydicom up to the
+File Meta with :func:`app.core.transcode.parse_meta_info`, the dataset with pydicom up to the
 Pixel Data. A file that cannot be read stops the plan with an ExportError naming it.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import threading
@@ -37,7 +36,7 @@ from app.core.transcode import (
     EXPLICIT_LE,
     IMPLICIT_LE,
     MetaInfo,
-    read_meta_info,
+    parse_meta_info,
 )
 
 _HEAD = struct.Struct("<HH2sH")
@@ -320,7 +319,7 @@ def read_source(medium: Medium, inst: Instance,
             opened = fs.open(inst.path)
         with opened as fp:
             head = fp.read(FIRST_READ)
-            meta = read_meta_info(io.BytesIO(head))
+            meta = parse_meta_info(head)
             found = None
             try:
                 found = _index(head, meta, len(head) < FIRST_READ)

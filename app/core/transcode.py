@@ -162,6 +162,50 @@ def read_meta_info(fp: BinaryIO) -> MetaInfo:
                     text(0x0002), text(0x0003))
 
 
+_META_HEAD = struct.Struct("<HH2sH")
+_META_U32 = struct.Struct("<I")
+
+
+def parse_meta_info(buf: bytes) -> MetaInfo:
+    """:func:`read_meta_info` of a file's first bytes already in memory (the same result as
+    ``read_meta_info(io.BytesIO(buf))``, without a stream call per element)."""
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        return MetaInfo(False, 0, False, False, None, None, None)
+    pos, size = 132, len(buf)
+    values: dict[int, bytes] = {}
+    group_length: int | None = None
+    group_length_end = 0
+    while pos + 8 <= size:
+        group, elem, vr, short_len = _META_HEAD.unpack_from(buf, pos)
+        if group != 0x0002:
+            break
+        if vr in _LONG_VRS:
+            if pos + 12 > size:
+                break
+            length, hdr = _META_U32.unpack_from(buf, pos + 8)[0], 12
+        else:
+            length, hdr = short_len, 8
+        if length == 0xFFFFFFFF or length > 1 << 20:
+            break
+        value = buf[pos + hdr:pos + hdr + length]
+        pos += hdr + length
+        values[elem] = value
+        if elem == 0x0000 and length == 4:
+            group_length = struct.unpack("<I", value)[0] if len(value) == 4 else None
+            group_length_end = pos
+    gl_ok = group_length is not None and group_length_end + group_length == pos
+
+    def text(e: int) -> str | None:
+        v = values.get(e)
+        if v is None:
+            return None
+        s = v.decode("ascii", "replace").strip("\x00 ")
+        return s or None
+
+    return MetaInfo(True, pos, gl_ok, values.get(0x0001) == b"\x00\x01", text(0x0010),
+                    text(0x0002), text(0x0003))
+
+
 def encode_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
                      source_ae: str | None = None) -> bytes:
     """Preamble + ``DICM`` + a complete group 0002 with our implementation UID and name."""
