@@ -13,13 +13,18 @@ exactly raises ``ValueError`` naming the reason. Each bit stream is also checked
 (lossless) with predictor 1 and no point transform.
 
 Supported: MONOCHROME1, MONOCHROME2 and RGB (JPEG 2000 YBR_RCT/YBR_ICT sources decode to RGB);
-Bits Allocated 8 or 16 with Bits Stored 2–16; unsigned data, and signed data when Bits Stored
-equals Bits Allocated; single and multi-frame; any source transfer syntax pydicom can decode
+Bits Allocated 8 or 16 with Bits Stored 2–16, unsigned or signed; any size from 1×1 to
+65535²; single and multi-frame; any source transfer syntax pydicom can decode without gdcm
 (native, deflated, big endian, RLE, JPEG, JPEG-LS, JPEG 2000; compressed sources are decoded
-first). Refused: float pixel data, Bits Allocated 1 or 32, Bits Stored above 16, YBR_FULL,
-YBR_FULL_422, PALETTE COLOR and other photometric interpretations, signed data with Bits Stored
-below Bits Allocated (pydicom does not sign-extend JPEG Lossless data, so readers would disagree),
-frames gdcm cannot encode (e.g. 1×1).
+first, a lossy one keeps Lossy Image Compression "01"). gdcm writes the JPEG sample precision
+as Bits Allocated (8 or 16; gdcm::JPEGCodec::SetPixelFormat), signed values as their full-width
+two's complement, so decoders need no sign extension (pylibjpeg and DCMTK's dcmdjpeg both give
+the exact values back). Refused: float pixel data, Bits Allocated 1 or 32, Bits Stored above
+16 or below 2, YBR_FULL, YBR_FULL_422, PALETTE COLOR and other photometric interpretations,
+values outside Bits Stored, pixel data nothing but gdcm decodes.
+
+Never through pydicom's gdcm plugins: gdcm's C++ exceptions abort the process (see
+:func:`keep_gdcm_out_of_pydicom`).
 """
 
 from __future__ import annotations
@@ -68,6 +73,42 @@ def can_encode_jpeg_lossless_sv1() -> bool:
     return _gdcm() is not None
 
 
+def keep_gdcm_out_of_pydicom() -> list[str]:
+    """Remove python-gdcm from pydicom's pixel data decoders and encoders (idempotent).
+
+    Installing python-gdcm makes pydicom try gdcm *first* for JPEG, JPEG-LS and JPEG 2000
+    decoding and RLE encoding. gdcm raises C++ exceptions that SWIG does not catch, so some
+    valid files (e.g. JPEG Lossless with Bits Stored 6 of 8 allocated) abort the whole process
+    (``std::terminate``) instead of raising. Call this once at start-up, before any thread
+    decodes (pydicom's plugin registry is not thread-safe), and in every worker process; the
+    decoders then behave as they did without gdcm (pillow, pylibjpeg, pydicom). This module
+    never uses gdcm through pydicom either way.
+
+    Returns
+    -------
+    list[str]
+        The transfer syntax UIDs whose decoder or encoder lost its gdcm plugin (empty on a
+        second call).
+    """
+    from pydicom.pixels import get_decoder, get_encoder
+    from pydicom.uid import AllTransferSyntaxes
+
+    changed: list[str] = []
+    for ts in AllTransferSyntaxes:
+        for getter in (get_decoder, get_encoder):
+            try:
+                coder = getter(ts)
+            except (NotImplementedError, ValueError, KeyError):
+                continue
+            try:
+                coder.remove_plugin("gdcm")
+            except ValueError:  # not registered (any more)
+                continue
+            if str(ts) not in changed:
+                changed.append(str(ts))
+    return changed
+
+
 def encode_jpeg_lossless_sv1(ds: Dataset) -> Dataset:
     """A copy of ``ds`` with its Pixel Data encoded as JPEG Lossless SV1 (1.2.840.10008.1.2.4.70).
 
@@ -104,11 +145,13 @@ def encode_jpeg_lossless_sv1(ds: Dataset) -> Dataset:
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     frames = arr if _n_frames(ds) > 1 else arr[np.newaxis]
     _check_range(frames, bits_stored, signed)
-    mask = (1 << bits_stored) - 1
+    # gdcm encodes with sample precision = Bits Allocated (gdcm::JPEGCodec::SetPixelFormat), so
+    # signed values go in as their full-width two's complement bit pattern: every decoder that
+    # reads the 8/16-bit container as signed gets them back, with no sign extension of its own.
     utype = np.dtype("<u1") if bits_alloc == 8 else np.dtype("<u2")
     fragments: list[bytes] = []
     for index, frame in enumerate(frames):
-        pattern = (frame.astype(np.int64) & mask).astype(utype)  # two's complement bit pattern
+        pattern = (frame.astype(np.int32) & ((1 << bits_alloc) - 1)).astype(utype)
         stream = _encode_frame(gdcm, pattern, bits_alloc, bits_stored, spp, photometric)
         _check_sv1(stream, index)
         fragments.append(stream)
@@ -165,10 +208,6 @@ def _check_attributes(ds: Dataset) -> None:
         raise ValueError(f"Samples per Pixel {spp} is not supported (1 or 3 only)")
     if signed not in (0, 1):
         raise ValueError(f"Pixel Representation {signed} is invalid")
-    if signed and bits_stored != bits_alloc:
-        raise ValueError(
-            f"signed pixel data with Bits Stored {bits_stored} < Bits Allocated {bits_alloc}: "
-            "JPEG Lossless carries no sign and decoders disagree on sign extension")
     allowed = {1: ("MONOCHROME1", "MONOCHROME2"), 3: ("RGB", "YBR_RCT", "YBR_ICT")}[spp]
     if photometric not in allowed:
         raise ValueError(f"Photometric Interpretation {photometric or '(none)'} with "
@@ -192,14 +231,22 @@ def _decode_source(ds: Dataset, source_ts: str) -> tuple[np.ndarray, str]:
         decoder = get_decoder(source_ts)
     except (NotImplementedError, ValueError) as exc:
         raise ValueError(f"pixel data in {_ts_name(source_ts)} cannot be decoded ({exc})") from exc
-    if not decoder.is_available:
-        raise ValueError(f"no installed plugin decodes {_ts_name(source_ts)}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr, meta = decoder.as_array(ds, as_rgb=False)
-    except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data
-        raise ValueError(f"the source pixel data cannot be decoded ({exc})") from exc
+    # Never gdcm: it aborts the whole process on some valid input (e.g. Bits Stored 6 of 8).
+    plugins = [""] if decoder.is_native else \
+        [p for p in decoder.available_plugins if p != "gdcm"]
+    if not plugins:
+        raise ValueError(f"no installed plugin other than gdcm decodes {_ts_name(source_ts)}")
+    errors: list[str] = []
+    for plugin in plugins:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr, meta = decoder.as_array(ds, as_rgb=False, decoding_plugin=plugin)
+            break
+        except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data
+            errors.append(f"{plugin or 'pydicom'}: {exc}")
+    else:
+        raise ValueError(f"the source pixel data cannot be decoded ({'; '.join(errors)})")
     photometric = str(meta.get("photometric_interpretation", ds.PhotometricInterpretation))
     if photometric not in _SUPPORTED_PHOTOMETRIC:
         raise ValueError(f"the source decodes to {photometric}, which is not supported "
@@ -223,10 +270,17 @@ def _encode_frame(gdcm: Any, pattern: np.ndarray, bits_alloc: int, bits_stored: 
                   photometric: str) -> bytes:
     """One frame (rows, cols[, 3]) of unsigned bit patterns → a JPEG Process 14 SV1 bit stream."""
     rows, cols = pattern.shape[:2]
+    data = np.ascontiguousarray(pattern).tobytes()
+    # gdcm pads an odd-length value to even length and then splits it per frame, so an odd
+    # byte count cannot be encoded as one frame (e.g. 8-bit 511×511): encode the frame twice
+    # (even length, exact halves) and keep the first bit stream.
+    copies = 2 if len(data) % 2 else 1
     image = gdcm.Image()
-    image.SetNumberOfDimensions(2)
+    image.SetNumberOfDimensions(3 if copies > 1 else 2)
     image.SetDimension(0, cols)
     image.SetDimension(1, rows)
+    if copies > 1:
+        image.SetDimension(2, copies)
     pf = gdcm.PixelFormat()
     pf.SetSamplesPerPixel(spp)
     pf.SetBitsAllocated(bits_alloc)
@@ -240,7 +294,7 @@ def _encode_frame(gdcm: Any, pattern: np.ndarray, bits_alloc: int, bits_stored: 
         image.SetPlanarConfiguration(0)
     image.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.ExplicitVRLittleEndian))
     element = gdcm.DataElement(gdcm.Tag(0x7FE0, 0x0010))
-    element.SetByteStringValue(np.ascontiguousarray(pattern).tobytes())
+    element.SetByteStringValue(data * copies)
     image.SetDataElement(element)
     change = gdcm.ImageChangeTransferSyntax()
     try:
@@ -256,9 +310,10 @@ def _encode_frame(gdcm: Any, pattern: np.ndarray, bits_alloc: int, bits_stored: 
         parts = _fragments(change.GetOutput())
     finally:
         del change  # before anything it owns is touched again
-    if not parts:
-        raise ValueError(f"gdcm produced no JPEG data for a {rows}×{cols} frame")
-    return b"".join(parts)
+    if len(parts) != copies:
+        raise ValueError(f"gdcm produced {len(parts)} JPEG fragments for a {rows}×{cols} "
+                         f"frame (expected {copies})")
+    return parts[0]
 
 
 def _fragments(output: Any) -> list[bytes]:
@@ -312,7 +367,8 @@ def _verify(out: Dataset, frames: np.ndarray, signed: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            back, _meta = get_decoder(JPEG_LOSSLESS_SV1).as_array(out, as_rgb=False)
+            back, _meta = get_decoder(JPEG_LOSSLESS_SV1).as_array(
+                out, as_rgb=False, decoding_plugin="pylibjpeg")
     except Exception as exc:  # noqa: BLE001 - our own output must decode
         raise ValueError(f"the JPEG Lossless result does not decode ({exc})") from exc
     back = back.reshape(frames.shape)
