@@ -57,6 +57,7 @@ _LOSSY_METHOD: dict[str, str] = {
     "1.2.840.10008.1.2.4.91": "ISO_15444_1",
     "1.2.840.10008.1.2.4.203": "ISO_15444_15",
 }
+_PLUGIN_ORDER = {"pylibjpeg": 0, "pydicom": 1, "pillow": 2}
 _WORD = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
@@ -231,9 +232,11 @@ def _decode_source(ds: Dataset, source_ts: str) -> tuple[np.ndarray, str]:
         decoder = get_decoder(source_ts)
     except (NotImplementedError, ValueError) as exc:
         raise ValueError(f"pixel data in {_ts_name(source_ts)} cannot be decoded ({exc})") from exc
-    # Never gdcm: it aborts the whole process on some valid input (e.g. Bits Stored 6 of 8).
-    plugins = [""] if decoder.is_native else \
-        [p for p in decoder.available_plugins if p != "gdcm"]
+    # pylibjpeg (the project's reference decoders) first; never gdcm: it aborts the whole
+    # process on some valid input (e.g. JPEG Lossless with Bits Stored 6 of 8).
+    plugins = [""] if decoder.is_native else sorted(
+        (p for p in decoder.available_plugins if p != "gdcm"),
+        key=lambda p: _PLUGIN_ORDER.get(p, len(_PLUGIN_ORDER)))
     if not plugins:
         raise ValueError(f"no installed plugin other than gdcm decodes {_ts_name(source_ts)}")
     errors: list[str] = []
