@@ -258,7 +258,10 @@ def _syncfs(root: Path) -> bool:
     lib = _linux_libc()
     if lib is None:
         return False
-    fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False  # the caller falls back to os.sync
     try:
         return int(lib.syncfs(fd)) == 0
     finally:

@@ -306,3 +306,46 @@ def test_read_back_drops_the_page_cache_of_every_file(tmp_path: Path,
     report = execute(_plan(src, tmp_path / "dest"))
     assert report.ok and report.verification.files == 5
     assert len(dropped) == 5  # 3 files + README.TXT + DICOMDIR, each read from the device
+
+
+def test_copy_starts_writeback_over_every_byte_and_flush_still_syncs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each copied chunk's writeback is started (ranges cover the new file exactly once, the
+    new header included); the flush still syncs (syncfs, or os.sync when it is unavailable)."""
+    src = tmp_path / "src.bin"
+    body = bytes(range(256)) * 4000  # 1,024,000 bytes
+    src.write_bytes(body)
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(export_write, "CHUNK", 300_000)
+    monkeypatch.setattr(export_write, "start_writeback",
+                        lambda fd, offset=0, nbytes=0: calls.append((offset, nbytes)))
+    dst = tmp_path / "out" / "copy.bin"
+    dst.parent.mkdir()
+    export_write.copy_file(src, dst, prefix=b"HEAD" * 33, offset=1000)
+    assert dst.read_bytes() == b"HEAD" * 33 + body[1000:]
+    pos = 0
+    for offset, nbytes in calls:
+        assert offset == pos and nbytes > 0
+        pos += nbytes
+    assert pos == dst.stat().st_size and len(calls) == 4  # 1,023,000 bytes in 300,000 chunks
+    synced: list[str] = []
+    monkeypatch.setattr(export_write, "_syncfs", lambda root: False)
+    monkeypatch.setattr(os, "sync", lambda: synced.append("sync"))
+    export_write.flush_tree(tmp_path / "out")
+    assert synced == ["sync"]
+
+
+def test_syncfs_and_writeback_run_for_real(tmp_path: Path) -> None:
+    """On Linux the libc calls are found and succeed; elsewhere they are skipped (no-ops)."""
+    import sys
+
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, b"x" * 100_000)
+        export_write.start_writeback(fd)
+    finally:
+        os.close(fd)
+    assert export_write._syncfs(tmp_path) is sys.platform.startswith("linux")
+    assert export_write._syncfs(tmp_path / "missing") is False
+    export_write.flush_tree(tmp_path)
