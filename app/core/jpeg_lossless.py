@@ -57,6 +57,7 @@ _LOSSY_METHOD: dict[str, str] = {
     "1.2.840.10008.1.2.4.91": "ISO_15444_1",
     "1.2.840.10008.1.2.4.203": "ISO_15444_15",
 }
+_GDCM_KEPT_OUT = False
 _PLUGIN_ORDER = {"pylibjpeg": 0, "pydicom": 1, "pillow": 2}
 _WORD = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
@@ -91,6 +92,9 @@ def keep_gdcm_out_of_pydicom() -> list[str]:
         The transfer syntax UIDs whose decoder or encoder lost its gdcm plugin (empty on a
         second call).
     """
+    global _GDCM_KEPT_OUT
+    if _GDCM_KEPT_OUT:  # cheap enough to call once per file in worker processes
+        return []
     from pydicom.pixels import get_decoder, get_encoder
     from pydicom.uid import AllTransferSyntaxes
 
@@ -107,7 +111,34 @@ def keep_gdcm_out_of_pydicom() -> list[str]:
                 continue
             if str(ts) not in changed:
                 changed.append(str(ts))
+    _GDCM_KEPT_OUT = True
     return changed
+
+
+def jpeg_lossless_sv1_refusal(ds: Dataset) -> str | None:
+    """Why ``ds`` cannot be encoded by :func:`encode_jpeg_lossless_sv1` (None when it can).
+
+    Checks the Image Pixel attributes only (a header without Pixel Data is fine), for planning
+    before anything is decoded; the encoder itself may still refuse values it cannot keep
+    exactly (e.g. a code stream with more bits than Bits Stored), and gdcm may be missing.
+    """
+    try:
+        _check_attributes(ds, need_pixels=False)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def apply_jpeg_lossless_sv1(ds: Dataset) -> None:
+    """Like :func:`encode_jpeg_lossless_sv1`, but replaces the contents of ``ds`` in place.
+
+    For pipelines that transcode a dataset in place: on success ``ds`` holds exactly the
+    elements (and ``file_meta``) of the encoded copy; on ``ValueError`` it is unchanged.
+    """
+    encoded = encode_jpeg_lossless_sv1(ds)
+    ds.clear()
+    ds.update(encoded)
+    ds.file_meta = encoded.file_meta
 
 
 def encode_jpeg_lossless_sv1(ds: Dataset) -> Dataset:
@@ -139,6 +170,7 @@ def encode_jpeg_lossless_sv1(ds: Dataset) -> Dataset:
         raise ValueError("JPEG Lossless SV1 encoding needs python-gdcm, which is not installed")
     source_ts = _source_ts(ds)
     _check_attributes(ds)
+    meta = _new_meta(ds)
     arr, photometric = _decode_source(ds, source_ts)
     bits_alloc = int(ds.BitsAllocated)
     bits_stored = int(ds.BitsStored)
@@ -169,12 +201,12 @@ def encode_jpeg_lossless_sv1(ds: Dataset) -> Dataset:
     elif "PlanarConfiguration" in out:
         del out.PlanarConfiguration
     if UID(source_ts).is_compressed and source_ts in _LOSSY_METHOD:
-        _mark_lossy(out, source_ts, ds)
-    out.file_meta = _new_meta(ds)
+        _mark_lossy(out, source_ts)
+    out.file_meta = meta
     out.PixelData = encapsulate(fragments, has_bot=True)
     out["PixelData"].VR = "OB"
     out["PixelData"].is_undefined_length = True
-    _verify(out, frames, signed)
+    _verify(out, frames)
     return out
 
 
@@ -184,10 +216,10 @@ def _source_ts(ds: Dataset) -> str:
     return ts or "1.2.840.10008.1.2.1"
 
 
-def _check_attributes(ds: Dataset) -> None:
+def _check_attributes(ds: Dataset, need_pixels: bool = True) -> None:
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         raise ValueError("float pixel data cannot be encoded as JPEG Lossless")
-    if "PixelData" not in ds:
+    if need_pixels and "PixelData" not in ds:
         raise ValueError("the dataset has no Pixel Data")
     try:
         bits_alloc = int(ds.BitsAllocated)
@@ -363,7 +395,7 @@ def _check_sv1(stream: bytes, index: int) -> None:
     raise ValueError(f"frame {index + 1}: the JPEG data has no scan")
 
 
-def _verify(out: Dataset, frames: np.ndarray, signed: bool) -> None:
+def _verify(out: Dataset, frames: np.ndarray) -> None:
     """Decode ``out`` with pydicom and require exactly the source values."""
     from pydicom.pixels import get_decoder
 
@@ -380,20 +412,24 @@ def _verify(out: Dataset, frames: np.ndarray, signed: bool) -> None:
 
 
 def _new_meta(ds: Dataset) -> FileMetaDataset:
-    old = getattr(ds, "file_meta", None)
+    old = getattr(ds, "file_meta", None) or FileMetaDataset()
+    sop_class = ds.get("SOPClassUID") or old.get("MediaStorageSOPClassUID")
+    sop_instance = ds.get("SOPInstanceUID") or old.get("MediaStorageSOPInstanceUID")
+    if not sop_class or not sop_instance:
+        raise ValueError("the dataset has no SOP Class or SOP Instance UID for its File Meta")
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
     meta.TransferSyntaxUID = JPEG_LOSSLESS_SV1
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if old is not None and old.get("SourceApplicationEntityTitle"):
+    if old.get("SourceApplicationEntityTitle"):
         meta.SourceApplicationEntityTitle = old.SourceApplicationEntityTitle
     return meta
 
 
-def _mark_lossy(out: Dataset, source_ts: str, ds: Dataset) -> None:
+def _mark_lossy(out: Dataset, source_ts: str) -> None:
     """A lossy source stays marked lossy (PS3.3 C.7.6.1.1.5)."""
     already = str(out.get("LossyImageCompression", "") or "").strip()
     if source_ts == "1.2.840.10008.1.2.4.91" and already != "01":

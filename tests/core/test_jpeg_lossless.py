@@ -34,8 +34,10 @@ import app.core.jpeg_lossless as jl
 from app import IMPLEMENTATION_CLASS_UID
 from app.core.jpeg_lossless import (
     JPEG_LOSSLESS_SV1,
+    apply_jpeg_lossless_sv1,
     can_encode_jpeg_lossless_sv1,
     encode_jpeg_lossless_sv1,
+    jpeg_lossless_sv1_refusal,
 )
 from tests.conftest import IN_CI, require_tool
 from tests.media import make_dataset, pydicom_test_file
@@ -449,12 +451,70 @@ def test_a_result_that_does_not_decode_exactly_is_refused(
         encode_jpeg_lossless_sv1(ds)
 
 
+@gdcm
+@pytest.mark.parametrize("case", list(_refusal_cases()))
+def test_planning_refusal_matches_the_encoder(case: str) -> None:
+    ds, reason = _refusal_cases()[case]
+    why = jpeg_lossless_sv1_refusal(ds)
+    if case in ("beyond Bits Stored", "corrupt RLE", "video", "no pixel data"):
+        assert why is None  # only the encoder, which decodes, can tell
+    else:
+        assert why is not None and reason in why
+    ok, _ = xa_dataset(8, 8)
+    del ok.PixelData  # a header is enough
+    assert jpeg_lossless_sv1_refusal(ok) is None
+
+
 def test_without_gdcm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jl, "_gdcm", lambda: None)
     assert can_encode_jpeg_lossless_sv1() is False
     ds, _ = xa_dataset(8, 8)
     with pytest.raises(ValueError, match="python-gdcm"):
         encode_jpeg_lossless_sv1(ds)
+
+
+# --- in place, as transcode.py will call it ---------------------------------------------------
+
+@gdcm
+def test_apply_in_place() -> None:
+    ds, values = xa_dataset(64, 64, frames=2)
+    expected = encode_jpeg_lossless_sv1(ds)
+    apply_jpeg_lossless_sv1(ds)
+    assert ds == expected and ds.file_meta == expected.file_meta
+    assert np.array_equal(decode(written(ds)), values)
+    bad, _ = xa_dataset(8, 8)
+    bad.PhotometricInterpretation = "PALETTE COLOR"
+    before = copy.deepcopy(bad)
+    with pytest.raises(ValueError):
+        apply_jpeg_lossless_sv1(bad)
+    assert bad == before
+
+
+@gdcm
+@pytest.mark.parametrize("name,lossy", [
+    ("MR_small_bigendian.dcm", False), ("MR_small_RLE.dcm", False),
+    ("GDCMJ2K_TextGBR.dcm", False), ("JPGExtended.dcm", True)])
+def test_transcode_wiring_recipe(name: str, lossy: bool) -> None:
+    """The wiring proposed for app/core/transcode.py: its own decode to native Explicit VR LE
+    (lossy marks, big endian swap), then the encoder in place, then its File Meta."""
+    from app.core import transcode
+
+    source = pydicom.dcmread(pydicom_test_file(name))
+    source_ts = str(source.file_meta.TransferSyntaxUID)
+    expected = decode(source)
+    ds = transcode.load_dataset(pydicom_test_file(name).read_bytes())
+    notes: list[str] = []
+    transcode._to_explicit_le(ds, source_ts, notes)
+    ds.file_meta.TransferSyntaxUID = transcode.EXPLICIT_LE  # the body is native LE now
+    apply_jpeg_lossless_sv1(ds)
+    transcode.set_our_meta(ds, JPEG_LOSSLESS_SV1)
+    back = pydicom.dcmread(io.BytesIO(transcode.encode_dataset(ds)))
+    assert back.file_meta.TransferSyntaxUID == JPEG_LOSSLESS_SV1
+    assert np.array_equal(decode(back), expected)
+    if lossy:
+        assert back.LossyImageCompression == "01"
+        assert back.LossyImageCompressionMethod == "ISO_10918_1"
+        assert float(back.LossyImageCompressionRatio) > 1  # transcode's ratio survives
 
 
 # --- independent checks: dciodvfy and dcmdjpeg ----------------------------------------------
