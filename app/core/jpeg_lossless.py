@@ -107,7 +107,7 @@ def keep_gdcm_out_of_pydicom() -> list[str]:
                 continue
             try:
                 coder.remove_plugin("gdcm")
-            except ValueError:  # not registered (any more)
+            except (ValueError, KeyError):  # not registered (any more), or a racing call
                 continue
             if str(ts) not in changed:
                 changed.append(str(ts))
