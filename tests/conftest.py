@@ -20,6 +20,12 @@ for _var in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HO
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# The app keeps python-gdcm out of pydicom's decoders (it can abort the process on valid
+# files); tests that decode through pydicom directly get the same decoders.
+from app.core.jpeg_lossless import keep_gdcm_out_of_pydicom  # noqa: E402
+
+keep_gdcm_out_of_pydicom()
+
 
 def require_tool(name: str) -> str:
     """Path of a system tool; skip the test when absent, except under CI=true where it must exist."""

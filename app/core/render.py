@@ -34,6 +34,11 @@ from pydicom.uid import (
 
 from app.core.errors import RenderError
 from app.core.icons import describe, lut_array, palette_lut
+from app.core.jpeg_lossless import keep_gdcm_out_of_pydicom
+
+# With python-gdcm installed pydicom would decode through gdcm first, which aborts the process
+# on some valid files (app/core/jpeg_lossless.py): decoders stay pylibjpeg/pillow/pydicom.
+keep_gdcm_out_of_pydicom()
 
 Source = BinaryIO | Path | str | Dataset
 

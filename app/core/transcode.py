@@ -30,6 +30,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from app import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.core.fixes import apply_fixes
+from app.core.jpeg_lossless import keep_gdcm_out_of_pydicom
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -88,12 +89,10 @@ def can_encode(ts: str) -> bool:
     """True when pydicom can encode this transfer syntax here (JPEG Lossless SV1 needs gdcm)."""
     if not is_compressed(ts):
         return True
-    if ts == JPEG_LOSSLESS_SV1:
-        try:
-            import gdcm  # noqa: F401  # type: ignore[import-not-found]
-        except ImportError:
-            return False
-        return True
+    if ts == JPEG_LOSSLESS_SV1:  # pydicom has no encoder: ours, through python-gdcm
+        from app.core.jpeg_lossless import can_encode_jpeg_lossless_sv1
+
+        return can_encode_jpeg_lossless_sv1()
     try:
         from pydicom.pixels import get_encoder
 
@@ -361,7 +360,13 @@ def transcode_dataset(ds: Dataset, source_ts: str, target_ts: str, notes: list[s
     if target_ts == source_ts:
         return
     _to_explicit_le(ds, source_ts, notes)
-    if target_ts != EXPLICIT_LE and is_compressed(target_ts):
+    if target_ts == JPEG_LOSSLESS_SV1:
+        if "PixelData" in ds:
+            from app.core.jpeg_lossless import apply_jpeg_lossless_sv1
+
+            ds.file_meta.TransferSyntaxUID = EXPLICIT_LE  # the body is native LE now
+            apply_jpeg_lossless_sv1(ds)  # ValueError: refused, named by the caller
+    elif target_ts != EXPLICIT_LE and is_compressed(target_ts):
         ds.compress(target_ts, generate_instance_uid=False)
     set_our_meta(ds, target_ts)
 
@@ -379,6 +384,7 @@ def process_file(job: FileJob) -> FileResult:
     Runs in a worker process. Raises OSError (ENOSPC, vanished source) or pydicom/numpy errors,
     which the caller turns into an ExportError naming the file.
     """
+    keep_gdcm_out_of_pydicom()  # each worker process: gdcm can abort it on valid files
     ds = load_dataset(job.source)
     notes: list[str] = []
     icon = None
