@@ -39,7 +39,7 @@ from app.core.dcmbytes import (
     element_end,
     numeric_value,
 )
-from app.core.dcmlayout import Layout, find_layout, parse_meta
+from app.core.dcmlayout import Layout, find_layout, parse_meta, ts_encoding
 from app.core.errors import NotDicom, TruncatedFile
 
 __all__ = ["Header", "read_header", "HEADER_KEYWORDS", "META_KEYWORDS"]
@@ -208,6 +208,11 @@ def _file_size(fp: BinaryIO) -> int | None:
 def read_header(fp: BinaryIO, name: str, extra_keywords: Iterable[str] = ()) -> Header:
     """Read the header of the DICOM file open in ``fp`` (from its current position).
 
+    The common case (preamble, an Explicit VR Little Endian File Meta and body, no sequence
+    or undefined length before Pixel Data, all in the first chunk) takes a one-pass fast path
+    (:func:`_fast_header`); anything else, or anything it doubts, the general reader below,
+    which gives the same :class:`Header` for the files both accept.
+
     Parameters
     ----------
     fp : BinaryIO
@@ -226,7 +231,25 @@ def read_header(fp: BinaryIO, name: str, extra_keywords: Iterable[str] = ()) -> 
     """
     extra = tuple(extra_keywords)
     wanted = _tags_for(HEADER_KEYWORDS + extra) if extra else _default_tags()
-    buf, eof = _read_more(fp, b"", FIRST_CHUNK)
+    buf = fp.read(FIRST_CHUNK)
+    eof = False
+    if type(buf) is not bytes or len(buf) < FIRST_CHUNK:
+        buf, eof = _read_more(fp, bytes(buf or b""), FIRST_CHUNK)
+    header = _fast_header(buf, name, wanted, eof)
+    if header is None:
+        header, buf, eof = _read_general(fp, buf, eof, name, wanted)
+    if header.has_pixels and header.pixel_length is not None and header.pixel_offset is not None:
+        end = header.pixel_offset + header.pixel_length
+        if end > len(buf):
+            size = len(buf) if eof else _file_size(fp)
+            header.truncated = size is not None and end > size
+    return header
+
+
+def _read_general(fp: BinaryIO, buf: bytes, eof: bool, name: str, wanted: dict[int, str]
+                  ) -> tuple[Header, bytes, bool]:
+    """The general reader: layout (any encoding, meta or not), then the header, reading more
+    when an element before the pixel data needs it. Returns (header, bytes read, at EOF)."""
     if not buf:
         raise NotDicom(f"{name}: file is empty")
     while True:
@@ -234,7 +257,7 @@ def read_header(fp: BinaryIO, name: str, extra_keywords: Iterable[str] = ()) -> 
             layout = find_layout(buf)
         except ParseError as exc:
             if str(exc).startswith("deflated"):
-                return _read_deflated(fp, buf, eof, name, wanted)
+                return _read_deflated(fp, buf, eof, name, wanted), buf, eof
             if not eof and len(buf) < 1024 * 1024 and buf[128:132] == b"DICM":
                 buf, eof = _read_more(fp, buf, len(buf) * 16)
                 continue
@@ -250,14 +273,8 @@ def read_header(fp: BinaryIO, name: str, extra_keywords: Iterable[str] = ()) -> 
                 raise TruncatedFile(f"{name}: file ends inside its File Meta Information")
         header, complete = _parse(buf, layout, name, wanted, eof)
         if complete or eof or len(buf) >= MAX_HEADER:
-            break
+            return header, buf, eof
         buf, eof = _read_more(fp, buf, min(len(buf) * 16, MAX_HEADER))
-    if header.has_pixels and header.pixel_length is not None and header.pixel_offset is not None:
-        end = header.pixel_offset + header.pixel_length
-        if end > len(buf):
-            size = len(buf) if eof else _file_size(fp)
-            header.truncated = size is not None and end > size
-    return header
 
 
 def _parse(buf: bytes, layout: Layout, name: str, wanted: dict[int, str], eof: bool
@@ -474,3 +491,157 @@ def _read_deflated(fp: BinaryIO, buf: bytes, eof: bool, name: str, wanted: dict[
     header.transfer_syntax = TS_DEFLATED
     header.pixel_offset = None  # offsets refer to the inflated stream
     return header
+
+
+# -- the fast path ---------------------------------------------------------------------------
+# VR bytes → (VR, 32-bit length?, how a wanted value of it is decoded): 0 ASCII-only VRs
+# (_PLAIN_VRS), 1 SH/LO/UC (character set unless plain ASCII), 2 US, 3 anything else (_decode).
+_VR_KINDS: dict[bytes, tuple[str, bool, int]] = {
+    vb: (vr, long, 0 if vr in _PLAIN_VRS else 1 if vr in ("SH", "LO", "UC") else
+         2 if vr == "US" else 3)
+    for vb, (vr, long) in _FAST_VRS.items()}
+_ASCII = decoder_for(None)
+_LE_TAG_VR_LEN = struct.Struct("<HH2sH").unpack_from
+_LE_U32 = struct.Struct("<I").unpack_from
+_PIXEL_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV")
+# (tag, VR bytes) → what dcmlayout's encoding score adds for the element (in halves: known
+# tag, VR the dictionary allows), for the first elements of a body.
+_SCORE_BONUS: dict[tuple[int, bytes], int] = {}
+
+
+def _score_bonus(tag: int, vrb: bytes) -> int:
+    bonus = _SCORE_BONUS.get((tag, vrb))
+    if bonus is None:
+        entry = dicom_dictionary().get(tag)
+        bonus = 0 if entry is None else 1 + (vrb.decode("latin-1") in entry[0])
+        if len(_SCORE_BONUS) < 10_000:
+            _SCORE_BONUS[(tag, vrb)] = bonus
+    return bonus
+
+
+def _fast_header(buf: bytes, name: str, wanted: dict[int, str], eof: bool) -> Header | None:
+    """The header of a file in the common layout, in one pass over ``buf``; None when
+    anything is unusual (the general reader decides then).
+
+    Accepted: a 128-byte preamble + ``DICM``; an Explicit VR Little Endian File Meta of plain
+    elements; a declared Explicit VR Little Endian (or compressed, not deflated) transfer
+    syntax; a body of explicit elements in strictly ascending tag order from group 0008 on,
+    without undefined lengths, whose first eight elements score as Explicit VR LE as
+    :func:`app.core.dcmlayout.guess_encoding` counts (so the bytes and the declared transfer
+    syntax agree), reaching a Pixel Data element inside ``buf``. Values are decoded as the
+    general reader decodes them (same rules, same character set handling, same problems).
+    """
+    n = len(buf)
+    if n < 256 or buf[128:134] != b"DICM\x02\x00":
+        return None
+    unpack = _LE_TAG_VR_LEN
+    u32 = _LE_U32
+    kinds = _VR_KINDS
+    meta_names = _meta_tags()
+    meta: dict[str, str | None] = {}
+    ts_at = gl_at = -1
+    ts_len = 0
+    pos = 132
+    count = 0
+    while True:  # File Meta, as dcmlayout.parse_meta reads it when nothing is odd
+        if pos + 12 > n:
+            return None
+        group, elem, vrb, length = unpack(buf, pos)
+        info = kinds.get(vrb)
+        if info is None:
+            return None
+        if group != 2:
+            break
+        voff = pos + 8
+        if info[1]:
+            if vrb == b"SQ" or vrb == b"UN":
+                return None
+            length = u32(buf, voff)[0]
+            voff += 4
+        pos = voff + length
+        count += 1
+        if pos > n or count > 256:
+            return None  # also an undefined length
+        tag = 0x00020000 | elem
+        if tag == 0x00020010:
+            ts_at, ts_len = voff, length
+        elif tag == 0x00020000 and length == 4:
+            gl_at = voff
+        kw = meta_names.get(tag)
+        if kw is not None:
+            if info[0] == "UI":
+                meta[kw] = buf[voff:pos].decode("ascii", "replace").strip(" \0") or None
+            else:
+                meta[kw] = _decode(buf, info[0], voff, length, True, _ASCII)[0]
+    if ts_at < 0 or (eof and gl_at >= 0 and n < gl_at + 4 + u32(buf, gl_at)[0]):
+        return None
+    declared = buf[ts_at:ts_at + ts_len].decode("ascii", "replace").strip(" \0") or None
+    if ts_encoding(declared) != (True, True) or \
+            meta.get("MediaStorageSOPClassUID") == DICOMDIR_SOP_CLASS:
+        return None
+    # The body, up to Pixel Data.
+    values: dict[str, str | None] = {}
+    problem: str | None = None
+    dec = _ASCII
+    last = 0x0007FFFF
+    score = 0
+    count = 0
+    while True:
+        if pos + 12 > n:
+            return None
+        group, elem, vrb, length = unpack(buf, pos)
+        tag = group << 16 | elem
+        if tag <= last:
+            return None
+        info = kinds.get(vrb)
+        if info is None:
+            return None
+        if tag >= 0x7FE00008:
+            break
+        voff = pos + 8
+        if info[1]:
+            length = u32(buf, voff)[0]
+            voff += 4
+        nxt = voff + length
+        if nxt > n:
+            return None  # also an undefined length
+        if count < 8:
+            count += 1
+            score += _score_bonus(tag, vrb)
+        kw = wanted.get(tag)
+        if kw is not None:
+            vr, _long, kind = info
+            raw = buf[voff:nxt]
+            if kind == 0 and raw.isascii():
+                values[kw] = raw.decode("ascii").strip(" \0") or None
+            elif kind == 1 and raw.isascii() and b"\x1b" not in raw:
+                values[kw] = raw.decode("ascii").strip(" \0") or None
+            elif kind == 2 and length == 2:
+                values[kw] = str(raw[0] | raw[1] << 8)
+            else:
+                if vr == "UN":
+                    vr = dictionary_vr(tag)
+                    if vr in _PLAIN_VRS and raw.isascii():
+                        values[kw] = raw.decode("ascii").strip(" \0") or None
+                        last, pos = tag, nxt
+                        continue
+                text, clean = _decode(buf, vr, voff, length, True, dec)
+                values[kw] = text
+                if not clean and problem is None:
+                    problem = f"{kw} could not be decoded with its character set"
+            if tag == 0x00080005 and length:
+                dec = decoder_for(raw)
+                if not dec.valid:
+                    problem = f"unknown Specific Character Set {'/'.join(dec.terms)!r}"
+        last, pos = tag, nxt
+    # Pixel Data (its header is inside buf: pos + 12 <= n); eight elements before it that
+    # score as Explicit VR LE (≥ 12 of 16 in dcmlayout's count: 8 + bonus halves / 2).
+    if tag not in _PIXEL_TAGS or count < 8 or score < 8:
+        return None
+    if vrb in _PIXEL_LONG_VRS:
+        plen: int | None = u32(buf, pos + 8)[0]
+        poff = pos + 12
+    else:
+        plen, poff = _length_at(buf, pos, True, True)
+    return Header(name, values, meta, declared, declared, False, True, True, True, False, poff,
+                  None if plen == UNDEFINED else plen, False, problem)

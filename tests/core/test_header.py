@@ -438,3 +438,110 @@ def test_zero_filled_files_are_cheap() -> None:
     h = header_of(data[:meta_end + 300] + bytes(1_000_000), "Z3")
     assert h.truncated and not h.has_pixels
     assert h.values["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.2"
+
+
+# -- the fast path gives what the general reader gives ---------------------------------------
+
+def _general(data: bytes, name: str = "F") -> object:
+    """The general reader's answer (Header fields, or the error it raises)."""
+    from dataclasses import asdict
+
+    from app.core.errors import DiscBridgeError
+    from app.core.header import FIRST_CHUNK, _default_tags, _read_general, _read_more
+
+    fp = io.BytesIO(data)
+    buf, eof = _read_more(fp, b"", FIRST_CHUNK)
+    try:
+        return asdict(_read_general(fp, buf, eof, name, _default_tags())[0])
+    except DiscBridgeError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _fast(data: bytes, name: str = "F") -> dict[str, Any] | None:
+    from dataclasses import asdict
+
+    from app.core.header import FIRST_CHUNK, _default_tags, _fast_header
+
+    h = _fast_header(data[:FIRST_CHUNK], name, _default_tags(), len(data) <= FIRST_CHUNK)
+    return None if h is None else asdict(h)
+
+
+def _mutants(data: bytes, rng: Any, count: int) -> list[bytes]:
+    """Byte flips, insertions, deletions in the header part, and cuts (deterministic)."""
+    out = []
+    top = min(len(data), 1500)
+    for k in range(count):
+        d = bytearray(data)
+        i = rng.randrange(128, top)
+        if k % 4 == 0:
+            d[i] = rng.randrange(256)
+        elif k % 4 == 1:
+            d[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
+        elif k % 4 == 2:
+            del d[i:i + rng.randint(1, 6)]
+        else:
+            del d[rng.randrange(130, len(d)):]
+        out.append(bytes(d))
+    return out
+
+
+def test_fast_path_agrees_with_the_general_reader() -> None:
+    """Every file the fast path accepts (pydicom's samples, files built here with non-ASCII
+    names, UN and sequence elements, and 1,500+ damaged variants of them) reads exactly as the
+    general reader reads it; the standard layout takes the fast path."""
+    import random
+
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    rng = random.Random(20261126)
+    built = []
+    for cs, name in (("ISO_IR 100", "Müller^Hans"), ("ISO_IR 192", "Zoë^Ünal"),
+                     (None, "Plain^Name"), ("\\ISO 2022 IR 87", "Yamada^Tarou")):
+        kw = {"SpecificCharacterSet": cs} if cs else {}
+        ds = make_dataset(16, 16, PatientName=name, **kw)
+        ds.add_new(0x00091010, "LO", "PRIVATE")
+        ds.add_new(0x00091011, "UN", b"\1\2\3\4")
+        item = Dataset()
+        item.ReferencedSOPInstanceUID = "1.2.3"
+        ds.ReferencedImageSequence = Sequence([item])  # defined length once written
+        built.append(to_bytes(ds, enforce_file_format=True))
+    plain = to_bytes(make_dataset(16, 16), enforce_file_format=True)
+    at = plain.index(b"\x08\x00\x16\x00UI", 132)  # a wanted key as UN: decoded per dictionary
+    n = struct.unpack_from("<H", plain, at + 6)[0]
+    built.append(plain[:at] + struct.pack("<HH2s2xI", 8, 0x16, b"UN", n) + plain[at + 8:])
+    samples = [p.read_bytes() for p in (_path(n) for n in PYDICOM_FILES + CHARSET_FILES)
+               if p is not None]
+    accepted = compared = 0
+    for data in built + samples:
+        for variant in [data] + _mutants(data, rng, 40):
+            fast = _fast(variant)
+            compared += 1
+            if fast is not None:
+                accepted += 1
+                assert fast == _general(variant), len(variant)
+    assert compared > 1500 and accepted > 300
+    for data in built:
+        assert _fast(data) is not None
+
+
+def test_fast_path_leaves_the_unusual_to_the_general_reader() -> None:
+    ds = make_dataset(8, 8)
+    standard = to_bytes(ds, enforce_file_format=True)
+    assert _fast(standard) is not None
+    body = _body(standard)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    implicit = to_bytes(ds, enforce_file_format=True)
+    lying = standard[:body] + implicit[_body(implicit):]  # meta says explicit, body implicit
+    swapped = bytearray(standard)  # two elements out of order
+    a = body
+    la = 8 + struct.unpack_from("<H", standard, a + 6)[0]
+    b = a + la
+    lb = 8 + struct.unpack_from("<H", standard, b + 6)[0]
+    swapped[a:a + la + lb] = standard[b:b + lb] + standard[a:a + la]
+    for data in (implicit, lying, bytes(swapped), standard[128:]):
+        assert _fast(data) is None
+        assert header_of(data).values  # the general reader still reads them
+    assert _fast(standard[:body + 40]) is None
+    with pytest.raises(TruncatedFile):
+        header_of(standard[:body + 40])
