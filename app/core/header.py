@@ -8,6 +8,11 @@ It decodes only the keys the tree and the checks need (``HEADER_KEYWORDS``), per
 Specific Character Set. No pydicom Dataset is built: it is several times faster than
 ``dcmread(stop_before_pixels=True)``.
 
+The common layout (preamble, Explicit VR Little Endian meta and body, nothing unusual before
+Pixel Data in the first chunk) is read in one pass by :func:`_fast_header`, with no Python
+object per element; whatever it doubts goes to the general reader, which gives the same
+``Header`` for every file both accept (a test compares them on samples and damaged variants).
+
 Raises :class:`~app.core.errors.NotDicom` for bytes that are not DICOM (no ``DICM`` and no
 plausible dataset start: HTML, EXE, JPEG, ...) and :class:`~app.core.errors.TruncatedFile` when
 the file ends inside its header.
@@ -502,21 +507,38 @@ _VR_KINDS: dict[bytes, tuple[str, bool, int]] = {
     for vb, (vr, long) in _FAST_VRS.items()}
 _ASCII = decoder_for(None)
 _LE_TAG_VR_LEN = struct.Struct("<HH2sH").unpack_from
+_LE_KEY_LEN = struct.Struct("<6sH").unpack_from
 _LE_U32 = struct.Struct("<I").unpack_from
 _PIXEL_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV")
-# (tag, VR bytes) → what dcmlayout's encoding score adds for the element (in halves: known
-# tag, VR the dictionary allows), for the first elements of a body.
-_SCORE_BONUS: dict[tuple[int, bytes], int] = {}
+# An element header's first 6 bytes (tag + VR) → (tag, header size, keyword wanted or None,
+# decoding kind, VR, encoding-score bonus), per wanted-keyword map: the body loop makes no
+# other lookup. Unknown VR bytes → tag -1 (refused). The bonus is what dcmlayout's encoding
+# score adds for the element, in halves (a known tag, a VR the dictionary allows).
+_ElemInfo = tuple[int, int, "str | None", int, str, int]
+_ELEMS: dict[int, tuple[dict[int, str], dict[bytes, _ElemInfo]]] = {}
+_REFUSED: _ElemInfo = (-1, 8, None, 3, "", 0)
 
 
-def _score_bonus(tag: int, vrb: bytes) -> int:
-    bonus = _SCORE_BONUS.get((tag, vrb))
-    if bonus is None:
-        entry = dicom_dictionary().get(tag)
-        bonus = 0 if entry is None else 1 + (vrb.decode("latin-1") in entry[0])
-        if len(_SCORE_BONUS) < 10_000:
-            _SCORE_BONUS[(tag, vrb)] = bonus
-    return bonus
+def _elem_cache(wanted: dict[int, str]) -> dict[bytes, _ElemInfo]:
+    got = _ELEMS.get(id(wanted))
+    if got is None or got[0] is not wanted:
+        got = _ELEMS[id(wanted)] = (wanted, {})
+    return got[1]
+
+
+def _learn(cache: dict[bytes, _ElemInfo], key: bytes, wanted: dict[int, str]) -> _ElemInfo:
+    info = _VR_KINDS.get(key[4:6])
+    if info is None:
+        return _REFUSED
+    group, elem = struct.unpack_from("<HH", key)
+    tag = group << 16 | elem
+    vr, long, kind = info
+    entry = dicom_dictionary().get(tag)
+    bonus = 0 if entry is None else 1 + (vr in entry[0])
+    out = (tag, 12 if long else 8, wanted.get(tag), kind, vr, bonus)
+    if len(cache) < 50_000:
+        cache[key] = out
+    return out
 
 
 def _fast_header(buf: bytes, name: str, wanted: dict[int, str], eof: bool) -> Header | None:
@@ -569,79 +591,86 @@ def _fast_header(buf: bytes, name: str, wanted: dict[int, str], eof: bool) -> He
             gl_at = voff
         kw = meta_names.get(tag)
         if kw is not None:
-            if info[0] == "UI":
-                meta[kw] = buf[voff:pos].decode("ascii", "replace").strip(" \0") or None
+            vr = info[0]
+            raw = buf[voff:pos]
+            if vr == "UI":
+                meta[kw] = raw.decode("ascii", "replace").strip(" \0") or None
+            elif vr == "UL" and length == 4:
+                meta[kw] = str(u32(raw)[0])
+            elif info[2] <= 1 and raw.isascii() and b"\x1b" not in raw:
+                meta[kw] = raw.decode("ascii").strip(" \0") or None
             else:
-                meta[kw] = _decode(buf, info[0], voff, length, True, _ASCII)[0]
+                meta[kw] = _decode(buf, vr, voff, length, True, _ASCII)[0]
     if ts_at < 0 or (eof and gl_at >= 0 and n < gl_at + 4 + u32(buf, gl_at)[0]):
         return None
     declared = buf[ts_at:ts_at + ts_len].decode("ascii", "replace").strip(" \0") or None
     if ts_encoding(declared) != (True, True) or \
             meta.get("MediaStorageSOPClassUID") == DICOMDIR_SOP_CLASS:
         return None
-    # The body, up to Pixel Data.
+    # The body, up to Pixel Data. Reading past the buffer (an element cut short, an undefined
+    # length) raises struct.error: the general reader decides then.
     values: dict[str, str | None] = {}
     problem: str | None = None
     dec = _ASCII
+    elems = _elem_cache(wanted)
+    key_len = _LE_KEY_LEN
     last = 0x0007FFFF
-    score = 0
-    count = 0
-    while True:
-        if pos + 12 > n:
-            return None
-        group, elem, vrb, length = unpack(buf, pos)
-        tag = group << 16 | elem
-        if tag <= last:
-            return None
-        info = kinds.get(vrb)
-        if info is None:
-            return None
-        if tag >= 0x7FE00008:
-            break
-        voff = pos + 8
-        if info[1]:
-            length = u32(buf, voff)[0]
-            voff += 4
-        nxt = voff + length
-        if nxt > n:
-            return None  # also an undefined length
-        if count < 8:
-            count += 1
-            score += _score_bonus(tag, vrb)
-        kw = wanted.get(tag)
-        if kw is not None:
-            vr, _long, kind = info
-            raw = buf[voff:nxt]
-            if kind == 0 and raw.isascii():
-                values[kw] = raw.decode("ascii").strip(" \0") or None
-            elif kind == 1 and raw.isascii() and b"\x1b" not in raw:
-                values[kw] = raw.decode("ascii").strip(" \0") or None
-            elif kind == 2 and length == 2:
-                values[kw] = str(raw[0] | raw[1] << 8)
-            else:
-                if vr == "UN":
-                    vr = dictionary_vr(tag)
+    score = count = 0
+    try:
+        while True:
+            key, length = key_len(buf, pos)
+            e = elems.get(key)
+            if e is None:
+                e = _learn(elems, key, wanted)
+            tag, hsize, kw, kind, vr, bonus = e
+            if not last < tag < 0x7FE00008:
+                if tag <= last:
+                    return None  # out of order, before group 0008, or not a VR
+                break
+            if hsize == 12:
+                length = u32(buf, pos + 8)[0]
+            voff = pos + hsize
+            nxt = voff + length
+            if count < 8:
+                count += 1
+                score += bonus
+            if kw is not None:
+                if nxt > n:
+                    return None
+                raw = buf[voff:nxt]
+                if kind == 0 and raw.isascii():
+                    values[kw] = raw.decode("ascii").strip(" \0") or None
+                elif kind == 1 and raw.isascii() and b"\x1b" not in raw:
+                    values[kw] = raw.decode("ascii").strip(" \0") or None
+                elif kind == 2 and length == 2:
+                    values[kw] = str(raw[0] | raw[1] << 8)
+                else:
+                    if vr == "UN":
+                        vr = dictionary_vr(tag)
                     if vr in _PLAIN_VRS and raw.isascii():
                         values[kw] = raw.decode("ascii").strip(" \0") or None
-                        last, pos = tag, nxt
-                        continue
-                text, clean = _decode(buf, vr, voff, length, True, dec)
-                values[kw] = text
-                if not clean and problem is None:
-                    problem = f"{kw} could not be decoded with its character set"
-            if tag == 0x00080005 and length:
-                dec = decoder_for(raw)
-                if not dec.valid:
-                    problem = f"unknown Specific Character Set {'/'.join(dec.terms)!r}"
-        last, pos = tag, nxt
-    # Pixel Data (its header is inside buf: pos + 12 <= n); eight elements before it that
-    # score as Explicit VR LE (≥ 12 of 16 in dcmlayout's count: 8 + bonus halves / 2).
-    if tag not in _PIXEL_TAGS or count < 8 or score < 8:
+                    else:
+                        text, clean = _decode(buf, vr, voff, length, True, dec)
+                        values[kw] = text
+                        if not clean and problem is None:
+                            problem = f"{kw} could not be decoded with its character set"
+                if tag == 0x00080005 and length:
+                    dec = decoder_for(raw)
+                    if not dec.valid:
+                        problem = f"unknown Specific Character Set {'/'.join(dec.terms)!r}"
+            last = tag
+            pos = nxt
+        # Pixel Data; eight elements before it that score as Explicit VR LE (≥ 12 of 16 in
+        # dcmlayout's count: 8 + bonus halves / 2).
+        if tag not in _PIXEL_TAGS or count < 8 or score < 8:
+            return None
+        vrb = key[4:6]
+        if vrb in _PIXEL_LONG_VRS:
+            plen: int | None = u32(buf, pos + 8)[0]
+            poff = pos + 12
+        else:
+            plen, poff = _length_at(buf, pos, True, True)
+    except struct.error:
         return None
-    if vrb in _PIXEL_LONG_VRS:
-        plen: int | None = u32(buf, pos + 8)[0]
-        poff = pos + 12
-    else:
-        plen, poff = _length_at(buf, pos, True, True)
     return Header(name, values, meta, declared, declared, False, True, True, True, False, poff,
                   None if plen == UNDEFINED else plen, False, problem)
