@@ -536,7 +536,7 @@ def _learn(cache: dict[bytes, _ElemInfo], key: bytes, wanted: dict[int, str]) ->
     entry = dicom_dictionary().get(tag)
     bonus = 0 if entry is None else 1 + (vr in entry[0])
     out = (tag, 12 if long else 8, wanted.get(tag), kind, vr, bonus)
-    if len(cache) < 50_000:
+    if len(cache) < 20_000:  # bounded: hostile files cannot grow it without end
         cache[key] = out
     return out
 
@@ -547,10 +547,11 @@ def _fast_header(buf: bytes, name: str, wanted: dict[int, str], eof: bool) -> He
 
     Accepted: a 128-byte preamble + ``DICM``; an Explicit VR Little Endian File Meta of plain
     elements; a declared Explicit VR Little Endian (or compressed, not deflated) transfer
-    syntax; a body of explicit elements in strictly ascending tag order from group 0008 on,
-    without undefined lengths, whose first eight elements score as Explicit VR LE as
-    :func:`app.core.dcmlayout.guess_encoding` counts (so the bytes and the declared transfer
-    syntax agree), reaching a Pixel Data element inside ``buf``. Values are decoded as the
+    syntax; a body of explicit elements in strictly ascending tag order from group 0008 on
+    (sequences skipped whole, undefined lengths only after the eighth element), whose first
+    eight elements score as Explicit VR LE as :func:`app.core.dcmlayout.guess_encoding`
+    counts (so the bytes and the declared transfer syntax agree), reaching a Pixel Data
+    element inside ``buf``. Values are decoded as the
     general reader decodes them (same rules, same character set handling, same problems).
     """
     n = len(buf)
@@ -629,6 +630,16 @@ def _fast_header(buf: bytes, name: str, wanted: dict[int, str], eof: bool) -> He
                 break
             if hsize == 12:
                 length = u32(buf, pos + 8)[0]
+                if length == UNDEFINED:
+                    # A sequence (or encapsulated value) of undefined length: skipped to its
+                    # delimiter as the general reader's _fast_top does; not among the first
+                    # eight elements (the encoding score stops at one).
+                    end = element_end(buf, pos, True, True) if count >= 8 else None
+                    if end is None:
+                        return None
+                    last = tag
+                    pos = end
+                    continue
             voff = pos + hsize
             nxt = voff + length
             if count < 8:

@@ -506,6 +506,9 @@ def test_fast_path_agrees_with_the_general_reader() -> None:
         item.ReferencedSOPInstanceUID = "1.2.3"
         ds.ReferencedImageSequence = Sequence([item])  # defined length once written
         built.append(to_bytes(ds, enforce_file_format=True))
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        item.is_undefined_length_sequence_item = True
+        built.append(to_bytes(ds, enforce_file_format=True))
     plain = to_bytes(make_dataset(16, 16), enforce_file_format=True)
     at = plain.index(b"\x08\x00\x16\x00UI", 132)  # a wanted key as UN: decoded per dictionary
     n = struct.unpack_from("<H", plain, at + 6)[0]
