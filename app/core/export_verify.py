@@ -17,7 +17,6 @@ at the speed of the device.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
-from app.core.transcode import read_meta_info, ts_name
+from app.core.transcode import parse_meta_info, ts_name
 
 CHUNK = 1 << 20
 
@@ -97,7 +96,7 @@ def _check_one(root: Path, exp: Expected) -> tuple[str | None, int]:
     if digest != exp.sha256:
         return f"{exp.rel}: content differs from what was written (SHA-256 mismatch)", size
     if exp.sop_uid is not None:
-        meta = read_meta_info(io.BytesIO(head))
+        meta = parse_meta_info(head)
         if (meta.sop_instance, meta.sop_class, meta.transfer_syntax) != (
                 exp.sop_uid, exp.sop_class, exp.transfer_syntax):
             return (f"{exp.rel}: File Meta names {meta.sop_instance} / {meta.sop_class} / "

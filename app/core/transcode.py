@@ -114,60 +114,13 @@ class MetaInfo:
     sop_instance: str | None
 
 
-def read_meta_info(fp: BinaryIO) -> MetaInfo:
-    """Parse the preamble and group 0002 (always Explicit VR LE, PS3.10 §7.1) without pydicom."""
-    head = fp.read(132)
-    if len(head) < 132 or head[128:132] != b"DICM":
-        return MetaInfo(False, 0, False, False, None, None, None)
-    pos = 132
-    values: dict[int, bytes] = {}
-    group_length: int | None = None
-    group_length_end = 0
-    while True:
-        raw = fp.read(8)
-        if len(raw) < 8:
-            break
-        group, elem = struct.unpack("<HH", raw[:4])
-        if group != 0x0002:
-            break
-        vr = raw[4:6]
-        if vr in _LONG_VRS:
-            extra = fp.read(4)
-            if len(extra) < 4:
-                break
-            length = struct.unpack("<I", extra)[0]
-            hdr = 12
-        else:
-            length = struct.unpack("<H", raw[6:8])[0]
-            hdr = 8
-        if length == 0xFFFFFFFF or length > 1 << 20:
-            break
-        value = fp.read(length)
-        pos += hdr + length
-        values[elem] = value
-        if elem == 0x0000 and length == 4:
-            group_length = struct.unpack("<I", value)[0]
-            group_length_end = pos
-    gl_ok = group_length is not None and group_length_end + group_length == pos
-
-    def text(e: int) -> str | None:
-        v = values.get(e)
-        if v is None:
-            return None
-        s = v.decode("ascii", "replace").strip("\x00 ")
-        return s or None
-
-    return MetaInfo(True, pos, gl_ok, values.get(0x0001) == b"\x00\x01", text(0x0010),
-                    text(0x0002), text(0x0003))
-
-
 _META_HEAD = struct.Struct("<HH2sH")
 _META_U32 = struct.Struct("<I")
 
 
 def parse_meta_info(buf: bytes) -> MetaInfo:
-    """:func:`read_meta_info` of a file's first bytes already in memory (the same result as
-    ``read_meta_info(io.BytesIO(buf))``, without a stream call per element)."""
+    """Parse the preamble and group 0002 (always Explicit VR LE, PS3.10 §7.1) of a file's first
+    bytes, without pydicom. Never raises: cut or odd bytes give what could be read."""
     if len(buf) < 132 or buf[128:132] != b"DICM":
         return MetaInfo(False, 0, False, False, None, None, None)
     pos, size = 132, len(buf)
