@@ -114,24 +114,39 @@ class RawIso:
 # sessions and UDF-only images
 
 
-class RemapIO(io.RawIOBase):
-    """The image as pycdlib should see it: the real bytes, except sectors ``[16, 16 + n)``,
-    which show the volume descriptor set of a later session, and sector ``16 + n``, zeros (so
-    the descriptor set ends there). Extents are absolute LBAs in every session, so everything
-    else is read where it is."""
+class _ImageView(io.RawIOBase):
+    """A read-only, seekable view of the image file ``fd`` (``size`` bytes) that subclasses
+    fill in ``readinto``: pycdlib reads through it as through the file itself."""
 
-    def __init__(self, fd: int, size: int, vds_sector: int, n: int) -> None:
+    def __init__(self, fd: int, size: int) -> None:
         super().__init__()
         self._fd, self._size, self._pos = fd, size, 0
-        self._lo, self._hi = 16 * ISO_SECTOR, (17 + n) * ISO_SECTOR
-        self._shift = (vds_sector - 16) * ISO_SECTOR
-        self._zero_from = (16 + n) * ISO_SECTOR
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
         return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class RemapIO(_ImageView):
+    """The image as pycdlib should see it: the real bytes, except sectors ``[16, 16 + n)``,
+    which show the volume descriptor set of a later session, and sector ``16 + n``, zeros (so
+    the descriptor set ends there). Extents are absolute LBAs in every session, so everything
+    else is read where it is."""
+
+    def __init__(self, fd: int, size: int, vds_sector: int, n: int) -> None:
+        super().__init__(fd, size)
+        self._lo, self._hi = 16 * ISO_SECTOR, (17 + n) * ISO_SECTOR
+        self._shift = (vds_sector - 16) * ISO_SECTOR
+        self._zero_from = (16 + n) * ISO_SECTOR
 
     def readinto(self, b: Any) -> int:
         pos, want = self._pos, min(len(b), self._size - self._pos)
@@ -150,27 +165,14 @@ class RemapIO(io.RawIOBase):
         self._pos += len(data)
         return len(data)
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + offset)
-        return self._pos
 
-    def tell(self) -> int:
-        return self._pos
-
-
-class SectorView(io.RawIOBase):
+class SectorView(_ImageView):
     """The image with some sectors replaced: ``sectors`` maps a sector number to the bytes
     pycdlib should read there (2048 each). Everything else is read where it is."""
 
     def __init__(self, fd: int, size: int, sectors: dict[int, bytes]) -> None:
-        super().__init__()
-        self._fd, self._size, self._pos, self._sectors = fd, size, 0, sectors
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
+        super().__init__(fd, size)
+        self._sectors = sectors
 
     def readinto(self, b: Any) -> int:
         pos, want = self._pos, min(len(b), self._size - self._pos)
@@ -188,13 +190,6 @@ class SectorView(io.RawIOBase):
         b[: len(data)] = data
         self._pos += len(data)
         return len(data)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
 
 _VRS_IDS = (b"BEA01", b"NSR02", b"NSR03", b"TEA01", b"BOOT2")
