@@ -42,7 +42,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
-from app import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from app.core.file_meta import our_file_meta
 
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
@@ -417,16 +417,8 @@ def _new_meta(ds: Dataset) -> FileMetaDataset:
     sop_instance = ds.get("SOPInstanceUID") or old.get("MediaStorageSOPInstanceUID")
     if not sop_class or not sop_instance:
         raise ValueError("the dataset has no SOP Class or SOP Instance UID for its File Meta")
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = JPEG_LOSSLESS_SV1
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if old.get("SourceApplicationEntityTitle"):
-        meta.SourceApplicationEntityTitle = old.SourceApplicationEntityTitle
-    return meta
+    return our_file_meta(sop_class, sop_instance, JPEG_LOSSLESS_SV1,
+                         old.get("SourceApplicationEntityTitle"))
 
 
 def _mark_lossy(out: Dataset, source_ts: str) -> None:

@@ -25,10 +25,9 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from app import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from app.core.file_meta import our_file_meta
 from app.core.fixes import apply_fixes
 from app.core.jpeg_lossless import keep_gdcm_out_of_pydicom
 
@@ -161,15 +160,7 @@ def parse_meta_info(buf: bytes) -> MetaInfo:
 def encode_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
                      source_ae: str | None = None) -> bytes:
     """Preamble + ``DICM`` + a complete group 0002 with our implementation UID and name."""
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if source_ae:
-        meta.SourceApplicationEntityTitle = source_ae
+    meta = our_file_meta(sop_class, sop_instance, transfer_syntax, source_ae)
     buf = io.BytesIO()
     buf.write(b"\x00" * 128 + b"DICM")
     from pydicom.filebase import DicomFileLike
@@ -185,16 +176,8 @@ def encode_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
 def set_our_meta(ds: Dataset, transfer_syntax: str) -> None:
     """Give ``ds`` a fresh File Meta for ``transfer_syntax`` with our implementation UID."""
     old = getattr(ds, "file_meta", None)
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if old is not None and old.get("SourceApplicationEntityTitle"):
-        meta.SourceApplicationEntityTitle = old.SourceApplicationEntityTitle
-    ds.file_meta = meta
+    ae = old.get("SourceApplicationEntityTitle") if old is not None else None
+    ds.file_meta = our_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, transfer_syntax, ae)
 
 
 @dataclass
