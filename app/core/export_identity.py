@@ -94,6 +94,21 @@ def _same_person(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return not (a[1] and b[1] and a[1] != b[1])
 
 
+def _people(items: list[Item]) -> list[tuple[tuple[str, str], list[Item]]]:
+    """``items`` grouped by person (:func:`_same_person`), groups sorted by identity."""
+    people: list[tuple[tuple[str, str], list[Item]]] = []
+    for it in items:
+        ident = _identity(it)
+        for known, members in people:
+            if _same_person(known, ident):
+                members.append(it)
+                break
+        else:
+            people.append((ident, [it]))
+    people.sort(key=lambda p: p[0])
+    return people
+
+
 def _identity(item: Item) -> tuple[str, str]:
     return norm_name(item.get("PatientName")), item.get("PatientBirthDate") or ""
 
@@ -108,18 +123,9 @@ def assign_patient_ids(items: Sequence[Item], on_id_clash: str) -> None:
             by_id.setdefault(pid, []).append(it)
     clashes: list[tuple[str, list[tuple[str, str, str]]]] = []
     for pid in sorted(by_id):
-        people: list[tuple[tuple[str, str], list[Item]]] = []
-        for it in by_id[pid]:
-            ident = _identity(it)
-            for known, members in people:
-                if _same_person(known, ident):
-                    members.append(it)
-                    break
-            else:
-                people.append((ident, [it]))
+        people = _people(by_id[pid])
         if len(people) < 2:
             continue
-        people.sort(key=lambda p: p[0])
         if on_id_clash != "separate":
             clashes.append((pid, [(m[0].get("PatientName") or "(no name)",
                                    m[0].get("PatientBirthDate") or "(no birth date)",
@@ -140,18 +146,7 @@ def assign_patient_ids(items: Sequence[Item], on_id_clash: str) -> None:
             "; ".join(lines) + ". Nothing was written. Export them separately, correct the "
             "sources, or use --on-id-clash separate (the second patient gets a new ID, the "
             "original kept in Other Patient IDs Sequence).", clashes)
-    groups: list[tuple[tuple[str, str], list[Item]]] = []
-    for it in items:
-        if it.get("PatientID"):
-            continue
-        ident = _identity(it)
-        for known, members in groups:
-            if _same_person(known, ident):
-                members.append(it)
-                break
-        else:
-            groups.append((ident, [it]))
-    groups.sort(key=lambda g: g[0])
+    groups = _people([it for it in items if not it.get("PatientID")])
     counter = 0
     for _, members in groups:
         while True:
