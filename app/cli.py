@@ -139,7 +139,7 @@ def _format_tree(medium: object) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from app.core.errors import DiscBridgeError
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     try:
         medium = open_medium(args.path)
@@ -154,9 +154,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from app.core.check import check_medium
     from app.core.errors import DiscBridgeError
-    from app.core.reader import open_medium
+    from app.core.medium.check import check_medium
+    from app.core.medium.reader import open_medium
 
     try:
         medium = open_medium(args.path)
@@ -185,8 +185,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from app.core.errors import DiscBridgeError
-    from app.core.export import run_export
-    from app.core.export_options import ExportOptions
+    from app.core.export.engine import run_export
+    from app.core.export.options import ExportOptions
     from app.core.jobs import Cancelled, CancelToken, Progress
 
     if args.dest is None and args.iso is None and args.burn is None:

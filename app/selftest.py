@@ -45,7 +45,7 @@ def _sample_file(name: str) -> Path:
 
 
 def _step_open_sample() -> str:
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
     from app.core.sample import sample_disc_path
 
     medium = open_medium(sample_disc_path())
@@ -61,7 +61,7 @@ def _step_decode(label: str, name: str) -> Callable[[], str]:
     def run() -> str:
         import numpy as np
 
-        from app.core.imaging import render
+        from app.core.imaging.display import render
 
         img = render(_sample_file(name))
         if img.dtype != np.uint8 or img.size == 0 or int(img.max()) == int(img.min()):
@@ -89,10 +89,10 @@ def _step_window(workdir: Path) -> str:
 
 
 def _step_export(workdir: Path, iso: bool) -> str:
-    from app.core.check import check_medium
-    from app.core.export import run_export
-    from app.core.export_options import ExportOptions
-    from app.core.reader import open_medium
+    from app.core.export.engine import run_export
+    from app.core.export.options import ExportOptions
+    from app.core.medium.check import check_medium
+    from app.core.medium.reader import open_medium
     from app.core.sample import sample_disc_path
 
     dest = workdir / ("iso-staging" if iso else "folder")

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core.dicomdir_write import write_dicomdir_for_folder  # noqa: E402
+from app.core.dicomdir.write import write_dicomdir_for_folder  # noqa: E402
 from tests.media import make_dataset, uid, write_instance  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "_data" / "dicomdir"

@@ -65,7 +65,7 @@ def generate(root: Path, n_files: int) -> None:
                                       SeriesNumber=str(se), InstanceNumber=str(im))
                     write_instance(root / f"P{pa}" / f"S{st}" / f"SE{se}" / f"I{im:05d}", ds)
                     written += 1
-    from app.core.dicomdir_write import write_dicomdir_for_folder
+    from app.core.dicomdir.write import write_dicomdir_for_folder
 
     write_dicomdir_for_folder(root, fileset_id="BENCHSRC")
     subprocess.run(["sync"], check=True)

@@ -122,8 +122,8 @@ def child_tree(path: str) -> int:
 def child_stall(path: str) -> int:
     from PySide6.QtCore import QElapsedTimer, QTimer
 
-    from app.core.export import run_export
-    from app.core.export_options import ExportOptions
+    from app.core.export.engine import run_export
+    from app.core.export.options import ExportOptions
 
     app, win = _app_and_window()
     clock = QElapsedTimer()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 PARSE_SNIPPET = """
 import resource, sys, time
 t = time.perf_counter()
-from app.core.dicomdir import parse_dicomdir
+from app.core.dicomdir.parse import parse_dicomdir
 data = open(sys.argv[1], 'rb').read()
 res = parse_dicomdir(data, 'DICOMDIR')
 n = sum(1 for p in res.patients for _ in p.instances())
@@ -80,7 +80,7 @@ def bench_ls(runs: int) -> None:
     if not (medium / "DICOMDIR").exists() or not shutil.which("dcmdump"):
         print("ls: benchmarks/_data/reader/ls20000 (bench_reader.py) or dcmdump missing")
         return
-    from app.core.dicomdir import parse_dicomdir
+    from app.core.dicomdir.parse import parse_dicomdir
 
     data = (medium / "DICOMDIR").read_bytes()
     parse_dicomdir(data, "DICOMDIR")
@@ -147,7 +147,7 @@ def bench_headers(workdir: Path, count: int, runs: int) -> None:
     import numpy as np
     from pydicom import dcmread
 
-    from app.core.header import read_header
+    from app.core.dicom.header import read_header
     from tests.media import make_dataset
 
     folder = workdir / "ct"

@@ -170,11 +170,11 @@ def ls_breakdown(runs: int) -> dict[str, float]:
     open_medium, to_dict, JSON (as app/cli.py writes it: one ``json.dumps``)."""
     import json
 
-    from app.core.dicomdir import parse_dicomdir
-    from app.core.reader import open_medium
+    from app.core.dicomdir.parse import parse_dicomdir
+    from app.core.medium.reader import open_medium
 
-    startup = statistics.median(timed_process([PY, "-c", "import app.cli, app.core.reader, "
-                                                "app.core.dicomdir"])[2] for _ in range(runs))
+    startup = statistics.median(timed_process([PY, "-c", "import app.cli, app.core.medium.reader, "
+                                                "app.core.dicomdir.parse"])[2] for _ in range(runs))
     data = (LS_DIR / "DICOMDIR").read_bytes()
     t_parse, t_open, t_dict, t_dumps = [], [], [], []
     for _ in range(runs):
@@ -199,7 +199,7 @@ def bench_scan(runs: int) -> dict[str, float]:
     make_scan_medium(SCAN_DIR)
     import pydicom
 
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     files = sorted(p for p in SCAN_DIR.rglob("*") if p.is_file() and not p.name.startswith("."))
 
@@ -213,7 +213,7 @@ def bench_scan(runs: int) -> dict[str, float]:
     def ours() -> int:
         return sum(1 for _ in open_medium(SCAN_DIR).instances())
 
-    from app.core.header import read_header
+    from app.core.dicom.header import read_header
 
     def header_loop() -> int:
         for f in files:

@@ -20,7 +20,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core.imaging import load_frame, make_icon_item, render, to_display  # noqa: E402
+from app.core.imaging.display import load_frame, make_icon_item, render, to_display  # noqa: E402
 from tests.media import make_dataset, pydicom_test_file, write_instance  # noqa: E402
 
 

@@ -48,11 +48,11 @@ def wizard_summary(out: Path) -> None:
 
     from PySide6.QtWidgets import QApplication
 
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
     from app.core.sample import sample_disc_path
     from app.gui.application import make_application
-    from app.gui.export_wizard import PAGE_SUMMARY, ExportWizard
     from app.gui.tasks import TaskRunner
+    from app.gui.wizard.wizard import PAGE_SUMMARY, ExportWizard
 
     app = make_application([])
     runner = TaskRunner()

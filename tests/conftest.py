@@ -22,7 +22,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # The app keeps python-gdcm out of pydicom's decoders (it can abort the process on valid
 # files); tests that decode through pydicom directly get the same decoders.
-from app.core.jpeg_lossless import keep_gdcm_out_of_pydicom  # noqa: E402
+from app.core.imaging.jpeg_lossless import keep_gdcm_out_of_pydicom  # noqa: E402
 
 keep_gdcm_out_of_pydicom()
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from app.core.fs import Entry, MediumFS
+from app.core.medium.fs import Entry, MediumFS
 from tests import dicomdir_bytes as db
 from tests.media import make_dataset, write_instance
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pydicom
 
-from app.core.fs import DirFS
+from app.core.medium.fs import DirFS
 from app.core.model import Instance, Medium, Patient, Series, Study
 
 
@@ -57,7 +57,7 @@ def _scan(root: Path) -> Medium:
 def medium_of(root: Path) -> Medium:
     """A source as the exporter gets it."""
     try:
-        from app.core.reader import open_medium
+        from app.core.medium.reader import open_medium
 
         return open_medium(root)
     except (ImportError, ModuleNotFoundError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from app.core.fs import MediumFS
+    from app.core.medium.fs import MediumFS
 
 Severity = Literal["error", "warning", "info"]
 
@@ -61,7 +61,7 @@ class Problem:
 
 @dataclass
 class Icon:
-    """An Icon Image Sequence item as recorded (undecoded): ``app.core.imaging`` decodes it."""
+    """An Icon Image Sequence item as recorded (undecoded): ``app.core.imaging.display`` decodes it."""
 
     rows: int
     columns: int

@@ -89,8 +89,8 @@ def sample_disc_path() -> Path:
         if missing:
             raise UnreadableMedium(f"{src_dir}: sample files missing from this install: "
                                    + ", ".join(missing))
-        from app.core.export import run_export
-        from app.core.export_options import ExportOptions
+        from app.core.export.engine import run_export
+        from app.core.export.options import ExportOptions
 
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="sample-", dir=target.parent) as tmp:

@@ -147,7 +147,7 @@ def make_application(argv: list[str] | None = None) -> QApplication:
 def _print_demo_tree() -> int:
     from app.cli import _format_tree
     from app.core.errors import DiscBridgeError
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
     from app.core.sample import sample_disc_path
 
     try:

@@ -459,7 +459,7 @@ class MainWindow(QMainWindow):
         if not self.tree_model.media:
             return
         try:
-            from app.gui.export_wizard import ExportWizard
+            from app.gui.wizard.wizard import ExportWizard
         except ImportError as exc:
             self.tell(self.tr("Export is not available"), str(exc), error=True)
             return

@@ -1,6 +1,6 @@
 """The Sources panel: detected discs and USB volumes, recent folders, and the open buttons.
 
-:class:`MediaMonitor` turns ``app.core.media.MediaWatcher`` events into Qt signals on the GUI
+:class:`MediaMonitor` turns ``app.core.devices.media.MediaWatcher`` events into Qt signals on the GUI
 thread (``inserted`` / ``removed`` / ``volumes_changed``). :class:`SourcesPanel` shows the
 optical, USB and disc-image volumes (label, free space, read-only state), the recent folders
 and the "Open …" buttons. :class:`MediumLoader` reads media on the TaskRunner and
@@ -61,7 +61,7 @@ def volume_key(vol: Any) -> str:
 class MediaMonitor(QObject):
     """Detected volumes as Qt signals, delivered on the GUI thread.
 
-    Wraps ``app.core.media.MediaWatcher``: the watcher polls the OS backend on its own thread
+    Wraps ``app.core.devices.media.MediaWatcher``: the watcher polls the OS backend on its own thread
     and its callback only emits a queued signal; the first snapshot (``MediaWatcher.start``, a
     blocking OS call) is taken on the TaskRunner's read pool. Nothing here touches a widget.
 
@@ -70,7 +70,7 @@ class MediaMonitor(QObject):
     runner : TaskRunner
         Runs the watcher's first snapshot and :meth:`poll_now`.
     backend : MediaBackend, optional
-        The OS backend (``app.core.media.for_platform()`` by default; tests pass a fake one or a
+        The OS backend (``app.core.devices.media.for_platform()`` by default; tests pass a fake one or a
         ``LinuxBackend`` over fake mountinfo/sysfs trees).
     interval : float
         Seconds between polls.
@@ -102,7 +102,7 @@ class MediaMonitor(QObject):
         if self._watcher is not None:
             return
         try:
-            from app.core.media import MediaWatcher
+            from app.core.devices.media import MediaWatcher
         except ImportError as exc:  # a build without media detection
             log.warning("media detection unavailable: %s", exc)
             return
@@ -308,7 +308,7 @@ class DetectionPolicy(QObject):
         policy = self.policy()
         if policy == "ignore":
             return
-        from app.core.media import has_dicom_content
+        from app.core.devices.media import has_dicom_content
 
         task = self.runner.run_plain(has_dicom_content, str(volume.mount_point))
         task.finished.connect(lambda yes: self._act(volume, policy) if yes else None)
@@ -341,13 +341,13 @@ def is_under(path: str, root: str) -> bool:
 
 
 def _default_opener(path: str, progress: Any = None, cancel: Any = None) -> Any:
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     return open_medium(path, progress=progress, cancel=cancel)
 
 
 class MediumLoader(QObject):
-    """Reads media (``app.core.reader.open_medium``) on the TaskRunner, one task per path.
+    """Reads media (``app.core.medium.reader.open_medium``) on the TaskRunner, one task per path.
 
     Signals
     -------

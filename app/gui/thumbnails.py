@@ -72,7 +72,7 @@ def representative_instance(series: Series) -> Instance | None:
     if not present:
         return None
     try:
-        from app.core.imaging import series_representative
+        from app.core.imaging.display import series_representative
     except ImportError:  # imaging not installed yet: the same rule, inline
         ordered = sorted(present, key=lambda i: (_instance_number(i), i.sop_instance_uid or ""))
         return ordered[len(ordered) // 2]
@@ -114,9 +114,9 @@ def fit_image(img: QImage, size_px: int) -> QImage:
 
 def _imaging() -> Any:
     try:
-        from app.core import imaging
+        from app.core.imaging import display as imaging
     except ImportError:  # the imaging module not landed yet: its implementation module
-        from app.core import render as imaging  # type: ignore[no-redef]
+        from app.core.imaging import render as imaging  # type: ignore[no-redef]
     return imaging
 
 

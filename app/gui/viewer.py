@@ -3,8 +3,8 @@
 Images: slice scrolling (wheel, Up/Down, PgUp/PgDn, Home/End), window/level (right-drag,
 modality presets, the file's default), zoom (Ctrl+wheel, +/-) and pan (left or middle drag), fit
 (F), invert (I), multi-frame cine (Space, frames per second), corner overlay. Structured reports
-are shown as formatted text (``app.core.sr_text``); encapsulated PDF/CDA documents are extracted
-(``app.core.encapsulated``) and handed to the system's viewer; anything else gets a clear "cannot
+are shown as formatted text (``app.core.imaging.sr_text``); encapsulated PDF/CDA documents are extracted
+(``app.core.imaging.encapsulated``) and handed to the system's viewer; anything else gets a clear "cannot
 display" naming the object type. Failures are messages in the view, never exceptions.
 
 Decoding runs on the TaskRunner's read pool (:func:`load_object`, which touches no widget), with
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import imaging
+from app.core.imaging import display as imaging
 from app.core.model import Medium, Series
 from app.gui.tasks import TaskRunner
 from app.gui.viewer_canvas import ImageCanvas

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
 
-from app.core.encapsulated import ExtractedDocument
+from app.core.imaging.encapsulated import ExtractedDocument
 from app.core.model import Instance, Medium, Series
 from app.gui.tasks import TaskRunner
 from app.gui.viewer_loader import DatasetCache, Loaded, load_object

@@ -2,8 +2,8 @@
 
 :func:`load_object` runs on the TaskRunner's read pool and touches no widget. It reads the file
 (values from the file win over the record's; the record only fills gaps), decodes the requested
-frame with :mod:`app.core.imaging`, renders a structured report to text
-(:mod:`app.core.sr_text`) or extracts an encapsulated document (:mod:`app.core.encapsulated`),
+frame with :mod:`app.core.imaging.display`, renders a structured report to text
+(:mod:`app.core.imaging.sr_text`) or extracts an encapsulated document (:mod:`app.core.imaging.encapsulated`),
 and never raises for bad input: failures come back as ``Loaded(kind="error")`` naming the file.
 """
 
@@ -20,11 +20,15 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from PySide6.QtCore import QCoreApplication
 
-from app.core import imaging
-from app.core.encapsulated import ExtractedDocument, extract_document, is_encapsulated_document
 from app.core.errors import DiscBridgeError, RenderError
+from app.core.imaging import display as imaging
+from app.core.imaging.encapsulated import (
+    ExtractedDocument,
+    extract_document,
+    is_encapsulated_document,
+)
+from app.core.imaging.sr_text import SrLine, is_structured_report, sr_lines
 from app.core.model import Instance, Medium
-from app.core.sr_text import SrLine, is_structured_report, sr_lines
 from app.gui.viewer_overlay import ImageInfo
 
 DATASET_CACHE_ENTRIES = 3  # whole multi-frame datasets kept for frame-by-frame decoding

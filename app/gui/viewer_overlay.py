@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QCoreApplication, QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 
-from app.core.sr_text import format_date, format_name
+from app.core.imaging.sr_text import format_date, format_name
 
 
 def tr(text: str) -> str:

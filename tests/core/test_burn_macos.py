@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 import pytest
 
-from app.core.burn import Burner, burn_image, list_burners
-from app.core.burn_macos import (
+from app.core.devices.burn import Burner, burn_image, list_burners
+from app.core.devices.burn_macos import (
     MacBurnerBackend,
     disc_node,
     parse_drutil_list,

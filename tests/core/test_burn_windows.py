@@ -11,8 +11,8 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from app.core.burn import burn_image, list_burners
-from app.core.burn_windows import (
+from app.core.devices.burn import burn_image, list_burners
+from app.core.devices.burn_windows import (
     MS_APPENDABLE,
     MS_BLANK,
     MS_FINALIZED,

@@ -9,10 +9,10 @@ from typing import BinaryIO
 
 import pytest
 
-from app.core.burn import Burner, burn_image, list_burners
-from app.core.burn_xorriso import XorrisoBackend, parse_devices, parse_media, run_streaming
+from app.core.devices.burn import Burner, burn_image, list_burners
+from app.core.devices.burn_xorriso import XorrisoBackend, parse_devices, parse_media, run_streaming
+from app.core.devices.iso_image import sha256_tree, verify_iso, write_iso
 from app.core.errors import ExportError
-from app.core.iso import sha256_tree, verify_iso, write_iso
 from app.core.jobs import Cancelled, CancelToken, Progress
 from tests.conftest import require_tool
 
@@ -310,7 +310,7 @@ def test_run_streaming_splits_carriage_returns_and_polls_cancel(tmp_path: Path) 
 
 
 def test_for_platform() -> None:
-    from app.core import burn
+    from app.core.devices import burn
 
     assert type(burn.for_platform("linux")).__name__ == "XorrisoBackend"
     assert type(burn.for_platform("darwin")).__name__ == "MacBurnerBackend"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.capacity import (
+from app.core.devices.capacity import (
     CAPACITY,
     RAW_CAPACITY,
     SAFETY_MARGIN,
@@ -18,7 +18,7 @@ from app.core.capacity import (
     image_size_estimate,
     usb_filesystem_warning,
 )
-from app.core.iso import write_iso
+from app.core.devices.iso_image import write_iso
 
 
 def test_capacities_and_margin() -> None:

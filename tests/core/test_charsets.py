@@ -12,7 +12,7 @@ from pydicom.charset import convert_encodings, encode_string, python_encoding
 from pydicom.data import get_charset_files
 from pydicom.valuerep import PersonName
 
-from app.core.charsets import (
+from app.core.dicom.charsets import (
     KNOWN_TERMS,
     TERM_CODECS,
     CharsetDecoder,
@@ -165,10 +165,10 @@ def test_known_terms_cover_the_standard() -> None:
 def test_ascii_path_does_not_import_pydicom() -> None:
     """Parsing an ASCII/Latin-1 DICOMDIR needs no pydicom import (it costs ~0.2 s)."""
     code = ("import sys\n"
-            "from app.core.charsets import decode_text\n"
+            "from app.core.dicom.charsets import decode_text\n"
             "assert decode_text(b'M\\xfcller', 'ISO_IR 100') == ('Müller', True)\n"
             "assert decode_text(b'abc', '\\\\ISO 2022 IR 87') == ('abc', True)\n"
-            "import app.core.dicomdir, app.core.header\n"
+            "import app.core.dicomdir.parse, app.core.dicom.header\n"
             "print('pydicom' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], check=True)

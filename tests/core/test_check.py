@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from app.core.check import check_medium, icon_defect
-from app.core.fs import DirFS
 from app.core.jobs import Cancelled, CancelToken, Progress
+from app.core.medium.check import check_medium, icon_defect
+from app.core.medium.fs import DirFS
+from app.core.medium.reader import open_medium, read_medium
 from app.core.model import Icon
-from app.core.reader import open_medium, read_medium
 from tests import dicomdir_bytes as db
 from tests.defect_media import FaultFS, conformant, leaves
 from tests.media import dicomdirtests_root, make_dataset, write_instance

@@ -14,9 +14,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.dicomdir import is_dicomdir, parse_dicomdir
+from app.core.dicom.header import read_header
+from app.core.dicomdir.parse import is_dicomdir, parse_dicomdir
 from app.core.errors import DicomdirUnreadable, NotDicom, TruncatedFile
-from app.core.header import read_header
 from tests import dicomdir_bytes as db
 from tests.media import dicomdirtests_root
 

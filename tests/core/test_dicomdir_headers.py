@@ -19,7 +19,7 @@ from tests.media import make_dataset, write_instance
 def test_fast_header_reader_matches_pydicom(name: str) -> None:
     from pydicom.data import get_charset_files, get_testdata_file
 
-    from app.core.dicomdir_headers import read_header
+    from app.core.dicomdir.headers import read_header
 
     path = get_testdata_file(name, download=False)
     if path is None:
@@ -41,7 +41,7 @@ def test_fast_header_reader_matches_pydicom(name: str) -> None:
 
 
 def test_fast_header_reader_on_our_corpus(tmp_path: Path) -> None:
-    from app.core.dicomdir_headers import read_header
+    from app.core.dicomdir.headers import read_header
 
     for n, (_, ds) in enumerate(corpus()):
         path = write_instance(tmp_path / f"F{n}", ds)
@@ -67,8 +67,8 @@ def test_hostile_header_bytes_give_value_errors_naming_the_file(tmp_path: Path) 
     import random
     import warnings
 
-    from app.core.dicomdir_write import build_dicomdir, read_entries_for_folder
-    from app.core.profiles import get_profile
+    from app.core.dicomdir.profiles import get_profile
+    from app.core.dicomdir.write import build_dicomdir, read_entries_for_folder
 
     path = write_instance(tmp_path / "PA001" / "ST001" / "SE001" / "IM000001",
                           make_dataset(SpecificCharacterSet="ISO_IR 192", PatientName="Zoë"))

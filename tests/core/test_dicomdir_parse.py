@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.core.dicomdir import DicomdirParse, is_dicomdir, parse_dicomdir, split_file_id
+from app.core.dicomdir.parse import DicomdirParse, is_dicomdir, parse_dicomdir, split_file_id
 from app.core.errors import DicomdirUnreadable
 from tests import dicomdir_bytes as db
 from tests.media import dicomdirtests_root, make_dataset, pydicom_test_file, write_fileset
@@ -755,7 +755,7 @@ def test_deflated_transfer_syntax_lie_and_real() -> None:
 
 
 def test_dicomdir_extent_lets_callers_skip_padding() -> None:
-    from app.core.dicomdir import dicomdir_extent
+    from app.core.dicomdir.parse import dicomdir_extent
 
     roots = tree()
     data = db.encode(roots)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from app.core.dicomdir import DicomdirParse, parse_dicomdir
+from app.core.dicomdir.parse import DicomdirParse, parse_dicomdir
 from app.core.errors import DicomdirUnreadable
 from app.core.model import Instance
 from tests import dicomdir_bytes as db

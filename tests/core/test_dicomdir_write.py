@@ -20,22 +20,22 @@ from pydicom.uid import (
 )
 
 from app import IMPLEMENTATION_CLASS_UID
-from app.core.dicomdir_write import (
+from app.core.dicomdir.profiles import get_profile
+from app.core.dicomdir.write import (
     DirEntry,
     build_dicomdir,
     read_entries_for_folder,
     write_dicomdir_for_folder,
 )
 from app.core.jobs import Cancelled, CancelToken, Progress
-from app.core.profiles import get_profile
 from tests.conftest import require_tool
 from tests.media import make_dataset, uid, write_instance
 
 
 def icon_item(size: int) -> Dataset:
-    """An 8-bit MONOCHROME2 icon (from app.core.imaging when present, else built here)."""
+    """An 8-bit MONOCHROME2 icon (from app.core.imaging.display when present, else built here)."""
     try:
-        from app.core.imaging import make_icon_item
+        from app.core.imaging.display import make_icon_item
 
         return make_icon_item(make_dataset(32, 32), size)
     except ImportError:  # the imaging engineer's module is not there yet
@@ -471,7 +471,7 @@ def test_folder_writer_is_atomic_and_skips_non_dicom(tmp_path: Path) -> None:
 
 def test_our_reader_reads_it_back(medium: tuple[Path, list]) -> None:
     """Cross-check with the project's own tolerant reader, when it is there."""
-    dicomdir = pytest.importorskip("app.core.dicomdir")
+    dicomdir = pytest.importorskip("app.core.dicomdir.parse")
     root, files = medium
     parsed = dicomdir.parse_dicomdir((root / "DICOMDIR").read_bytes(), "DICOMDIR")
     assert not parsed.recovered

@@ -11,8 +11,8 @@ from PIL import Image
 from pydicom import Dataset
 from pydicom.uid import EncapsulatedPDFStorage
 
-from app.core.encapsulated import document_kind, extract_document, is_encapsulated_document
 from app.core.errors import RenderError
+from app.core.imaging.encapsulated import document_kind, extract_document, is_encapsulated_document
 from tests.media import make_dataset, write_instance
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pycdlib
 
-from app.core.export import execute, plan_export
-from app.core.export_options import ExportOptions
+from app.core.export.engine import execute, plan_export
+from app.core.export.options import ExportOptions
 from tests.conftest import require_tool
 from tests.export_helpers import listing, medium_of
 from tests.media import make_dataset, uid, write_instance
@@ -93,7 +93,7 @@ def test_export_from_an_iso_source(tmp_path: Path) -> None:
     iso = tmp_path / "first.iso"
     execute(plan_export(ExportOptions(sources=[src], iso=iso, fileset_id="FIRST"),
                         [medium_of(src)]))
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     medium = open_medium(iso)
     assert medium.fs is not None and medium.fs.local_path("DICOMDIR") is None

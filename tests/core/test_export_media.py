@@ -18,8 +18,8 @@ import pytest
 from pydicom.fileset import FileSet
 
 from app import IMPLEMENTATION_CLASS_UID
-from app.core.export import execute, plan_export
-from app.core.export_options import ExportOptions
+from app.core.export.engine import execute, plan_export
+from app.core.export.options import ExportOptions
 from app.core.jobs import CancelToken
 from tests.conftest import require_tool
 from tests.corpus import write_compressed, write_corpus
@@ -198,7 +198,7 @@ def test_jpeg_profile_keeps_jpeg_and_records_match(tmp_path: Path) -> None:
 def test_transcoding_runs_in_worker_processes(tmp_path: Path) -> None:
     import os
 
-    from app.core import export_worker
+    from app.core.export import worker as export_worker
 
     src = tmp_path / "src"
     src.mkdir()

@@ -13,10 +13,10 @@ import pytest
 from pydicom.uid import JPEGBaseline8Bit
 
 from app.core.errors import ExportError
-from app.core.export import plan_export
-from app.core.export_identity import MissingStudyDate, PatientIdClash
-from app.core.export_options import ExportOptions
-from app.core.export_plan import RefusedInstances, TooBig, validate_fileset_id
+from app.core.export.engine import plan_export
+from app.core.export.identity import MissingStudyDate, PatientIdClash
+from app.core.export.options import ExportOptions
+from app.core.export.plan import RefusedInstances, TooBig, validate_fileset_id
 from tests.corpus import write_compressed, write_corpus
 from tests.export_helpers import listing, medium_of
 from tests.media import make_dataset, uid, write_instance
@@ -123,7 +123,7 @@ def test_profile_refuses_by_name_before_writing(tmp_path: Path) -> None:
 
 
 def test_xabc_without_gdcm_refuses_xa_that_needs_encoding(tmp_path: Path) -> None:
-    from app.core.transcode import can_encode
+    from app.core.export.transcode import can_encode
 
     xa = make_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.12.1", Modality="XA",
                       BitsAllocated=8, BitsStored=8, HighBit=7, ImageType=["ORIGINAL"])
@@ -205,7 +205,7 @@ def test_unknown_profile_is_an_export_error(tmp_path: Path) -> None:
 
 
 def test_usb_destination_warns_when_not_fat(tmp_path: Path) -> None:
-    from app.core.capacity import filesystem_type
+    from app.core.devices.capacity import filesystem_type
 
     plan = _plan(tmp_path, [make_dataset()], media="usb")
     fs = (filesystem_type(tmp_path) or "").lower()
@@ -275,7 +275,7 @@ def test_acr_nema_study_date_and_time_are_converted(tmp_path: Path) -> None:
 
 def test_a_file_over_4_gib_cannot_go_on_iso_or_fat(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.core import export_volumes
+    from app.core.export import volumes as export_volumes
 
     monkeypatch.setattr(export_volumes, "MAX_FILE", 1000)  # stands for 4 GiB
     with pytest.raises(TooBig, match=r"f000\.dcm.*under 4 GiB"):
@@ -351,7 +351,7 @@ def test_plan_reads_headers_raw_and_matches_pydicom(tmp_path: Path) -> None:
 
     import pydicom
 
-    from app.core.fixes import value_str
+    from app.core.export.fixes import value_str
 
     src = tmp_path / "src"
     write_corpus(src)  # non-ASCII names in four character sets, an Implicit VR file
@@ -387,7 +387,7 @@ def test_parse_meta_info_matches_pydicom_and_never_raises(tmp_path: Path) -> Non
     what could be read, never an exception."""
     from pydicom.filereader import read_file_meta_info
 
-    from app.core.transcode import parse_meta_info
+    from app.core.export.transcode import parse_meta_info
 
     src = tmp_path / "src"
     write_corpus(src)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from app import __version__
-from app.core.readme_txt import render_readme, to_ascii
+from app.core.export.readme_txt import render_readme, to_ascii
 
 
 def test_readme_content_ascii_and_crlf() -> None:

@@ -14,10 +14,12 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from app.core import export_verify, export_worker, export_write
 from app.core.errors import ExportError
-from app.core.export import execute, plan_export
-from app.core.export_options import ExportOptions
+from app.core.export import verify as export_verify
+from app.core.export import worker as export_worker
+from app.core.export import write as export_write
+from app.core.export.engine import execute, plan_export
+from app.core.export.options import ExportOptions
 from app.core.jobs import Cancelled, CancelToken, Progress
 from tests.conftest import require_tool
 from tests.export_helpers import dciodvfy_errors, listing, medium_of, tree_hashes
@@ -101,7 +103,7 @@ def test_full_disk_injected_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             raise OSError(errno.ENOSPC, "No space left on device", str(a[1]))
         return real(*a, **kw)
 
-    monkeypatch.setattr("app.core.export.copy_file", failing)
+    monkeypatch.setattr("app.core.export.engine.copy_file", failing)
     with pytest.raises(ExportError, match="full"):
         execute(_plan(src, dest))
     assert tree_hashes(dest) == before and listing(dest) == ["keep.txt"]

@@ -28,7 +28,7 @@ def _xa(frame_seed: int) -> pydicom.Dataset:
 
 
 def test_xa_is_encoded_to_jpeg_lossless_exactly(tmp_path: Path) -> None:
-    from app.core.jpeg_lossless import can_encode_jpeg_lossless_sv1
+    from app.core.imaging.jpeg_lossless import can_encode_jpeg_lossless_sv1
 
     if not can_encode_jpeg_lossless_sv1():
         if IN_CI:

@@ -10,7 +10,7 @@ import pycdlib
 import pytest
 
 from app.core.errors import UnreadableMedium, UnsafePath
-from app.core.fs import DirFS, IsoFS, check_relative, iso_clean_name, looks_like_iso, open_fs
+from app.core.medium.fs import DirFS, IsoFS, check_relative, iso_clean_name, looks_like_iso, open_fs
 
 
 def test_check_relative() -> None:

@@ -13,8 +13,8 @@ from pydicom import dcmread
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
+from app.core.dicom.header import HEADER_KEYWORDS, Header, read_header
 from app.core.errors import NotDicom, TruncatedFile
-from app.core.header import HEADER_KEYWORDS, Header, read_header
 from tests import dicomdir_bytes as db
 from tests.media import dicomdirtests_root, make_dataset, pydicom_test_file
 
@@ -287,7 +287,7 @@ def test_deflated() -> None:
     assert h.has_pixels
 
 
-# -- the low-level element reader (app.core.dcmbytes) ----------------------------------------
+# -- the low-level element reader (app.core.dicom.elements) ----------------------------------------
 
 def _el(tag: int, vr: str, value: bytes, *, little: bool = True, explicit: bool = True,
         length: int | None = None) -> bytes:
@@ -310,7 +310,7 @@ def _item(body: bytes, *, little: bool = True, undefined: bool = False) -> bytes
 
 @pytest.mark.parametrize("little", [True, False])
 def test_element_reader_event_stream(little: bool) -> None:
-    from app.core.dcmbytes import (
+    from app.core.dicom.elements import (
         EV_ELEM,
         EV_ITEM,
         EV_ITEM_END,
@@ -355,7 +355,7 @@ def test_element_reader_event_stream(little: bool) -> None:
 
 
 def test_element_reader_limits_and_tolerance() -> None:
-    from app.core.dcmbytes import EV_ELEM, ElementReader
+    from app.core.dicom.elements import EV_ELEM, ElementReader
 
     flat = b"".join(_el(0x00100010 + i, "LO", b"AB") for i in range(50))
     r = ElementReader(flat, max_elements=10)
@@ -376,7 +376,7 @@ def test_element_reader_limits_and_tolerance() -> None:
 
 
 def test_numeric_values() -> None:
-    from app.core.dcmbytes import numeric_value
+    from app.core.dicom.elements import numeric_value
 
     assert numeric_value(struct.pack("<3H", 1, 2, 3), "US", 0, 6, True) == "1\\2\\3"
     assert numeric_value(struct.pack(">h", -5), "SS", 0, 2, False) == "-5"
@@ -407,7 +407,7 @@ def test_threads_share_the_parsers_safely() -> None:
     """The GUI reads headers and DICOMDIRs on worker threads: same results as one thread."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.core.dicomdir import parse_dicomdir
+    from app.core.dicomdir.parse import parse_dicomdir
 
     blobs = [to_bytes(make_dataset(8, 8, PatientName=f"P{i}^Ü", SpecificCharacterSet="ISO_IR 100"),
                       enforce_file_format=True) for i in range(24)]
@@ -446,8 +446,8 @@ def _general(data: bytes, name: str = "F") -> object:
     """The general reader's answer (Header fields, or the error it raises)."""
     from dataclasses import asdict
 
+    from app.core.dicom.header import FIRST_CHUNK, _default_tags, _read_general, _read_more
     from app.core.errors import DiscBridgeError
-    from app.core.header import FIRST_CHUNK, _default_tags, _read_general, _read_more
 
     fp = io.BytesIO(data)
     buf, eof = _read_more(fp, b"", FIRST_CHUNK)
@@ -460,7 +460,7 @@ def _general(data: bytes, name: str = "F") -> object:
 def _fast(data: bytes, name: str = "F") -> dict[str, Any] | None:
     from dataclasses import asdict
 
-    from app.core.header import FIRST_CHUNK, _default_tags, _fast_header
+    from app.core.dicom.header import FIRST_CHUNK, _default_tags, _fast_header
 
     h = _fast_header(data[:FIRST_CHUNK], name, _default_tags(), len(data) <= FIRST_CHUNK)
     return None if h is None else asdict(h)

@@ -13,7 +13,7 @@ from pydicom.pixels import pack_bits
 from pydicom.sequence import Sequence
 
 from app.core.errors import BadIcon, RenderError
-from app.core.imaging import decode_icon, icon_from_item, icon_pixels, make_icon_item
+from app.core.imaging.display import decode_icon, icon_from_item, icon_pixels, make_icon_item
 from app.core.model import Icon
 from tests.media import make_dataset, pydicom_test_file, write_instance
 

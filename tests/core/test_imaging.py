@@ -1,4 +1,4 @@
-"""Frame decoding and display (app.core.imaging / app.core.render).
+"""Frame decoding and display (app.core.imaging.display / app.core.imaging.render).
 
 Every transfer syntax on pydicom's own test files, value correctness against independent
 computations (pydicom's raw decode, hand-worked window formulas), multi-frame, MONOCHROME1,
@@ -34,7 +34,7 @@ from pydicom.uid import (
 )
 
 from app.core.errors import RenderError
-from app.core.imaging import (
+from app.core.imaging.display import (
     WINDOW_PRESETS,
     Frame,
     load_frame,

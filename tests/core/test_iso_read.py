@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.check import check_medium
-from app.core.fs import IsoFS
-from app.core.reader import open_medium, read_medium
+from app.core.medium.check import check_medium
+from app.core.medium.fs import IsoFS
+from app.core.medium.reader import open_medium, read_medium
 from tests.conftest import require_tool
 from tests.defect_media import FaultFS, conformant, expected_tree, leaves, make_iso, payloads
 
@@ -100,8 +100,8 @@ def test_iso_xorriso_with_rock_ridge_and_joliet(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("udf", [False, True])
 def test_reads_the_exporters_iso(tmp_path: Path, udf: bool) -> None:
-    """Images made by app.core.iso.write_iso (Level 1, or the UDF 2.60 bridge) read back."""
-    from app.core.iso import write_iso
+    """Images made by app.core.devices.iso_image.write_iso (Level 1, or the UDF 2.60 bridge) read back."""
+    from app.core.devices.iso_image import write_iso
 
     b = conformant(tmp_path / "staging")
     iso = tmp_path / "export.iso"

@@ -11,8 +11,7 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from app.core.errors import ExportError
-from app.core.iso import (
+from app.core.devices.iso_image import (
     iso_path_for,
     scan_staging,
     sha256_tree,
@@ -20,6 +19,7 @@ from app.core.iso import (
     write_iso,
     write_iso_xorriso,
 )
+from app.core.errors import ExportError
 from app.core.jobs import Cancelled, CancelToken, Progress
 from tests.conftest import require_tool
 from tests.media import make_dataset
@@ -237,7 +237,7 @@ def test_cancel_mid_write_leaves_nothing(tmp_path: Path) -> None:
 
 def test_lazy_file_honours_cancel_and_closes(tmp_path: Path) -> None:
     """Inside one large file the token is checked on every read; the file closes at its end."""
-    from app.core.iso import _LazyFile
+    from app.core.devices.iso_image import _LazyFile
 
     f = tmp_path / "BIG"
     f.write_bytes(b"a" * 1000)

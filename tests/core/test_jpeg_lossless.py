@@ -30,9 +30,9 @@ from pydicom.uid import (
     XRayAngiographicImageStorage,
 )
 
-import app.core.jpeg_lossless as jl
+import app.core.imaging.jpeg_lossless as jl
 from app import IMPLEMENTATION_CLASS_UID
-from app.core.jpeg_lossless import (
+from app.core.imaging.jpeg_lossless import (
     JPEG_LOSSLESS_SV1,
     apply_jpeg_lossless_sv1,
     can_encode_jpeg_lossless_sv1,
@@ -497,7 +497,7 @@ def test_apply_in_place() -> None:
 def test_transcode_wiring_recipe(name: str, lossy: bool) -> None:
     """The wiring proposed for app/core/transcode.py: its own decode to native Explicit VR LE
     (lossy marks, big endian swap), then the encoder in place, then its File Meta."""
-    from app.core import transcode
+    from app.core.export import transcode
 
     source = pydicom.dcmread(pydicom_test_file(name))
     source_ts = str(source.file_meta.TransferSyntaxUID)
@@ -574,7 +574,7 @@ def test_keep_gdcm_out_of_pydicom(tmp_path: Path) -> None:
     script = (
         "import sys, numpy as np, pydicom\n"
         "from pydicom.pixels import get_decoder, get_encoder\n"
-        "from app.core.jpeg_lossless import keep_gdcm_out_of_pydicom\n"
+        "from app.core.imaging.jpeg_lossless import keep_gdcm_out_of_pydicom\n"
         "changed = keep_gdcm_out_of_pydicom()\n"
         "assert '1.2.840.10008.1.2.4.70' in changed and '1.2.840.10008.1.2.5' in changed\n"
         "assert keep_gdcm_out_of_pydicom() == []\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.layout import (
+from app.core.export.layout import (
     WINDOWS_DEVICE_NAMES,
     LayoutItem,
     is_valid_component,
@@ -80,7 +80,7 @@ def test_width_widened_for_all_siblings_only_when_needed() -> None:
 
 
 def test_too_many_children_refused() -> None:
-    from app.core import layout as layout_mod
+    from app.core.export import layout as layout_mod
 
     with pytest.raises(ValueError, match="instances under one parent"):
         layout_mod._width([1_000_000], 6, "instances")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.media import Volume, has_dicom_content
-from app.core.media_linux import (
+from app.core.devices.media import Volume, has_dicom_content
+from app.core.devices.media_linux import (
     LinuxBackend,
     mount_for_path,
     parse_mountinfo,
@@ -290,7 +290,7 @@ def test_real_loop_mounted_read_only_volume(tmp_path: Path) -> None:
 
 
 def test_read_device_head(tmp_path: Path) -> None:
-    from app.core.media_linux import read_device_head
+    from app.core.devices.media_linux import read_device_head
 
     f = tmp_path / "dev"
     f.write_bytes(b"x" * 70000)

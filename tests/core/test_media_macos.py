@@ -7,8 +7,8 @@ import plistlib
 from pathlib import Path
 from typing import Any
 
-from app.core.media import Volume
-from app.core.media_macos import MacBackend, classify, diskutil_info
+from app.core.devices.media import Volume
+from app.core.devices.media_macos import MacBackend, classify, diskutil_info
 
 USB_STICK: dict[str, Any] = {
     "Bootable": False, "BusProtocol": "USB", "CanBeMadeBootable": False,

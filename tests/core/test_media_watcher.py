@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core import media
-from app.core.media import MediaEvent, MediaWatcher, Volume, diff_volumes, has_dicom_content
+from app.core.devices import media
+from app.core.devices.media import MediaEvent, MediaWatcher, Volume, diff_volumes, has_dicom_content
 from tests.media import make_dataset
 
 STICK = Volume("/media/u/STICK", "STICK", "/dev/sdb1", "usb", 10**9, 2 * 10**9, False, "vfat")

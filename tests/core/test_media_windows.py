@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from app.core.media import Volume
-from app.core.media_windows import (
+from app.core.devices.media import Volume
+from app.core.devices.media_windows import (
     DRIVE_CDROM,
     DRIVE_FIXED,
     DRIVE_NO_ROOT_DIR,

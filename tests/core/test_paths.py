@@ -1,4 +1,4 @@
-"""File ID splitting, refusal, conformance rules and case-insensitive resolution (app.core.paths)."""
+"""File ID splitting, refusal, conformance rules and case-insensitive resolution (app.core.medium.paths)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.fs import DirFS, Entry
-from app.core.paths import (
+from app.core.medium.fs import DirFS, Entry
+from app.core.medium.paths import (
     DirListing,
     Listings,
     Resolver,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core import profiles
-from app.core.export_options import DEFAULT_PROFILE
-from app.core.profiles import (
+from app.core.dicomdir import profiles
+from app.core.dicomdir.profiles import (
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
     JPEG2000,
@@ -17,6 +16,7 @@ from app.core.profiles import (
     RLE_LOSSLESS,
     get_profile,
 )
+from app.core.export.options import DEFAULT_PROFILE
 from tests.media import make_dataset
 
 MPEG2 = "1.2.840.10008.1.2.4.100"

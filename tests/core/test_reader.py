@@ -9,7 +9,7 @@ import pytest
 
 from app.core.errors import UnreadableMedium
 from app.core.jobs import Cancelled, CancelToken, Progress
-from app.core.reader import open_medium
+from app.core.medium.reader import open_medium
 from tests import dicomdir_bytes as db
 from tests.defect_media import (
     conformant,

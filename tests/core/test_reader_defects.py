@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.fs import DirFS
-from app.core.reader import open_medium, read_medium
+from app.core.medium.fs import DirFS
+from app.core.medium.reader import open_medium, read_medium
 from tests import dicomdir_bytes as db
 from tests.defect_media import (
     SENTINEL,
@@ -86,7 +86,7 @@ def test_hostile_file_ids_never_leave_the_root(tmp_path: Path,
 
 def test_hostile_check_reads_nothing_outside(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.core.check import check_medium
+    from app.core.medium.check import check_medium
 
     b = hostile(tmp_path / "m")
     m = open_medium(b.root)

@@ -19,9 +19,9 @@ from pydicom.uid import (
     TwelveLeadECGWaveformStorage,
 )
 
-from app.core import records
-from app.core.profiles import get_profile
-from app.core.records import (
+from app.core.dicomdir import records
+from app.core.dicomdir.profiles import get_profile
+from app.core.dicomdir.records import (
     leaf_keys,
     patient_keys,
     record_type_for,

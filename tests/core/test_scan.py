@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.fs import DirFS
-from app.core.model import Instance, Patient, Series, Study
-from app.core.paths import Listings
-from app.core.scan import (
+from app.core.medium.fs import DirFS
+from app.core.medium.paths import Listings
+from app.core.medium.scan import (
     MAX_DEPTH,
     TreeBuilder,
     is_dicomdir_name,
@@ -18,6 +17,7 @@ from app.core.scan import (
     read_headers,
     walk_files,
 )
+from app.core.model import Instance, Patient, Series, Study
 from tests.defect_media import FaultFS, OpenSpy, loose_files, payloads
 from tests.media import make_dataset, write_instance
 
@@ -143,7 +143,7 @@ def test_tree_builder_from_existing_tree_reuses_objects() -> None:
 def test_scan_uses_headers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The scan reads headers, not pixel data: big files cost no more than small ones (through
     DirFS's bare descriptors, and through any other MediumFS's file objects)."""
-    from app.core.reader import read_medium
+    from app.core.medium.reader import read_medium
 
     root = tmp_path / "m"
     write_instance(root / "BIG", make_dataset(rows=512, cols=512))
@@ -204,7 +204,7 @@ def test_scan_uses_headers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_head_file_reads_like_a_file(tmp_path: Path) -> None:
     """The scan's pre-read file view: reads across the pre-read head, seeks, EOF."""
-    from app.core.scan import _HeadFile
+    from app.core.medium.scan import _HeadFile
 
     data = bytes(range(256)) * 100
     (tmp_path / "f").write_bytes(data)
@@ -222,8 +222,8 @@ def test_head_file_reads_like_a_file(tmp_path: Path) -> None:
 
 
 def test_renamed_dicomdirs_depth_and_one_per_folder() -> None:
-    from app.core.fs import Entry
-    from app.core.scan import FileRef, HeaderInfo, HeaderResult, renamed_dicomdirs
+    from app.core.medium.fs import Entry
+    from app.core.medium.scan import FileRef, HeaderInfo, HeaderResult, renamed_dicomdirs
 
     def r(path: str, dd: bool) -> HeaderResult:
         return HeaderResult(FileRef(path, Entry(path.rsplit("/", 1)[-1], False, 999)),
@@ -236,7 +236,7 @@ def test_renamed_dicomdirs_depth_and_one_per_folder() -> None:
 
 def test_scan_finds_an_image_below_a_path_longer_than_path_max(tmp_path: Path) -> None:
     """QA-12: nothing below a very long path is dropped silently."""
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
     from tests.media import make_dataset, write_instance
 
     ds = make_dataset(PatientID="DEEP")

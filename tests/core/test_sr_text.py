@@ -11,7 +11,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ComprehensiveSRStorage
 
 from app.core.errors import RenderError
-from app.core.sr_text import (
+from app.core.imaging.sr_text import (
     format_datetime,
     format_name,
     is_structured_report,

@@ -151,7 +151,7 @@ def _fill_all(model) -> int:
 
 
 def test_sample_disc_fills_the_model(qtmodeltester, model: MediumTreeModel, sample_root) -> None:
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     medium = open_medium(sample_root)
     model.add_medium(medium)
@@ -166,7 +166,7 @@ def test_sample_disc_fills_the_model(qtmodeltester, model: MediumTreeModel, samp
 
 def test_defect_medium_fills_the_model(qtmodeltester, model: MediumTreeModel,
                                        tmp_path: Path) -> None:
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     root = tmp_path / "disc"
     dss = [make_dataset(PatientName="Defekt^Dora", PatientID="D1") for _ in range(3)]

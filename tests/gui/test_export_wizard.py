@@ -20,10 +20,11 @@ from PySide6.QtWidgets import QWizard
 from pytestqt.qtbot import QtBot
 
 from app.core.jobs import Progress
+from app.core.medium.reader import open_medium
 from app.core.model import Medium
-from app.core.reader import open_medium
-from app.gui import export_wizard
-from app.gui.export_wizard import (
+from app.gui.tasks import TaskRunner
+from app.gui.wizard import wizard as export_wizard
+from app.gui.wizard.wizard import (
     PAGE_DESTINATION,
     PAGE_OPTIONS,
     PAGE_PROGRESS,
@@ -32,7 +33,6 @@ from app.gui.export_wizard import (
     PAGE_SUMMARY,
     ExportWizard,
 )
-from app.gui.tasks import TaskRunner
 from tests.conftest import require_tool
 from tests.media import make_dataset, uid, write_fileset, write_instance
 
@@ -430,7 +430,7 @@ def test_patient_id_clash_can_be_kept_apart(qtbot: QtBot, runner: TaskRunner,
 def test_usb_volume_and_burners_are_offered(qtbot: QtBot, source: Medium, runner: TaskRunner,
                                             settings: QSettings, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.core import burn, media
+    from app.core.devices import burn, media
 
     stick = tmp_path / "stick"
     stick.mkdir()

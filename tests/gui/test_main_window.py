@@ -258,7 +258,7 @@ def test_cancel_button_cancels_reading(qtbot, make_window) -> None:
 
 
 def test_export_opens_the_wizard_with_the_selection(qtbot, make_window, build_medium) -> None:
-    pytest.importorskip("app.gui.export_wizard")
+    pytest.importorskip("app.gui.wizard.wizard")
     win = make_window(lambda p, progress=None, cancel=None: build_medium(p))
     _open(qtbot, win, "/media/cd")
     win.act_export.trigger()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from app.core.devices.media import Volume
+from app.core.devices.media_linux import LinuxBackend
 from app.core.errors import UnreadableMedium
-from app.core.media import Volume
-from app.core.media_linux import LinuxBackend
 from app.gui.main_window import MainWindow
 from app.gui.settings import Settings
 from app.gui.sources import MediaMonitor, SourcesPanel, format_bytes

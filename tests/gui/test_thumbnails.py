@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 
-from app.core.fs import DirFS
+from app.core.medium.fs import DirFS
 from app.core.model import Icon, Instance, Medium, Series
 from app.gui.tasks import TaskRunner
 from app.gui.thumbnails import (

@@ -14,8 +14,8 @@ from PySide6.QtGui import QDesktopServices, QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from app.core.medium.reader import open_medium
 from app.core.model import Medium, Series
-from app.core.reader import open_medium
 from app.gui.viewer import ViewerWidget
 from tests.core.test_encapsulated import assert_valid_pdf, make_pdf_dataset
 from tests.core.test_sr_text import make_sr_dataset

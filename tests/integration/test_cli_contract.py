@@ -570,7 +570,7 @@ def test_udf_only_disc_image_bytes_round_trip(tmp_path: Path) -> None:
     import numpy as np
     import pycdlib
 
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     stage = tmp_path / "stage"
     imgs = corpus("udfbig", patients=3, series=2, images=2)

@@ -362,7 +362,7 @@ def test_file_id_resolution(medium_dir: Path, tmp_path: Path,
     assert_all_referenced(d)
     assert not [p for p in d["problems"] if p["severity"] == "error"], d["problems"]
     # every listed path opens through the medium's own file system, to the right file
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     with deadline():
         m = open_medium(medium_dir)
@@ -1071,7 +1071,7 @@ def test_iso_image_read_directly(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len({r["path"] for r in rows}) == len(rows)
     if with_dicomdir:
         assert_all_referenced(d)
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     with deadline():
         m = open_medium(iso)
@@ -1185,7 +1185,7 @@ def test_undecodable_file_names(medium_dir: Path, tmp_path: Path) -> None:
     d = r.json()  # strict UTF-8
     assert sorted(x["sop_instance_uid"] for x in listed(d)) == sorted(i.sop_uid for i in imgs)
     # the listed paths open the right files through the medium's own file system
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     m = open_medium(medium_dir)
     assert m.fs is not None
@@ -1379,7 +1379,7 @@ def test_progress_and_cancel_through_open_medium(medium_dir: Path) -> None:
     imgs = corpus("prog", patients=1, series=1, images=200)
     write_images(medium_dir, imgs, disk=lambda f: "X/" + f[-1])
     seen: list[Any] = []
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     with deadline():
         m = open_medium(medium_dir, progress=seen.append)
@@ -2180,7 +2180,7 @@ def test_iso_image_fuzz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     and whatever `check` lists without a problem opens to its own file's bytes."""
     import pycdlib
 
-    from app.core.reader import open_medium
+    from app.core.medium.reader import open_medium
 
     stage = tmp_path / "stage"
     imgs = corpus("isofuzz", patients=2, series=2, images=2)

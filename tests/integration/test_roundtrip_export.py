@@ -162,8 +162,8 @@ def validate_medium(dest: Path, want: dict[str, ImageInfo], *, names: bool = Tru
 
 def _check_in_process(target: Path) -> dict[str, Any]:
     """``check --json --profile STD-GEN-CD`` as the CLI builds it, without a subprocess."""
-    from app.core.check import check_medium
-    from app.core.reader import open_medium
+    from app.core.medium.check import check_medium
+    from app.core.medium.reader import open_medium
 
     medium = open_medium(target)
     out = medium.to_dict()
@@ -669,8 +669,8 @@ def test_export_icons_on_every_image_record(box: Sandbox) -> None:
 @pytest.mark.parametrize("media,profile", [("dvd", "STD-GEN-DVD-JPEG"),
                                            ("usb", "STD-GEN-USB-JPEG")])
 def test_export_media_profiles_are_conformant(box: Sandbox, media: str, profile: str) -> None:
-    from app.core.check import check_medium
-    from app.core.reader import open_medium
+    from app.core.medium.check import check_medium
+    from app.core.medium.reader import open_medium
 
     want = _fuseiso(box)
     roundtrip(box, want, "--media", media)
@@ -785,9 +785,9 @@ def test_export_after_a_killed_export(box: Sandbox) -> None:
 
 
 def test_check_every_known_profile(box: Sandbox) -> None:
-    from app.core.check import check_medium
-    from app.core.profiles import PROFILES
-    from app.core.reader import open_medium
+    from app.core.dicomdir.profiles import PROFILES
+    from app.core.medium.check import check_medium
+    from app.core.medium.reader import open_medium
 
     _fuseiso(box)
     m = open_medium(box.src)

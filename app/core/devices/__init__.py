@@ -1,0 +1,1 @@
+"""The machine's drives: removable-media detection and disc burners (one module per OS), ISO images."""

@@ -1,0 +1,1 @@
+"""Byte level: the tolerant element reader, the fast header reader, character sets, File Meta and a small encoder."""

@@ -1,0 +1,1 @@
+"""Writing media: plan, sources, identity, values, volumes, layout, transcoding, write, verify, report."""

@@ -1,0 +1,450 @@
+"""The export's input: every instance of the sources, merged, with its header read once.
+
+Several sources merge; an instance already seen (same SOP Instance UID) is dropped with an
+``info`` problem (the first source wins). Each file is opened through its medium's ``fs`` (so
+files inside an .iso work and nothing outside a medium root is read) and read header-only:
+File Meta with :func:`app.core.export.transcode.parse_meta_info`, the dataset with pydicom up to the
+Pixel Data. A file that cannot be read stops the plan with an ExportError naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom import Dataset
+from pydicom.charset import convert_encodings
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import FileMetaDataset
+
+from app.core.errors import DiscBridgeError, ExportError
+from app.core.export.fixes import value_str
+from app.core.export.transcode import (
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    MetaInfo,
+    parse_meta_info,
+)
+from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
+from app.core.medium.fs import MediumFS
+from app.core.model import Instance, Medium, Problem
+
+_HEAD = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<I")
+_LONG = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"UN",
+                   b"SV", b"UV"})
+_VRS = frozenset(v.encode() for v in (
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    "UN UR US UT UV").split())
+_VR_NAMES = {v: v.decode("ascii") for v in _VRS}
+_PIXELS = 0x7FE00008  # Float/Double Float/Pixel Data: the header ends before any of them
+HEAD = 65536
+FIRST_READ = 16384
+# Keys read as plain ASCII from the raw bytes when they are ASCII (fast path of ``get``).
+_ASCII_VRS = frozenset({"UI", "DA", "TM", "DT", "CS", "IS", "DS", "SH", "LO", "PN", "AE"})
+_TAGS: dict[str, int] = {}
+
+
+def _tag(keyword: str) -> int | None:
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        found = tag_for_keyword(keyword)
+        if found is None:
+            return None
+        tag = _TAGS[keyword] = int(found)
+    return tag
+
+
+@dataclass(eq=False)
+class SourceFile:
+    """One source instance, read header-only.
+
+    Explicit VR Little Endian files (nearly all) are kept as their header bytes plus an index of
+    the top-level elements (``elements``: tag → (VR, value offset, length)); values are taken
+    from those bytes, and the pydicom :attr:`header` Dataset is built only when something asks
+    for it (a rewrite, a transcode, the DICOMDIR records: on the DICOMDIR thread, while the
+    files are copied). Other files are read by pydicom up front.
+    """
+
+    medium: Medium
+    rel: str  # path relative to the medium root
+    local: Path | None  # a real path for fast copies (None inside an .iso)
+    size: int
+    label: str  # "<medium root>/<rel>" for messages
+    meta: MetaInfo
+    header_bytes: int  # where Pixel Data starts (roughly: header size)
+    transfer_syntax: str
+    raw: bytes = b""  # the file's first ``header_bytes`` bytes (fast path)
+    elements: dict[int, tuple[str, int, int]] | None = None  # fast path: the element index
+    dataset: Dataset | None = field(default=None, repr=False)  # read by pydicom, or built
+    _values: _Values = field(init=False, repr=False)
+    damage: str | None = None  # why the file is unusable (pixel data cut short), if it is
+
+    @property
+    def header(self) -> Dataset:
+        """The header as a pydicom Dataset (no Pixel Data; ``file_meta`` as read), built once."""
+        ds = self.dataset
+        if ds is None:
+            with _BUILD_LOCK:  # the DICOMDIR thread and a copy thread may ask at once
+                ds = self.dataset
+                if ds is None:
+                    ds = self.dataset = _build_dataset(self.raw, self.elements or {}, self.meta)
+        return ds
+
+    def element(self, tag: int) -> tuple[str | None, object] | None:
+        """(VR, value) of a top-level element, without building the Dataset (value: the raw
+        bytes on the fast path, pydicom's value otherwise); None when absent."""
+        elems = self.elements
+        if elems is not None and self.dataset is None:
+            found = elems.get(tag)
+            if found is None:
+                return None
+            vr, start, length = found
+            return vr, self.raw[start:start + length]
+        elem = self.header._dict.get(tag)  # type: ignore[call-overload]
+        return None if elem is None else (elem.VR, elem.value)
+
+    def __contains__(self, keyword: str) -> bool:
+        """Whether the header has the top-level element ``keyword`` (present, maybe empty)."""
+        tag = _tag(keyword)
+        if tag is None:
+            return False
+        if self.elements is not None:
+            return tag in self.elements
+        return tag in self.header._dict  # type: ignore[operator]
+
+    def __post_init__(self) -> None:
+        self._values = _Values(self._value)
+        # ``get`` is the cache's own lookup: a hit costs no Python call (the plan asks 4,000
+        # files about 50 values each); a miss computes through ``_value``.
+        self.get: Callable[[str], str | None] = self._values.__getitem__
+
+    def __getstate__(self) -> dict[str, object]:  # pickled for the GUI's export process
+        state = dict(self.__dict__)
+        state["_values"] = dict(self._values)
+        del state["get"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        cached = state.pop("_values")
+        self.__dict__.update(state)
+        self.__post_init__()
+        self._values.update(cached)  # type: ignore[call-overload]
+
+    def _value(self, keyword: str) -> str | None:
+        """A top-level value as a stripped string (None when absent/empty); through ``get``.
+
+        ASCII values are taken from the raw bytes (no pydicom conversion: 4,000 files plan in
+        well under a second); anything else goes through pydicom (character sets), including
+        7-bit ISO 2022 text, whose escape sequences (ESC, 1BH) switch to other character sets.
+        """
+        value: str | None
+        tag = _tag(keyword)
+        elems = self.elements
+        if tag is None:
+            value = None
+        elif elems is not None:
+            found = elems.get(tag)
+            if found is None:
+                value = None  # absent from the header
+            else:
+                vr, start, length = found
+                data = self.raw[start:start + length]
+                if vr in _ASCII_VRS and data.isascii() and b"\x1b" not in data:
+                    value = data.decode("ascii").strip(" \0") or None
+                else:
+                    value = value_str(self.header, keyword)
+        else:
+            raw = self.header._dict.get(tag)  # type: ignore[call-overload]
+            if isinstance(raw, RawDataElement) and raw.VR in _ASCII_VRS \
+                    and isinstance(raw.value, bytes) and raw.value.isascii() \
+                    and b"\x1b" not in raw.value:
+                value = raw.value.decode("ascii").strip(" \0") or None
+            else:
+                value = value_str(self.header, keyword)
+        return value
+
+    @property
+    def meta_ok(self) -> bool:
+        """File Meta can be kept byte for byte (STANDARDS.md §1)."""
+        m = self.meta
+        return (m.has_prefix and m.group_length_ok and m.version_ok
+                and m.transfer_syntax == self.transfer_syntax
+                and m.sop_class == self.get("SOPClassUID")
+                and m.sop_instance == self.get("SOPInstanceUID"))
+
+    @property
+    def body_offset(self) -> int:
+        return self.meta.body_offset if self.meta.has_prefix else 0
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+class _Values(dict[str, "str | None"]):
+    """keyword → value cache of a :class:`SourceFile`; a miss computes and stores the value."""
+
+    __slots__ = ("_compute",)
+
+    def __init__(self, compute: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, keyword: str) -> str | None:
+        value = self[keyword] = self._compute(keyword)
+        return value
+
+
+def _ts_of(ds: Dataset, meta: MetaInfo) -> str:
+    if meta.transfer_syntax:
+        return meta.transfer_syntax
+    enc = getattr(ds, "original_encoding", None)
+    if enc is not None:
+        implicit, little = enc
+        if implicit:
+            return IMPLICIT_LE
+        return EXPLICIT_LE if little else EXPLICIT_BE
+    return IMPLICIT_LE
+
+
+def _index(head: bytes, meta: MetaInfo, whole: bool
+           ) -> tuple[dict[int, tuple[str, int, int]], int] | None:
+    """Explicit VR LE with defined lengths up to the Pixel Data, all within ``head``: the index
+    of the top-level elements (tag → (VR, value offset, length)) and where Pixel Data starts.
+    None: let pydicom read it."""
+    if not meta.has_prefix or not meta.group_length_ok or meta.transfer_syntax in (
+            None, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE):
+        return None
+    elems: dict[int, tuple[str, int, int]] = {}
+    pos, size = meta.body_offset, len(head)
+    unpack, unpack32, vrs, long_vrs, names = (_HEAD.unpack_from, _U32.unpack_from, _VRS, _LONG,
+                                              _VR_NAMES)
+    while True:
+        if pos + 8 > size:
+            if whole and pos == size:
+                break
+            return None
+        group, elem, vr, short_len = unpack(head, pos)
+        tag = group << 16 | elem
+        if tag >= _PIXELS:
+            break
+        if vr in long_vrs:
+            if pos + 12 > size:
+                return None
+            length, start = unpack32(head, pos + 8)[0], pos + 12
+        elif vr in vrs:
+            length, start = short_len, pos + 8
+        else:
+            return None
+        end = start + length
+        if length == 0xFFFFFFFF or end > size:
+            return None
+        elems[tag] = (names[vr], start, length)
+        pos = end
+    return elems, pos
+
+
+def _build_dataset(raw: bytes, elems: dict[int, tuple[str, int, int]], meta: MetaInfo
+                   ) -> Dataset:
+    """The pydicom Dataset of an indexed header (pydicom decodes the values lazily)."""
+    # tuple.__new__ on the NamedTuple class: the same RawDataElement, without the Python-level
+    # __new__ call per element (about 46 per CT header, 4,000 headers on the DICOMDIR thread).
+    new = tuple.__new__
+    ds = Dataset({tag: new(RawDataElement, (tag, vr, length, raw[start:start + length], start,
+                                            False, True))
+                  for tag, (vr, start, length) in elems.items()})
+    file_meta = FileMetaDataset()
+    for tag, value in ((0x00020002, meta.sop_class), (0x00020003, meta.sop_instance),
+                       (0x00020010, meta.transfer_syntax)):
+        if value:
+            data = value.encode("ascii")
+            data += b"\0" * (len(data) % 2)
+            file_meta._dict[tag] = RawDataElement(  # type: ignore[index]
+                tag, "UI", len(data), data, 0, False, True)
+    ds.file_meta = file_meta
+    try:
+        charset = ds.get("SpecificCharacterSet")
+    except Exception:  # noqa: BLE001 - hostile bytes: the default repertoire
+        charset = None
+    terms = [charset] if isinstance(charset, str) else list(charset or [])
+    try:
+        encodings = convert_encodings(terms or None)
+    except Exception:  # noqa: BLE001 - an unknown character set: the default repertoire
+        encodings = convert_encodings(None)
+    ds.set_original_encoding(False, True, encodings)
+    return ds
+
+
+def _local_path(fs: MediumFS, rel: str, dirs: dict[str, Path | None]) -> Path | None:
+    """``fs.local_path(rel)`` with the folder resolved once per folder (4,000 files: 4,000
+    fewer ``resolve()`` calls); a symlinked file still goes through the full check."""
+    parent, _, name = rel.rpartition("/")
+    if parent not in dirs:
+        dirs[parent] = fs.local_path(parent)
+    base = dirs[parent]
+    if base is None or not name or name in (".", ".."):
+        return fs.local_path(rel)
+    path = base / name
+    if os.path.islink(path):
+        return fs.local_path(rel)
+    return path
+
+
+def read_source(medium: Medium, inst: Instance,
+                dirs: dict[str, Path | None] | None = None) -> SourceFile:
+    """Read one instance's header. Raises ExportError naming the file."""
+    dirs = {} if dirs is None else dirs
+    assert inst.path is not None
+    fs = medium.fs
+    if fs is None:
+        raise ExportError(f"{medium.root}: this source cannot be read (no file access)")
+    label = f"{medium.root.rstrip('/')}/{inst.path}"
+    try:
+        local = _local_path(fs, inst.path, dirs)
+        if local is not None:
+            size = os.stat(local).st_size
+            opened: BinaryIO = open(local, "rb")  # noqa: SIM115 - closed below
+        else:
+            size = fs.size(inst.path)
+            opened = fs.open(inst.path)
+        with opened as fp:
+            head = fp.read(FIRST_READ)
+            meta = parse_meta_info(head)
+            found = None
+            try:
+                found = _index(head, meta, len(head) < FIRST_READ)
+                if found is None and len(head) == FIRST_READ:
+                    head += fp.read(HEAD - FIRST_READ)
+                    found = _index(head, meta, len(head) < HEAD)
+            except Exception:  # noqa: BLE001 - odd bytes: pydicom decides
+                found = None
+            if found is not None:
+                elements, header_bytes = found
+                damage = pixel_damage(fp, header_bytes, size, False, True, head)
+                src = SourceFile(medium, inst.path, local, size, label, meta, header_bytes,
+                                 meta.transfer_syntax or EXPLICIT_LE, head[:header_bytes],
+                                 elements, damage=damage)
+            else:
+                fp.seek(0)
+                with warnings.catch_warnings():  # odd files: problems are reported, not warned
+                    warnings.simplefilter("ignore")
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                header_bytes = fp.tell()
+                implicit, little = (bool(x) for x in getattr(ds, "original_encoding",
+                                                              (False, True)))
+                damage = pixel_damage(fp, header_bytes, size, implicit, little)
+                src = SourceFile(medium, inst.path, local, size, label, meta, header_bytes,
+                                 _ts_of(ds, meta), dataset=ds, damage=damage)
+    except DiscBridgeError as exc:
+        raise ExportError(f"{label}: {exc}") from exc
+    except OSError as exc:
+        raise ExportError(f"{label}: cannot read the file ({exc.strerror or exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - hostile bytes
+        raise ExportError(f"{label}: not a readable DICOM file ({exc})") from exc
+    return src
+
+
+_PIXEL_TAGS = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00"}
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
+                 little: bool, head: bytes = b"") -> str | None:
+    """Why the Pixel Data starting at ``offset`` is cut short (None when complete or absent).
+
+    A defined length must fit in the file; encapsulated data must end with its Sequence
+    Delimitation Item. (Big Endian files are not checked.)
+    """
+    if not little or offset >= size:
+        return None
+    if offset + 12 <= len(head):  # already read
+        head = head[offset:offset + 12]
+    else:
+        fp.seek(offset)
+        head = fp.read(12)
+    if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        length, start = struct.unpack_from("<I", head, 4)[0], offset + 8
+    else:
+        if len(head) < 12:
+            return "the file ends inside the Pixel Data element header"
+        length, start = struct.unpack_from("<I", head, 8)[0], offset + 12
+    if length != 0xFFFFFFFF:
+        if start + length > size:
+            return (f"cut short: Pixel Data declares {length} bytes, only {max(0, size - start)} "
+                    "are in the file")
+        return None
+    tail_len = min(size - start, 1 << 16)
+    fp.seek(size - tail_len)
+    if _SEQ_DELIMITER not in fp.read(tail_len):
+        return "cut short: the compressed Pixel Data has no end (no sequence delimiter)"
+    return None
+
+
+def read_sources(media: list[Medium], select: set[str] | None, *,
+                 progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> tuple[list[SourceFile], list[Problem]]:
+    """Every wanted instance of ``media`` once, in source order, and the problems to tell."""
+    wanted: list[tuple[Medium, Instance]] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    index: dict[str, int] = {}
+    for medium in media:
+        for _p, _st, _se, inst in medium.walk():
+            uid = inst.sop_instance_uid
+            if inst.path is None:
+                if select is None or (uid and uid in select):
+                    problems.append(Problem("warning", "missing-file", inst.path or None,
+                                            f"{medium.root}: an instance ({uid}) is listed "
+                                            "but its file is missing; not exported"))
+                continue
+            if select is not None and uid not in select:
+                continue
+            wanted.append((medium, inst))
+    report = Throttle(progress) if progress else None
+    out: list[SourceFile] = []
+    total = len(wanted)
+    dir_cache: dict[int, dict[str, Path | None]] = {}
+    for n, (medium, inst) in enumerate(wanted):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        src = read_source(medium, inst, dir_cache.setdefault(id(medium), {}))
+        uid = src.get("SOPInstanceUID") or ""
+        if not uid:
+            problems.append(Problem("warning", "missing-key", inst.path,
+                                    f"{src.label}: no SOP Instance UID; not an exportable "
+                                    "instance, left out"))
+            continue
+        if select is not None and uid not in select:
+            continue
+        if uid in seen:
+            kept = out[index[uid]]
+            if kept.damage and not src.damage:  # keep the intact copy of a duplicate
+                out[index[uid]] = src
+                problems.append(Problem("warning", "duplicate-instance", inst.path,
+                                        f"{src.label}: exported instead of {kept.label}, the "
+                                        f"same instance but damaged ({kept.damage})"))
+                seen[uid] = src.label
+                continue
+            problems.append(Problem("info", "duplicate-instance", inst.path,
+                                    f"{src.label}: same SOP Instance UID as {seen[uid]}; "
+                                    "exported once"))
+            continue
+        seen[uid] = src.label
+        index[uid] = len(out)
+        out.append(src)
+        if report is not None:
+            report(Progress("plan", n + 1, total, message="reading headers"),
+                   force=n + 1 == total)
+    return out, problems

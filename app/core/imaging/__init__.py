@@ -1,0 +1,1 @@
+"""Pixels: any frame decoded for display, icons, structured reports as text, encapsulated documents, the JPEG Lossless encoder."""
