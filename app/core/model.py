@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from app.core.medium.fs import MediumFS
+    from app.core.files import MediumFS
 
 Severity = Literal["error", "warning", "info"]
 

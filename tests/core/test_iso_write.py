@@ -17,8 +17,8 @@ from app.core.devices.iso_image import (
     sha256_tree,
     verify_iso,
     write_iso,
-    write_iso_xorriso,
 )
+from app.core.devices.iso_xorriso import write_iso_xorriso
 from app.core.errors import ExportError
 from app.core.jobs import Cancelled, CancelToken, Progress
 from tests.conftest import require_tool

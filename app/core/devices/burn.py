@@ -18,63 +18,15 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO
 
+from app.core.devices.burner import Burner, BurnerBackend, BurnResult
 from app.core.errors import DiscBridgeError, ExportError
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
 
-MediaState = Literal["blank", "appendable", "closed", "none", "unknown"]
 _CHUNK = 1024 * 1024
 
-
-@dataclass(frozen=True)
-class Burner:
-    """A disc writer and the medium in it.
-
-    ``device`` is what :func:`burn_image` takes (``/dev/sr0``, ``stdio:/tmp/disc.img``, a drutil
-    drive number, an IMAPI2 recorder ID). ``capacity_bytes`` is the free space on the medium
-    (0 when unknown or no medium). ``can_write`` is True for a blank or rewritable medium.
-    """
-
-    device: str
-    name: str
-    vendor: str
-    media_state: MediaState
-    media_type: str
-    capacity_bytes: int
-    can_write: bool
-
-
-@dataclass(frozen=True)
-class BurnResult:
-    """What happened: ``ok`` only when the disc was written and read back identical."""
-
-    ok: bool
-    device: str
-    bytes_written: int
-    sha256_expected: str
-    sha256_read: str
-    message: str
-
-
-class BurnerBackend(Protocol):
-    """What an OS backend provides. All methods may raise :class:`ExportError`."""
-
-    def list_burners(self) -> list[Burner]:
-        """Every writer the OS offers, with its medium state."""
-        ...
-
-    def burn(self, iso: Path, device: str, progress: ProgressCallback | None,
-             cancel: CancelToken | None) -> None:
-        """Write ``iso`` as a closed single-session disc. Calls ``cancel.allow_cancel(False)``
-        when the drive starts writing; raises :class:`Cancelled` only before that."""
-        ...
-
-    def read_back(self, device: str, size: int) -> BinaryIO | Path:
-        """The medium's first ``size`` bytes: an open binary file or a path to open."""
-        ...
 
 
 def for_platform(platform: str | None = None) -> BurnerBackend:

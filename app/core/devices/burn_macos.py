@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from app.core.devices.burn import Burner, MediaState
-from app.core.devices.burn_xorriso import run_streaming
+from app.core.devices.burner import Burner, MediaState
+from app.core.devices.streaming import run_streaming
 from app.core.errors import ExportError
 from app.core.jobs import CancelToken, Progress, ProgressCallback
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from app.core.devices.burn import Burner, MediaState
+from app.core.devices.burner import Burner, MediaState
 from app.core.errors import ExportError
 from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback
 

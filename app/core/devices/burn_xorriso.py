@@ -1,4 +1,4 @@
-"""Linux burner backend: xorriso (libburn); also xorriso-made ISO images (:func:`write_iso_xorriso`).
+"""Linux burner backend: xorriso (libburn). Images made with xorriso: :mod:`app.core.devices.iso_xorriso`.
 
 Listing: ``xorriso -devices`` (drives with rw permission) and, per drive,
 ``xorriso -outdev DEV -toc -tell_media_space`` (vendor/product, media type, state, free space).
@@ -18,23 +18,16 @@ Output lines look like (xorriso 1.5.4)::
 
 from __future__ import annotations
 
-import queue
 import re
 import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from app.core.devices.burn import Burner, MediaState
-from app.core.devices.iso_image import (
-    check_volume_id,
-    fsync_and_replace,
-    scan_staging,
-    temp_next_to,
-)
+from app.core.devices.burner import Burner, MediaState
+from app.core.devices.streaming import run_streaming
 from app.core.errors import ExportError
-from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback
+from app.core.jobs import CancelToken, Progress, ProgressCallback
 
 Runner = Callable[[list[str]], tuple[int, str]]
 
@@ -45,80 +38,6 @@ _OVERWRITEABLE = ("DVD+RW", "DVD-RW restricted overwrite", "DVD-RAM", "BD-RE")
 _MIB = 1024 * 1024
 SECTOR = 2048
 
-
-def run_streaming(cmd: list[str], on_line: Callable[[str], None],
-                  cancel: CancelToken | None = None, poll: float = 0.1,
-                  stop_allowed: Callable[[], bool] | None = None) -> tuple[int, list[str]]:
-    """Run ``cmd``, calling ``on_line`` for every output line (stdout and stderr, ``\\r`` too).
-
-    While ``cancel`` is cancelled and ``stop_allowed()`` (default: always) is true the process is
-    terminated and :class:`Cancelled` raised; the cancel flag is polled every ``poll`` seconds even
-    when the program prints nothing. Returns (exit code, last 20 lines).
-    """
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-    except OSError as exc:
-        raise ExportError(f"cannot run {cmd[0]}: {exc.strerror}") from exc
-    assert proc.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        buf = b""
-        while chunk := proc.stdout.read1(65536):
-            buf += chunk
-            *done, buf = re.split(rb"[\r\n]", buf)
-            for d in done:
-                if d.strip():
-                    lines.put(d.decode("utf-8", "replace"))
-        if buf.strip():
-            lines.put(buf.decode("utf-8", "replace"))
-        lines.put(None)
-
-    reader = threading.Thread(target=pump, name="xorriso-output", daemon=True)
-    reader.start()
-    tail: list[str] = []
-    finished = False
-    try:
-        while True:
-            if cancel is not None and cancel.cancelled and (stop_allowed is None or stop_allowed()):
-                _drain(lines, on_line, tail)  # a line saying "writing began" may be waiting
-                if stop_allowed is None or stop_allowed():
-                    raise Cancelled("cancelled by the user")
-            try:
-                line = lines.get(timeout=poll)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            tail = (tail + [line])[-20:]
-            on_line(line)
-        finished = True
-    finally:
-        if not finished and proc.poll() is None and (stop_allowed is None or stop_allowed()):
-            proc.terminate()  # never once a drive is writing: that would ruin the disc
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        rc = proc.wait()
-        reader.join(timeout=5)
-        proc.stdout.close()
-    return rc, tail
-
-
-def _drain(lines: queue.Queue[str | None], on_line: Callable[[str], None], tail: list[str]) -> None:
-    while True:
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            return
-        if line is None:
-            lines.put(None)
-            return
-        tail.append(line)
-        on_line(line)
 
 
 def _default_runner(args: list[str]) -> tuple[int, str]:
@@ -240,49 +159,4 @@ class XorrisoBackend:
         return Path(path)
 
 
-# --- ISO images with xorriso (app.core.devices.iso_image.write_iso_xorriso) ---
 
-_XORRISO_PROGRESS = re.compile(r"Writing:\s+(\d+)s\s+([\d.]+)%")
-
-
-def xorriso_command(staging: Path, out: Path, volume_id: str) -> list[str]:
-    """The strict Level 1 xorriso command of TOOLCHAIN.md (aborts rather than dropping files)."""
-    return ["xorriso", "-abort_on", "WARNING", "-outdev", f"stdio:{out}", "-volid", volume_id,
-            "-rockridge", "off", "-joliet", "off", "-compliance", "strict:iso_9660_level=1",
-            "-map", str(staging), "/", "-commit"]
-
-
-def write_iso_xorriso(staging: Path, iso: Path, volume_id: str,
-                      progress: ProgressCallback | None = None,
-                      cancel: CancelToken | None = None, xorriso: str = "xorriso") -> None:
-    """Like :func:`app.core.devices.iso_image.write_iso` (ISO 9660 Level 1 only) but with xorriso.
-
-    Progress comes from xorriso's pacifier lines (``Writing: 71616s 48.8%``); cancel terminates
-    the process. The same naming checks as :func:`write_iso` run first.
-    """
-    staging = Path(staging)
-    iso = Path(iso)
-    check_volume_id(volume_id)
-    _dirs, files = scan_staging(staging)
-    total = sum(size for _, _, size in files)
-    tmp = temp_next_to(iso)
-    tmp.unlink()  # xorriso must find a blank (absent) target
-    cmd = xorriso_command(staging, tmp, volume_id)
-    cmd[0] = xorriso
-
-    def on_line(line: str) -> None:
-        m = _XORRISO_PROGRESS.search(line)
-        if m and progress is not None:
-            done = int(float(m.group(2)) / 100 * total)
-            progress(Progress("iso", done_bytes=done, total_bytes=total, message=str(iso)))
-
-    try:
-        rc, tail = run_streaming(cmd, on_line, cancel)
-        if rc != 0:
-            raise ExportError(f"{iso}: xorriso failed (exit {rc}): " + " | ".join(tail[-5:]))
-        if progress is not None:
-            progress(Progress("iso", done_bytes=total, total_bytes=total, message=str(iso)))
-        fsync_and_replace(tmp, iso)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

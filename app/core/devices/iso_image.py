@@ -8,7 +8,7 @@ Identifier is the File-set ID [STANDARDS.md §5, PS3.12 Annex F/P]. BD: a UDF 2.
 The image is built by pycdlib while streaming the file contents (a file is opened when its data
 is written and closed at once, so neither memory nor file descriptors grow with the medium),
 into a temporary file next to the target that is renamed into place at the end: cancel or any
-failure leaves no partial image behind. :func:`write_iso_xorriso` does the same with the
+failure leaves no partial image behind. :func:`app.core.devices.iso_xorriso.write_iso_xorriso` does the same with the
 xorriso command of TOOLCHAIN.md.
 """
 
@@ -286,15 +286,6 @@ def write_iso(staging: Path, iso: Path, volume_id: str, udf: bool = False,
             lazy.close_file()
         pc.close()
 
-
-def write_iso_xorriso(staging: Path, iso: Path, volume_id: str,
-                      progress: ProgressCallback | None = None,
-                      cancel: CancelToken | None = None, xorriso: str = "xorriso") -> None:
-    """Like :func:`write_iso` (Level 1 only) but with xorriso: see
-    :func:`app.core.devices.burn_xorriso.write_iso_xorriso`."""
-    from app.core.devices.burn_xorriso import write_iso_xorriso as impl
-
-    impl(staging, iso, volume_id, progress=progress, cancel=cancel, xorriso=xorriso)
 
 
 class _HashWriter:

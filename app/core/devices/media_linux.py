@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.devices.media import Volume, VolumeKind
+from app.core.devices.volumes import Volume, VolumeKind
 
 # Filesystems that are never media: kernel interfaces, memory, containers, snaps.
 PSEUDO_FS = frozenset({

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.core.devices.media import Volume, VolumeKind
+from app.core.devices.volumes import Volume, VolumeKind
 
 Runner = Callable[[list[str]], tuple[int, bytes]]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from app.core.devices.media import Volume, VolumeKind
+from app.core.devices.volumes import Volume, VolumeKind
 
 DRIVE_UNKNOWN = 0
 DRIVE_NO_ROOT_DIR = 1

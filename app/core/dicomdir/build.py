@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from app.core.dicom.charsets import CharsetDecoder, decoder_for, string_value, zeros_inside
 from app.core.dicom.elements import (
@@ -22,7 +21,7 @@ from app.core.dicom.elements import (
     valid_uid,
 )
 from app.core.dicom.layout import icon_item
-from app.core.dicomdir.scan import (
+from app.core.dicomdir.raw import (
     LEAF_TYPES,
     PATIENT,
     ROOT_ONLY,
@@ -31,6 +30,7 @@ from app.core.dicomdir.scan import (
     T_CHARSET,
     T_FILE_ID,
     T_ICON,
+    DicomdirParse,
     RawDicomdir,
     RawRecord,
 )
@@ -43,9 +43,6 @@ from app.core.dicomdir.tree import (
     split_file_id,
 )
 from app.core.model import Icon, Instance, Patient, Problem, Series, Study
-
-if TYPE_CHECKING:
-    from app.core.dicomdir.parse import DicomdirParse
 
 __all__ = ["RecordBuilder", "REQUIRED_KEYS", "FILE_KEYS", "split_file_id"]
 

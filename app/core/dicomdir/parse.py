@@ -26,13 +26,12 @@ buffer, no pydicom Dataset and no pydicom import on the hot path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from app.core.dicom.charsets import decoder_for
 from app.core.dicom.elements import UNDEFINED, ParseError
 from app.core.dicom.layout import find_layout, inflate
 from app.core.dicomdir.build import FILE_KEYS, REQUIRED_KEYS, RecordBuilder, split_file_id
-from app.core.dicomdir.scan import T_FILESET_ID, T_RECORDS, RawDicomdir, scan_records
+from app.core.dicomdir.raw import T_FILESET_ID, T_RECORDS, DicomdirParse, RawDicomdir
+from app.core.dicomdir.scan import scan_records
 from app.core.dicomdir.tree import (
     consistent,
     detect_shift,
@@ -41,33 +40,13 @@ from app.core.dicomdir.tree import (
     walk_offsets,
 )
 from app.core.errors import DicomdirUnreadable
-from app.core.model import Instance, Patient, Problem
+from app.core.model import Problem
 
 __all__ = ["DicomdirParse", "parse_dicomdir", "is_dicomdir", "dicomdir_extent", "split_file_id",
            "REQUIRED_KEYS", "FILE_KEYS", "DICOMDIR_SOP_CLASS"]
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
-
-@dataclass
-class DicomdirParse:
-    """What a DICOMDIR lists (INTERFACES.md): the record tree and the problems found.
-
-    Instances have ``path=None`` and ``file_id`` as recorded; ``other_records`` holds
-    root-level records that are not PATIENTs (HANGING PROTOCOL, PALETTE, PRIVATE, ...).
-    ``recovered`` is True when the offsets could not be used as recorded.
-    """
-
-    patients: list[Patient] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    fileset_id: str | None = None
-    fileset_uid: str | None = None
-    other_records: list[Instance] = field(default_factory=list)
-    recovered: bool = False
-    # Leaves whose PATIENT, STUDY or SERIES record is missing or was lost to damage: they are
-    # listed below placeholder parents (IDs None), never under a neighbour (QA-13). A reader
-    # that opens their files can place them by the files' own headers.
-    orphans: list[Instance] = field(default_factory=list)
 
 
 def is_dicomdir(head: bytes) -> bool:

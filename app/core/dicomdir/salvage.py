@@ -24,7 +24,7 @@ from app.core.dicom.elements import (
     UNDEFINED,
     ElementReader,
 )
-from app.core.dicomdir.scan import (
+from app.core.dicomdir.raw import (
     MAX_RECORDS,
     T_FILE_ID,
     T_ICON,

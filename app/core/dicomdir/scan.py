@@ -11,7 +11,6 @@ stretches to :mod:`app.core.dicomdir.salvage`. Linking the records is
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from app.core.dicom.elements import (
     _VR_INFO,
@@ -26,81 +25,20 @@ from app.core.dicom.elements import (
     valid_cs,
 )
 from app.core.dicom.layout import Layout
-
-T_CHARSET = 0x00080005
-T_FILESET_ID = 0x00041130
-T_FIRST = 0x00041200
-T_LAST = 0x00041202
-T_RECORDS = 0x00041220
-T_NEXT = 0x00041400
-T_INUSE = 0x00041410
-T_LOWER = 0x00041420
-T_TYPE = 0x00041430
-T_FILE_ID = 0x00041500
-T_ICON = 0x00880200
-
-MAX_RECORDS = 2_000_000
-
-Elems = dict[int, tuple[str, int, int]]
-
-PATIENT, STUDY, SERIES = "PATIENT", "STUDY", "SERIES"
-# Single-level record types that belong at the root (PS3.3 F.4).
-ROOT_ONLY = frozenset({"HANGING PROTOCOL", "PALETTE", "IMPLANT", "IMPLANT ASSY",
-                       "IMPLANT GROUP"})
-# Leaf record types (PS3.3 Table F.4-1); anything else with a File ID is treated as a leaf.
-LEAF_TYPES = frozenset({
-    "IMAGE", "RT DOSE", "RT STRUCTURE SET", "RT PLAN", "RT TREAT RECORD", "PRESENTATION",
-    "WAVEFORM", "SR DOCUMENT", "KEY OBJECT DOC", "SPECTROSCOPY", "RAW DATA", "REGISTRATION",
-    "FIDUCIAL", "ENCAP DOC", "VALUE MAP", "STEREOMETRIC", "SURFACE", "MEASUREMENT",
-    "SURFACE SCAN", "TRACT", "ASSESSMENT", "RADIOTHERAPY", "ANNOTATION", "INVENTORY",
-    "WF PRESENTATION", "PLAN", "TOPIC", "VISIT", "RESULTS", "INTERPRETATION",
-    "STUDY COMPONENT", "STORED PRINT", "OVERLAY", "MODALITY LUT", "VOI LUT", "CURVE",
-    "HL7 STRUC DOC", "MRDR",
-})
-
-
-@dataclass
-class RawRecord:
-    """One Directory Record item as found in the bytes. ``vals``: string values that decode
-    alike in every character set (ASCII, no escape), decoded and stripped (``""``: empty);
-    ``elems``: every other element as ``(vr, value offset, length)``; never both."""
-
-    pos: int  # first byte of its Item tag (what offsets point at)
-    elems: Elems
-    vals: dict[int, str] = field(default_factory=dict)
-    icon: Elems | None = None  # elements of the first Icon Image Sequence item
-    icon_complete: bool = True
-    complete: bool = True  # False: the item was cut by the end of the data
-    rtype: str = ""
-    next: int = 0
-    lower: int = 0
-    in_use: bool = True
-    has_file_id: bool = False
-    end: int = 0  # first byte after the item (0: unknown)
-    suspect: tuple[int, ...] = ()  # tags dropped: their values touch a damaged stretch
-
-
-@dataclass
-class RawDicomdir:
-    """Stage 1 result: top-level elements and the records in sequence order."""
-
-    buf: bytes
-    layout: Layout
-    top: Elems
-    records: list[RawRecord]
-    has_sequence: bool
-    stop_reason: str | None = None
-    truncated: bool = False
-    stop_position: int | None = None
-    salvaged: int = 0  # records found by scanning for record items after damage
-    salvage_from: int | None = None
-    seq_start: int | None = None  # first byte of the Directory Record Sequence's value
-    seq_end: int | None = None  # its end when the length is defined
-    # Damaged stretches ``(start, end)`` (end may be past the data): bytes between intact
-    # records that hold no intact record (zeroed or junk sectors, cut records, lost tails).
-    damage: list[tuple[int, int]] = field(default_factory=list)
-    cut: int = 0  # records cut by damage (dropped)
-    filled: bool = False  # the records' structure (type, offsets, in-use) is decoded
+from app.core.dicomdir.raw import (
+    MAX_RECORDS,
+    T_CHARSET,
+    T_FILE_ID,
+    T_ICON,
+    T_INUSE,
+    T_LOWER,
+    T_NEXT,
+    T_RECORDS,
+    T_TYPE,
+    Elems,
+    RawDicomdir,
+    RawRecord,
+)
 
 
 def scan_records(buf: bytes, layout: Layout) -> RawDicomdir:

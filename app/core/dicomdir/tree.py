@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from app.core.dicom.elements import dicom_dictionary
-from app.core.dicomdir.scan import (
+from app.core.dicomdir.raw import (
     LEAF_TYPES,
     PATIENT,
     ROOT_ONLY,

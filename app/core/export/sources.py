@@ -35,8 +35,8 @@ from app.core.export.transcode import (
     MetaInfo,
     parse_meta_info,
 )
+from app.core.files import MediumFS
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
-from app.core.medium.fs import MediumFS
 from app.core.model import Instance, Medium, Problem
 
 _HEAD = struct.Struct("<HH2sH")

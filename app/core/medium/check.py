@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from app.core.files import Entry
 from app.core.jobs import CancelToken, Progress, ProgressCallback, Throttle
-from app.core.medium.fs import Entry
 from app.core.medium.scan import FileRef, HeaderInfo, TreeBuilder, read_one
 from app.core.model import Icon, Instance, Medium, Patient, Problem, Series, Study
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from app.core.errors import UnreadableMedium
-from app.core.medium.fs import Entry, check_relative
+from app.core.files import Entry, check_relative
 from app.core.medium.iso9660 import (
     RawIso,
     RawRecord,

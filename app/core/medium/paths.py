@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from app.core.errors import UnsafePath
-from app.core.medium.fs import Entry, MediumFS
+from app.core.files import Entry, MediumFS
 
 T = TypeVar("T")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app.core.files import Entry, MediumFS
 from app.core.jobs import CancelToken
-from app.core.medium.fs import Entry, MediumFS
 from app.core.medium.paths import Listings
 from app.core.medium.reader_problems import duplicate_problem
 from app.core.medium.scan import (

@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 
 from app.core.dicom.header import FIRST_CHUNK, read_header
 from app.core.errors import NotDicom, TruncatedFile, UnsafePath
+from app.core.files import Entry, MediumFS
 from app.core.jobs import CancelToken
-from app.core.medium.fs import Entry, MediumFS
 from app.core.medium.paths import Listings, describe_os_error, name_key
 from app.core.model import Instance, Patient, Problem, Series, Study
 
