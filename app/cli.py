@@ -111,35 +111,11 @@ def _write_json(obj: object) -> None:
     sys.stdout.buffer.flush()
 
 
-def _format_tree(medium: object) -> str:
-    from app.core.model import Medium
-
-    assert isinstance(medium, Medium)
-    lines = [f"{medium.root}  ({medium.source}"
-             + (f": {', '.join(medium.dicomdirs)}" if medium.dicomdirs else "") + ")"]
-    for pat in medium.patients:
-        lines.append(f"  Patient {pat.patient_name or '(no name)'}  ID {pat.patient_id or '-'}"
-                     f"  born {pat.birth_date or '-'}  sex {pat.sex or '-'}")
-        for st in pat.studies:
-            lines.append(f"    Study {st.study_date or '-'} {st.study_time or ''}"
-                         f"  {st.description or ''}  ID {st.study_id or '-'}"
-                         f"  acc {st.accession or '-'}  {st.study_uid or ''}")
-            for se in st.series:
-                lines.append(f"      Series {se.series_number or '-'} {se.modality or '-'}"
-                             f"  {se.description or ''}  ({len(se.instances)} instances)")
-                for inst in se.instances:
-                    flag = "" if inst.referenced else "  [unreferenced]"
-                    lines.append(f"        {inst.record_type} {inst.instance_number or '-'}"
-                                 f"  {inst.path or '(missing)'}{flag}")
-    if medium.problems:
-        lines.append(f"Problems ({len(medium.problems)}):")
-        lines.extend(f"  {p}" for p in medium.problems)
-    return "\n".join(lines)
-
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from app.core.errors import DiscBridgeError
     from app.core.medium.reader import open_medium
+    from app.core.medium.tree_text import format_tree
 
     try:
         medium = open_medium(args.path)
@@ -149,7 +125,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(medium.to_dict())
     else:
-        print(safe_text(_format_tree(medium)))
+        print(safe_text(format_tree(medium)))
     return EXIT_OK
 
 

@@ -52,7 +52,8 @@ def wizard_summary(out: Path) -> None:
     from app.core.sample import sample_disc_path
     from app.gui.application import make_application
     from app.gui.tasks import TaskRunner
-    from app.gui.wizard.wizard import PAGE_SUMMARY, ExportWizard
+    from app.gui.wizard.state import PAGE_SUMMARY
+    from app.gui.wizard.wizard import ExportWizard
 
     app = make_application([])
     runner = TaskRunner()

@@ -46,7 +46,7 @@ class Layer:
 
     @property
     def label(self) -> str:
-        return " ".join(self.places)
+        return self.places[0] + (" and the rest of its row" if len(self.places) > 1 else "")
 
 
 def module_name(rel: Path) -> str:
@@ -204,12 +204,14 @@ def check(root: Path) -> list[str]:
         if layer is None:
             findings.append(f"{mod.path}: not named by any row of the README's layer table")
             continue
-        for target, line in sorted(graph[name].items()):
-            other = where[target]
-            if other is not None and other.index < layer.index:
-                findings.append(
-                    f"{mod.path}:{line}: imports {target} ({other.label}), a layer above its own "
-                    f"({layer.label})")
+        upward = {target: line for target, line in graph[name].items()
+                  if (other := where[target]) is not None and other.index < layer.index}
+        for target, line in sorted(upward.items(), key=lambda item: (item[1], item[0])):
+            if any(t.startswith(target + ".") and upward[t] == line for t in upward):
+                continue  # the package of a module named on the same line
+            findings.append(
+                f"{mod.path}:{line}: imports {target} ({where[target].label}), a layer above "
+                f"its own ({layer.label})")
         if not mod.path.as_posix().startswith(GUI_PLACE):
             for target, line in mod.imports:
                 if target.split(".")[0] in QT_ROOTS:

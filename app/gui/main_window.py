@@ -2,7 +2,7 @@
 
 Every long call goes through the TaskRunner (opening a medium, listing volumes, thumbnails);
 the window only reacts to results. The viewer (viewer.py) and the export wizard
-(export_wizard.py) are imported lazily, so the window still works in a build without them.
+(app/gui/wizard/) are imported lazily, so the window still works in a build without them.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ class _Shot:
 
 def take_screenshot(app: QApplication, path: str | None, demo: bool, out: Path) -> int:
     """Load ``path`` (or the sample disc), save a PNG of the main window to ``out``."""
-    from app.gui.application import QuietGC
     from app.gui.main_window import MainWindow
+    from app.gui.quiet_gc import QuietGC
 
     window = MainWindow(interactive=False)
     QuietGC.settle()

@@ -7,7 +7,7 @@ One small typed wrapper, so every widget reads and writes the same keys::
     s.add_recent_folder("/media/cdrom")
     if s.detection_policy == "ask": ...
 
-The wizard (export_wizard.py) reads and remembers institution, contact, media, profile and
+The wizard (app/gui/wizard/) reads and remembers institution, contact, media, profile and
 burner here; the Sources panel keeps the recent folders; the main window its geometry.
 """
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.application import QuietGC
+from app.gui.quiet_gc import QuietGC
 from app.gui.tasks import Task, TaskRunner
 
 log = logging.getLogger(__name__)

@@ -446,7 +446,8 @@ def _general(data: bytes, name: str = "F") -> object:
     """The general reader's answer (Header fields, or the error it raises)."""
     from dataclasses import asdict
 
-    from app.core.dicom.header import FIRST_CHUNK, _default_tags, _read_general, _read_more
+    from app.core.dicom.header import _read_general, _read_more
+    from app.core.dicom.header_model import FIRST_CHUNK, _default_tags
     from app.core.errors import DiscBridgeError
 
     fp = io.BytesIO(data)
@@ -460,9 +461,10 @@ def _general(data: bytes, name: str = "F") -> object:
 def _fast(data: bytes, name: str = "F") -> dict[str, Any] | None:
     from dataclasses import asdict
 
-    from app.core.dicom.header import FIRST_CHUNK, _default_tags, _fast_header
+    from app.core.dicom.header_fast import fast_header
+    from app.core.dicom.header_model import FIRST_CHUNK, _default_tags
 
-    h = _fast_header(data[:FIRST_CHUNK], name, _default_tags(), len(data) <= FIRST_CHUNK)
+    h = fast_header(data[:FIRST_CHUNK], name, _default_tags(), len(data) <= FIRST_CHUNK)
     return None if h is None else asdict(h)
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.export.layout import (
-    WINDOWS_DEVICE_NAMES,
-    LayoutItem,
-    is_valid_component,
-    plan_layout,
-)
+from app.core.dicomdir.file_id import WINDOWS_DEVICE_NAMES, is_valid_component
+from app.core.export.layout import LayoutItem, plan_layout
 from tests.media import make_dataset
 
 

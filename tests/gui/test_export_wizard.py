@@ -23,16 +23,16 @@ from app.core.jobs import Progress
 from app.core.medium.reader import open_medium
 from app.core.model import Medium
 from app.gui.tasks import TaskRunner
-from app.gui.wizard import wizard as export_wizard
-from app.gui.wizard.wizard import (
+from app.gui.wizard import state as export_wizard
+from app.gui.wizard.state import (
     PAGE_DESTINATION,
     PAGE_OPTIONS,
     PAGE_PROGRESS,
     PAGE_RESULT,
     PAGE_SELECTION,
     PAGE_SUMMARY,
-    ExportWizard,
 )
+from app.gui.wizard.wizard import ExportWizard
 from tests.conftest import require_tool
 from tests.media import make_dataset, uid, write_fileset, write_instance
 

@@ -262,7 +262,7 @@ def test_process_job_failures(qtbot, runner: TaskRunner, caplog) -> None:
 def test_quiet_gc_holds_full_collections_while_reading() -> None:
     import gc
 
-    from app.gui.application import QuietGC
+    from app.gui.quiet_gc import QuietGC
 
     before = gc.get_threshold()
     QuietGC.hold()

@@ -42,11 +42,11 @@ from pydicom.uid import generate_uid
 from app import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.core.dicom.encode import CharsetError, encode_dataset, encode_element
 from app.core.dicomdir import records
+from app.core.dicomdir.file_id import is_valid_component
 from app.core.dicomdir.headers import read_header_checked
 from app.core.dicomdir.profiles import EXPLICIT_VR_LE, Profile
 from app.core.dicomdir.record_keys import ICON_RECORD_TYPES, ROOT_RECORD_TYPES
 from app.core.dicomdir.records import RecordError
-from app.core.export.layout import is_valid_component
 from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Throttle
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"

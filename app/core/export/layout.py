@@ -11,26 +11,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import Dataset
 
+from app.core.dicomdir.file_id import is_valid_component
+
 PREFIXES = ("PA", "ST", "SE", "IM")
 DEFAULT_WIDTHS = (3, 3, 3, 6)
 MAX_WIDTH = 6
-
-_COMPONENT = re.compile(r"^[A-Z0-9_]{1,8}$")
-WINDOWS_DEVICE_NAMES = frozenset(
-    {"CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"}
-    | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)})
-
-
-def is_valid_component(name: str) -> bool:
-    """True for a File ID component: 1–8 of ``A–Z 0–9 _`` and no Windows device name."""
-    return bool(_COMPONENT.match(name)) and name not in WINDOWS_DEVICE_NAMES
 
 
 @dataclass(frozen=True)

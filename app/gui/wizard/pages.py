@@ -8,7 +8,7 @@ the TaskRunner).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QT_TRANSLATE_NOOP, QRegularExpression, Qt
 from PySide6.QtGui import QRegularExpressionValidator
@@ -36,10 +36,7 @@ from PySide6.QtWidgets import (
 from app.core.export.options import DEFAULT_PROFILE
 from app.core.imaging.sr_text import format_date, format_name
 from app.core.model import Medium, Series
-from app.gui.wizard.wizard import tr
-
-if TYPE_CHECKING:
-    from app.gui.wizard.wizard import ExportWizard
+from app.gui.wizard.state import WizardBase, tr
 
 MEDIA_CHOICES: list[tuple[str, str]] = [  # labels marked for lupdate, translated at use
     ("cd", QT_TRANSLATE_NOOP("ExportWizard", "CD (700 MB)")),
@@ -69,7 +66,7 @@ def human_size(n: int) -> str:
 class SelectionPage(QWizardPage):
     """A checkable patient → study → series tree over every open medium."""
 
-    def __init__(self, wizard: ExportWizard) -> None:
+    def __init__(self, wizard: WizardBase) -> None:
         super().__init__(wizard)
         self.wiz = wizard
         self.setTitle(tr("What to export"))
@@ -189,7 +186,7 @@ class SelectionPage(QWizardPage):
 class OptionsPage(QWizardPage):
     """Media type and profile, icons, File-set ID, README.TXT institution and contact."""
 
-    def __init__(self, wizard: ExportWizard) -> None:
+    def __init__(self, wizard: WizardBase) -> None:
         super().__init__(wizard)
         self.wiz = wizard
         s = wizard.settings
@@ -288,7 +285,7 @@ class DestinationPage(QWizardPage):
 
     KINDS = ("folder", "usb", "iso", "burn")
 
-    def __init__(self, wizard: ExportWizard) -> None:
+    def __init__(self, wizard: WizardBase) -> None:
         super().__init__(wizard)
         self.wiz = wizard
         self.setTitle(tr("Where to write"))

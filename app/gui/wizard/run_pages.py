@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QT_TRANSLATE_NOOP, QDate, QRegularExpression, Qt, QTimer
 from PySide6.QtGui import QFont, QRegularExpressionValidator
@@ -31,11 +31,8 @@ from PySide6.QtWidgets import (
 from app.core.jobs import Progress
 from app.gui.tasks import Task
 from app.gui.wizard.pages import human_size
+from app.gui.wizard.state import WizardBase, tr
 from app.gui.wizard.summary import esc, failure_text, summary_html
-from app.gui.wizard.wizard import tr
-
-if TYPE_CHECKING:
-    from app.gui.wizard.wizard import ExportWizard
 
 PHASES = {  # marked for lupdate, translated at use
     "plan": QT_TRANSLATE_NOOP("ExportWizard", "Reading the selected files"),
@@ -73,7 +70,7 @@ def existing_medium(state: Any, plan: Any) -> list[str]:
 class SummaryPage(QWizardPage):
     """Plans the export and shows what will happen; the commit page."""
 
-    def __init__(self, wizard: ExportWizard) -> None:
+    def __init__(self, wizard: WizardBase) -> None:
         super().__init__(wizard)
         self.wiz = wizard
         self.setTitle(tr("Check before writing"))
@@ -289,7 +286,7 @@ class SummaryPage(QWizardPage):
 class ProgressPage(QWizardPage):
     """Runs the export on the write pool: phase, current file, files and bytes, ETA, Cancel."""
 
-    def __init__(self, wizard: ExportWizard) -> None:
+    def __init__(self, wizard: WizardBase) -> None:
         super().__init__(wizard)
         self.wiz = wizard
         self.setTitle(tr("Writing"))
@@ -328,7 +325,7 @@ class ProgressPage(QWizardPage):
         self._phase_b0 = 0
 
     def initializePage(self) -> None:  # Reimplemented from QWizardPage
-        from app.gui.wizard.wizard import execute_and_report
+        from app.gui.wizard.state import execute_and_report
 
         self.wiz.outcome = ""
         self.wiz.report = None
@@ -456,7 +453,7 @@ class ProgressPage(QWizardPage):
 class ResultPage(QWizardPage):
     """The verification result and "Open the new medium"."""
 
-    def __init__(self, wizard: ExportWizard) -> None:
+    def __init__(self, wizard: WizardBase) -> None:
         super().__init__(wizard)
         self.wiz = wizard
         self.setTitle(tr("Result"))

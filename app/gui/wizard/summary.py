@@ -9,7 +9,7 @@ from typing import Any
 
 from app.core.imaging.sr_text import format_date, format_name
 from app.gui.wizard.pages import human_size
-from app.gui.wizard.wizard import tr
+from app.gui.wizard.state import tr
 
 
 def files_text(n: int) -> str:
