@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app import __version__
@@ -52,49 +52,195 @@ def _fileset_id(value: str) -> str:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be a function, called only when the help is shown.
+
+    The profile list comes from the profile table, which imports pydicom: ``--version`` or a
+    usage error should not wait for that.
+    """
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _examples(*commands: str) -> str:
+    return "examples:\n" + "\n".join(f"  {c}" for c in commands)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.1f} MB" if nbytes < 1e9 else f"{nbytes / 1e9:.3g} GB"
+
+
+def _media_help(choices: Sequence[str]) -> str:
+    """``--media`` help from the capacities the export checks against (devices/capacity.py)."""
+    from app.core.devices.capacity import CAPACITY
+
+    sizes = ", ".join(f"{m} {_size(CAPACITY[m])}" for m in choices if m in CAPACITY)
+    free = " or ".join([*(m for m in choices if m not in CAPACITY), "no --media"])
+    return f"must fit on: {sizes}; {free}: the free space"
+
+
+def _profiles_epilog(command: str, examples: str) -> Callable[[], str]:
+    """The "profiles:" section (then ``examples``), made from the profile table when shown."""
+
+    def epilog() -> str:
+        from app.core.dicomdir.profiles import PROFILES
+        from app.core.export.options import DEFAULT_PROFILE
+
+        width = max(map(len, PROFILES)) + 2
+        lines = ["profiles (--profile NAME, in upper or lower case):"]
+        lines += [f"  {name:<{width}}{p.description}" for name, p in PROFILES.items()]
+        icons = [p for p in PROFILES.values() if p.icon_required]
+        if command == "export":
+            if icons:
+                lines.append("  always written with icons, as with --icons: " + ", ".join(
+                    f"{p.name} ({p.icon_size or 64}x{p.icon_size or 64})" for p in icons))
+            by_profile: dict[str, list[str]] = {}
+            for media, name in DEFAULT_PROFILE.items():
+                by_profile.setdefault(name, []).append("no --media" if media == "folder"
+                                                       else media)
+            labels = {name: ", ".join(media) for name, media in by_profile.items()}
+            col = max(map(len, labels.values())) + 2
+            lines += ["", "default profile by --media:"]
+            lines += [f"  {label:<{col}}{name}" for name, label in labels.items()]
+        else:
+            if icons:
+                lines.append("  an image record without an icon is a warning for: "
+                             + ", ".join(p.name for p in icons))
+            lines += ["  without --profile: only the keys every DICOMDIR needs are checked"]
+        return "\n".join(lines) + "\n\n" + examples
+
+    return epilog
+
+
+_PATH_HELP = ("a disc's mount point (e.g. /media/cdrom), a USB stick, folder, DICOMDIR file or "
+              ".iso image")
+_SCREENSHOT_HELP = ("load, wait for the tree and thumbnails, save a picture of the window as PNG,"
+                    " exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="discbridge",
-        description="Read any DICOM CD, DVD, USB stick or .iso; write conformant DICOM media.",
+    raw = argparse.RawDescriptionHelpFormatter
+    p = _Parser(
+        prog="discbridge", formatter_class=raw,
+        description="Read any DICOM CD, DVD, USB stick or .iso; write conformant DICOM media.\n"
+                    "Without a command, the DiscBridge window opens.",
+        epilog="PATH and SRC may be a disc's mount point, a USB stick, a folder, a DICOMDIR file"
+               "\nor an .iso image. Each command explains its options: discbridge COMMAND --help"
+               "\n\nexit codes:\n  0  done\n  1  failed (check: an error or a warning was found)"
+               "\n  2  wrong command line\n\n"
+               + _examples("discbridge ls /media/cdrom",
+                           "discbridge check patient.iso --profile STD-GEN-CD",
+                           "discbridge export /media/cdrom --to /media/usb --media usb",
+                           "discbridge open patient.iso"),
     )
-    p.add_argument("--version", action="version", version=f"DiscBridge {__version__}")
+    p.add_argument("--version", action="version", version=f"DiscBridge {__version__}",
+                   help="print the DiscBridge version and exit")
     p.add_argument("--self-test", action="store_true",
-                   help="end-to-end check of this installed or frozen build (offscreen)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+                   help="check that this installation works (sample disc, decoding, window, "
+                        "export), then exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                           help="what to do (without one, the DiscBridge window opens)")
 
-    o = sub.add_parser("open", help="open the GUI on a medium")
-    o.add_argument("path", metavar="PATH")
-    o.add_argument("--screenshot", metavar="PNG", type=Path,
-                   help="load, wait for the tree and thumbnails, save a PNG of the window, exit")
-    d = sub.add_parser("demo", help="the GUI on the built-in sample disc")
-    d.add_argument("--screenshot", metavar="PNG", type=Path)
+    o = sub.add_parser(
+        "open", help="open a disc, USB stick, folder or .iso in the DiscBridge window",
+        formatter_class=raw,
+        description="Open the DiscBridge window on a medium: browse its patients, studies and\n"
+                    "series, view the images, export them to a new medium.",
+        epilog=_examples("discbridge open /media/cdrom",
+                         "discbridge open patient.iso --screenshot patient.png"))
+    o.add_argument("path", metavar="PATH", help=_PATH_HELP)
+    o.add_argument("--screenshot", metavar="PNG", type=Path, help=_SCREENSHOT_HELP)
+    d = sub.add_parser(
+        "demo", help="open the DiscBridge window on the built-in sample disc",
+        formatter_class=raw,
+        description="Open the DiscBridge window on the built-in sample disc (demonstration data,\n"
+                    "no real patient): try DiscBridge without a disc at hand.",
+        epilog=_examples("discbridge demo", "discbridge demo --screenshot demo.png"))
+    d.add_argument("--screenshot", metavar="PNG", type=Path, help=_SCREENSHOT_HELP)
 
-    ls = sub.add_parser("ls", help="the patient/study/series/instance tree (no image file opened)")
-    ls.add_argument("path", metavar="PATH")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls = sub.add_parser(
+        "ls", help="list the patients, studies, series and images on a medium (quick)",
+        formatter_class=raw,
+        description="List what a medium holds: patients, studies, series and images, and the\n"
+                    "problems found. Quick: the DICOMDIR and the file listings are read, not the\n"
+                    "images (a medium without a DICOMDIR is scanned).\n"
+                    "Exit code 0 when the medium could be read, even with problems; 1 when not.",
+        epilog=_examples("discbridge ls /media/cdrom",
+                         "discbridge ls patient.iso --json > tree.json",
+                         "discbridge ls /media/usb/DICOMDIR"))
+    ls.add_argument("path", metavar="PATH", help=_PATH_HELP)
+    ls.add_argument("--json", action="store_true",
+                    help="print the tree as JSON (UTF-8) for scripts, instead of indented text")
 
-    c = sub.add_parser("check", help="deep validation: every file's header is read")
-    c.add_argument("path", metavar="PATH")
-    c.add_argument("--json", action="store_true")
-    c.add_argument("--profile", metavar="P", help="application profile to check against")
+    c = sub.add_parser(
+        "check", help="check a medium thoroughly: every file is read and matched to the DICOMDIR",
+        formatter_class=raw,
+        description="Check a medium deeply: every file's header is read and compared with its\n"
+                    "DICOMDIR record; unreadable files, missing keys and bad icons are reported.\n"
+                    "Exit code 0: no error and no warning; 1: an error or a warning was found,\n"
+                    "or the medium could not be read; 2: unknown profile or wrong command line.",
+        epilog=_profiles_epilog("check", _examples(
+            "discbridge check /media/cdrom",
+            "discbridge check patient.iso --profile STD-GEN-CD",
+            "discbridge check /media/usb --profile std-gen-usb-jpeg --json > check.json")))
+    c.add_argument("path", metavar="PATH", help=_PATH_HELP)
+    c.add_argument("--json", action="store_true",
+                   help="print the tree and the problems found as JSON (UTF-8) for scripts")
+    c.add_argument("--profile", metavar="PROFILE",
+                   help="also check the DICOMDIR keys and icons this profile requires (see below)")
 
-    e = sub.add_parser("export", help="write a conformant medium from one or more sources")
-    e.add_argument("sources", nargs="+", metavar="SRC", type=Path)
-    e.add_argument("--to", dest="dest", metavar="DEST", type=Path)
-    e.add_argument("--media", choices=["cd", "dvd", "dvd-dl", "bd", "usb"])
-    e.add_argument("--profile", metavar="P")
-    e.add_argument("--icons", action="store_true")
-    e.add_argument("--fileset-id", metavar="ID", type=_fileset_id)
-    e.add_argument("--institution", metavar="TEXT")
-    e.add_argument("--contact", metavar="TEXT")
-    e.add_argument("--span", action="store_true")
-    e.add_argument("--force", action="store_true")
-    e.add_argument("--on-id-clash", choices=["error", "separate"], default="error")
-    e.add_argument("--study-date", metavar="YYYYMMDD", type=_yyyymmdd)
-    e.add_argument("--iso", metavar="FILE", type=Path)
-    e.add_argument("--burn", metavar="DEVICE")
-    e.add_argument("--no-verify", action="store_true")
-    e.add_argument("--report", metavar="FILE", type=Path)
+    e = sub.add_parser(
+        "export", help="write a standard DICOM disc, USB stick or .iso from one or more sources",
+        formatter_class=raw,
+        description="Write a standard DICOM medium (DICOMDIR, README.TXT, PAnnn folders) from one\n"
+                    "or more sources: into a folder or USB stick (--to), an .iso image (--iso)\n"
+                    "or onto a disc (--burn); at least one of them. Sources are never changed.\n"
+                    "On an error or Ctrl-C nothing is left behind (until a burn starts). All\n"
+                    "that was written is read back and compared, unless --no-verify.\n"
+                    "Exit code 0: written and verified; 1: failed; 2: wrong command line.",
+        epilog=_profiles_epilog("export", _examples(
+            "discbridge export /media/cdrom --to /media/usb --media usb --icons \\\n"
+            "      --institution \"St. Elsewhere Radiology\" --contact \"+1 555 0100\"",
+            "discbridge export /data/mri --iso mri.iso --media dvd",
+            "discbridge export /data/mri --burn /dev/sr0 --media dvd",
+            "discbridge export /data/archive /media/cdrom --to /srv/out --media cd --span")))
+    e.add_argument("sources", nargs="+", metavar="SRC", type=Path,
+                   help="what to copy: one or more discs, folders, DICOMDIR files or .iso images")
+    e.add_argument("--to", dest="dest", metavar="DEST", type=Path,
+                   help="folder or USB stick to write into; optional with --iso or --burn")
+    media = ["cd", "dvd", "dvd-dl", "bd", "usb"]
+    e.add_argument("--media", choices=media, help=_media_help(media))
+    e.add_argument("--profile", metavar="PROFILE",
+                   help="DICOM rules the medium follows (see profiles: below); default: by --media")
+    e.add_argument("--icons", action="store_true",
+                   help="put small preview pictures (icons) of images and series in the DICOMDIR")
+    e.add_argument("--fileset-id", metavar="ID", type=_fileset_id,
+                   help="disc label (File-set ID), 1-16 of A-Z 0-9 _; default DByyyymmdd (today)")
+    e.add_argument("--institution", metavar="TEXT",
+                   help="your hospital or practice, printed in the medium's README.TXT")
+    e.add_argument("--contact", metavar="TEXT",
+                   help="phone number or e-mail for questions, printed in the medium's README.TXT")
+    e.add_argument("--span", action="store_true",
+                   help="if too big, spread the studies over volumes VOL01, VOL02, ... "
+                        "(else: stop)")
+    e.add_argument("--force", action="store_true",
+                   help="replace a medium already in DEST or the --iso FILE (other files are kept)")
+    e.add_argument("--on-id-clash", choices=["error", "separate"], default="error",
+                   help="one Patient ID, two patients: error stops (default); separate: a new ID")
+    e.add_argument("--study-date", metavar="YYYYMMDD", type=_yyyymmdd,
+                   help="date for a study with no date in any of its files (else the export stops)")
+    e.add_argument("--iso", metavar="FILE", type=Path,
+                   help="write a disc image to FILE, to burn later (ISO 9660; UDF with --media bd)")
+    e.add_argument("--burn", metavar="DEVICE",
+                   help="burn onto the blank disc in this drive (e.g. /dev/sr0), then read it back")
+    e.add_argument("--no-verify", action="store_true",
+                   help="do not read the files and .iso back to check them (a burned disc "
+                        "still is)")
+    e.add_argument("--report", metavar="FILE", type=Path,
+                   help="save the JSON report here (default: reports/ in DiscBridge's data folder)")
     return p
 
 
