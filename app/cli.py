@@ -15,7 +15,7 @@ from pathlib import Path
 
 from app import __version__
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
 
 # C0 and C1 controls (and DEL), except newline and tab: a hostile disc can put terminal escape
@@ -93,7 +93,7 @@ def _profiles_epilog(command: str, examples: str) -> Callable[[], str]:
         lines = ["profiles (--profile NAME, in upper or lower case):"]
         lines += [f"  {name:<{width}}{p.description}" for name, p in PROFILES.items()]
         icons = [p for p in PROFILES.values() if p.icon_required]
-        if command == "export":
+        if command in ("export", "open"):
             if icons:
                 lines.append("  always written with icons, as with --icons: " + ", ".join(
                     f"{p.name} ({p.icon_size or 64}x{p.icon_size or 64})" for p in icons))
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="PATH and SRC may be a disc's mount point, a USB stick, a folder, a DICOMDIR file"
                "\nor an .iso image. Each command explains its options: discbridge COMMAND --help"
                "\n\nexit codes:\n  0  done\n  1  failed (check: an error or a warning was found)"
-               "\n  2  wrong command line\n\n"
+               "\n  2  wrong command line\n  3  export: done, with files left out as asked"
+               " (--skip-unexportable)\n\n"
                + _examples("discbridge ls /media/cdrom",
                            "discbridge check patient.iso --profile STD-GEN-CD",
                            "discbridge export /media/cdrom --to /media/usb --media usb",
@@ -147,12 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser(
         "open", help="open a disc, USB stick, folder or .iso in the DiscBridge window",
         formatter_class=raw,
-        description="Open the DiscBridge window on a medium: browse its patients, studies and\n"
-                    "series, view the images, export them to a new medium.",
-        epilog=_examples("discbridge open /media/cdrom",
-                         "discbridge open patient.iso --screenshot patient.png"))
-    o.add_argument("path", metavar="PATH", help=_PATH_HELP)
-    o.add_argument("--screenshot", metavar="PNG", type=Path, help=_SCREENSHOT_HELP)
+        description="Open the DiscBridge window on one or more media: browse their patients,\n"
+                    "studies and series, view the images, export them to a new medium.\n"
+                    "With --wizard-export the export wizard is driven headless (for scripts):\n"
+                    "everything checked, defaults otherwise, Write; it prints 'written N files,\n"
+                    "M MB, verified, T s' and exits 0 only when written and verified, else 1.",
+        epilog=_profiles_epilog("open", _examples(
+            "discbridge open /media/cdrom",
+            "discbridge open patient.iso --screenshot patient.png",
+            "discbridge open /media/cdrom /data/ct --wizard-export /media/usb --icons",
+            "discbridge open /media/cdrom --wizard-export - --iso disc.iso")))
+    o.add_argument("paths", nargs="+", metavar="PATH", help=_PATH_HELP)
+    o.add_argument("--screenshot", metavar="PNG", type=Path,
+                   help="save the window as PNG once loaded (with --wizard-export: the result page)")
+    w = o.add_argument_group("headless export through the wizard")
+    w.add_argument("--wizard-export", metavar="DEST",
+                   help="export everything opened through the real wizard into the folder DEST")
+    w.add_argument("--iso", metavar="FILE", type=Path,
+                   help="with --wizard-export: write the disc image FILE instead (DEST: -)")
+    w.add_argument("--media", choices=["cd", "dvd", "dvd-dl", "bd", "usb", "folder"],
+                   help="with --wizard-export: the Options page's medium (default: cd)")
+    w.add_argument("--profile", metavar="PROFILE",
+                   help="with --wizard-export: the Options page's profile (default: by medium)")
+    w.add_argument("--icons", action="store_true",
+                   help="with --wizard-export: tick 'Add icons' on the Options page")
+    w.add_argument("--study-date", metavar="YYYYMMDD", type=_yyyymmdd,
+                   help="with --wizard-export: type this date where the summary asks for one")
+    w.add_argument("--skip-unexportable", action="store_true",
+                   help="with --wizard-export: tick 'Leave these files out' where offered"),
     d = sub.add_parser(
         "demo", help="open the DiscBridge window on the built-in sample disc",
         formatter_class=raw,
@@ -200,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "or onto a disc (--burn); at least one of them. Sources are never changed.\n"
                     "On an error or Ctrl-C nothing is left behind (until a burn starts). All\n"
                     "that was written is read back and compared, unless --no-verify.\n"
-                    "Exit code 0: written and verified; 1: failed; 2: wrong command line.",
+                    "Exit code 0: written and verified; 1: failed; 2: wrong command line;\n"
+                    "3: written and verified, with files left out (--skip-unexportable).",
         epilog=_profiles_epilog("export", _examples(
             "discbridge export /media/cdrom --to /media/usb --media usb --icons \\\n"
             "      --institution \"St. Elsewhere Radiology\" --contact \"+1 555 0100\"",
@@ -241,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "still is)")
     e.add_argument("--report", metavar="FILE", type=Path,
                    help="save the JSON report here (default: reports/ in DiscBridge's data folder)")
+    e.add_argument("--skip-unexportable", action="store_true",
+                   help="leave out what cannot go on this medium, naming each file (exit 3)")
     return p
 
 
@@ -319,7 +345,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         icons=args.icons, fileset_id=args.fileset_id, institution=args.institution,
         contact=args.contact, span=args.span, force=args.force, on_id_clash=args.on_id_clash,
         study_date=args.study_date, iso=args.iso, burn=args.burn, verify=not args.no_verify,
-        report=args.report,
+        report=args.report, skip_unexportable=args.skip_unexportable,
     )
     token = CancelToken()
     tty = sys.stderr.isatty()
@@ -379,15 +405,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = result["report"]
     for line in report.summary_lines():  # type: ignore[attr-defined]
         print(safe_text(line))
-    return EXIT_OK if report.ok else EXIT_FAIL  # type: ignore[attr-defined]
+    if not report.ok:  # type: ignore[attr-defined]
+        return EXIT_FAIL
+    return EXIT_SKIPPED if report.skipped else EXIT_OK  # type: ignore[attr-defined]
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.application import run_gui
 
-    path = getattr(args, "path", None)
+    paths = list(getattr(args, "paths", None) or [])
     demo = args.command == "demo"
-    return run_gui(path=path, demo=demo, screenshot=getattr(args, "screenshot", None))
+    wizard = None
+    if getattr(args, "wizard_export", None) is not None:
+        from app.gui.wizard.headless import WizardRequest
+
+        wizard = WizardRequest(
+            dest=None if args.wizard_export == "-" else Path(args.wizard_export), iso=args.iso,
+            media=args.media, profile=args.profile, icons=args.icons,
+            study_date=args.study_date, skip_unexportable=args.skip_unexportable,
+            screenshot=args.screenshot)
+        if wizard.dest is None and wizard.iso is None:
+            _err("--wizard-export -: give --iso FILE (or a folder DEST)")
+            return EXIT_USAGE
+    elif command_uses_wizard_flags(args):
+        _err("--iso, --media, --profile, --icons, --study-date and --skip-unexportable go with "
+             "--wizard-export")
+        return EXIT_USAGE
+    return run_gui(paths=paths, demo=demo, screenshot=getattr(args, "screenshot", None),
+                   wizard=wizard)
+
+
+def command_uses_wizard_flags(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name, None) not in (None, False)
+               for name in ("iso", "media", "profile", "icons", "study_date",
+                            "skip_unexportable"))
 
 
 def _tolerant_console() -> None:

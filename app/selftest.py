@@ -75,7 +75,7 @@ def _step_window(workdir: Path) -> str:
     from app.gui.application import run_gui
 
     png = workdir / "window.png"
-    rc = run_gui(path=None, demo=True, screenshot=png)
+    rc = run_gui(paths=None, demo=True, screenshot=png)
     if rc != 0 or not png.is_file() or png.stat().st_size < 1000:
         raise RuntimeError(f"main window screenshot failed (exit {rc})")
     from PIL import Image

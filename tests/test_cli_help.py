@@ -109,7 +109,7 @@ def test_description_and_epilog_fit_80_columns(name: str) -> None:
 def test_every_profile_is_listed_wherever_a_profile_can_be_given() -> None:
     with_profile = {name for name, parser in _commands().items()
                     if any("--profile" in a.option_strings for a in parser._actions)}
-    assert with_profile == {"check", "export"}
+    assert with_profile == {"check", "export", "open"}
     for name in with_profile:
         text = _commands()[name].format_help()
         assert "profiles" in text

@@ -1,7 +1,7 @@
 """Start the desktop application: QApplication, high DPI, translations, crash hook, main window,
 and the process-wide policies that keep the GUI thread responsive (GIL switch interval, QuietGC).
 
-``run_gui(path, demo, screenshot)`` is what ``discbridge``, ``discbridge open PATH`` and
+``run_gui(paths, demo, screenshot, wizard)`` is what ``discbridge``, ``discbridge open PATH...`` and
 ``discbridge demo`` call (app/cli.py). With ``screenshot`` it loads, saves a PNG of the main
 window and exits (screenshot.py). On Linux without a display it explains instead of letting Qt
 abort the process (and ``demo`` prints the sample disc's tree through the core).
@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QLibraryInfo,
@@ -28,6 +29,9 @@ from PySide6.QtWidgets import QApplication
 
 from app import APP_NAME, __version__
 from app.gui.quiet_gc import QuietGC
+
+if TYPE_CHECKING:
+    from app.gui.wizard.headless import WizardRequest
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +121,26 @@ def _print_demo_tree() -> int:
     return 0
 
 
-def run_gui(path: str | None, demo: bool, screenshot: Path | None) -> int:
+def run_gui(paths: list[str] | None = None, demo: bool = False, screenshot: Path | None = None,
+            wizard: WizardRequest | None = None) -> int:
     """Run the desktop application. Returns the process exit code.
 
     Parameters
     ----------
-    path : str | None
-        A medium to open at once (folder, DICOMDIR file or .iso).
+    paths : list[str] | None
+        Media to open at once (folders, DICOMDIR files or .iso images).
     demo : bool
         Open the built-in sample disc.
     screenshot : Path | None
         Load, wait for the tree and the visible thumbnails, save a PNG of the main window there,
         and exit (0 when saved, 1 with a message when loading failed).
+    wizard : WizardRequest | None
+        Export ``paths`` through the real export wizard, headless, and exit
+        (:mod:`app.gui.wizard.headless`).
     """
+    paths = list(paths or [])
     if not has_display():
-        if screenshot is not None:
+        if screenshot is not None or wizard is not None:
             os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
         else:
             print("discbridge: no display found (DISPLAY and WAYLAND_DISPLAY are not set), so "  # noqa: T201
@@ -147,10 +156,15 @@ def run_gui(path: str | None, demo: bool, screenshot: Path | None) -> int:
     app = make_application()
     uninstall = crash.install(dialogs=screenshot is None)
     try:
+        if wizard is not None:
+            from app.gui.wizard.headless import run_wizard_export
+
+            return run_wizard_export(app, paths, wizard)
         if screenshot is not None:
             from app.gui.screenshot import take_screenshot
 
-            return take_screenshot(app, path=path, demo=demo, out=screenshot)
+            return take_screenshot(app, path=paths[0] if paths else None, demo=demo,
+                                   out=screenshot)
         window = MainWindow()
         QuietGC.settle()  # start-up objects never need a full collection again
         geometry, _state = window.settings.window_state()
@@ -160,7 +174,7 @@ def run_gui(path: str | None, demo: bool, screenshot: Path | None) -> int:
         window.start()
         if demo:
             window.open_sample()
-        elif path:
+        for path in paths:
             window.open_path(path)
         code = app.exec()
         window.shutdown()

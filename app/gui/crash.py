@@ -8,7 +8,6 @@ thread. (Jobs run through app.gui.tasks never get here: the runner reports their
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import sys
 import threading
@@ -20,33 +19,12 @@ from types import TracebackType
 from PySide6.QtCore import QCoreApplication, QThread
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app import __version__
-from app.core.appdirs import user_log_dir
+from app.core.crashlog import write_crash_log
 
 log = logging.getLogger(__name__)
 
 _installed: dict[str, object] = {}
 _showing = [False]
-
-
-def crash_log_path() -> Path:
-    return user_log_dir() / "crash.log"
-
-
-def write_crash_log(kind: str, exc_type: type[BaseException], exc: BaseException,
-                    tb: TracebackType | None) -> Path | None:
-    """Append one report to the crash log. Returns its path, or None when it cannot be written."""
-    path = crash_log_path()
-    text = "".join(traceback.format_exception(exc_type, exc, tb))
-    stamp = _dt.datetime.now().isoformat(timespec="seconds")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"--- {stamp} DiscBridge {__version__} {kind}\n{text}\n")
-    except OSError:
-        log.error("could not write the crash log %s", path)
-        return None
-    return path
 
 
 def _dialog(exc: BaseException, path: Path | None, tb_text: str) -> None:

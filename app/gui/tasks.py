@@ -389,6 +389,7 @@ def _child_main(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
         sent[0] = p
         throttle(p)
 
+    _watch_parent(event)
     try:
         if with_progress:
             kwargs = dict(kwargs, progress=progress, cancel=_ChildToken(event, channel))
@@ -404,6 +405,26 @@ def _child_main(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
         import traceback
 
         channel.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+def _watch_parent(event: Any, grace: float = 60.0) -> None:
+    """The child outlives no parent: when the window's process ends (killed, crashed), the job
+    is cancelled (it cleans up after itself: DEST as it was) and the child exits at the latest
+    ``grace`` seconds later. The child is not daemonic, so that its own workers may start."""
+    import multiprocessing
+    import os
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        event.set()
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="discbridge-parent-watch", daemon=True).start()
 
 
 def run_in_process(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -423,7 +444,7 @@ def run_in_process(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
     event = ctx.Event()
     proc = ctx.Process(target=_child_main, args=(fn, args, kwargs, channel, event,
                                                  with_progress),
-                       name=f"discbridge-{getattr(fn, '__name__', 'job')}", daemon=True)
+                       name=f"discbridge-{getattr(fn, '__name__', 'job')}", daemon=False)
     proc.start()
     try:
         while True:

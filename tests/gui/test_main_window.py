@@ -13,6 +13,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QKeySequence
 
+from app.core import crashlog
 from app.core.model import Problem
 from app.gui import crash
 from app.gui.browser import COL_NAME, KindRole, NodeRole
@@ -303,8 +304,8 @@ def test_crash_hook_logs_and_never_vanishes(qapp, tmp_path: Path, monkeypatch) -
     finally:
         uninstall()
     assert sys.excepthook is not crash.excepthook
-    text = crash.crash_log_path().read_text(encoding="utf-8")
-    assert crash.crash_log_path().is_relative_to(tmp_path)
+    text = crashlog.crash_log_path().read_text(encoding="utf-8")
+    assert crashlog.crash_log_path().is_relative_to(tmp_path)
     assert "RuntimeError: a bug in a slot" in text
     assert "thread worker-x" in text and "ZeroDivisionError" in text
 
@@ -345,7 +346,7 @@ def test_exception_in_a_slot_reaches_the_crash_hook(qtbot, tmp_path: Path, monke
         e.poke.emit()
     finally:
         uninstall()
-    assert "ValueError: bug in a slot" in crash.crash_log_path().read_text(encoding="utf-8")
+    assert "ValueError: bug in a slot" in crashlog.crash_log_path().read_text(encoding="utf-8")
 
 
 def test_crash_dialog_names_the_log(qapp, tmp_path: Path, monkeypatch) -> None:
@@ -361,7 +362,7 @@ def test_crash_dialog_names_the_log(qapp, tmp_path: Path, monkeypatch) -> None:
     finally:
         uninstall()
     assert len(shown) == 1
-    assert "OSError: disk on fire" in shown[0] and str(crash.crash_log_path()) in shown[0]
+    assert "OSError: disk on fire" in shown[0] and str(crashlog.crash_log_path()) in shown[0]
 
 
 def test_progress_of_a_read_reaches_the_status_bar(qtbot, make_window, build_medium) -> None:

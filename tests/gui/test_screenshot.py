@@ -42,7 +42,7 @@ def test_demo_screenshot_in_process(qapp, tmp_path: Path) -> None:
 
 def test_open_failure_exits_1_with_message(qapp, tmp_path: Path, capsys) -> None:
     out = tmp_path / "never.png"
-    assert run_gui(str(tmp_path / "no-such-disc"), demo=False, screenshot=out) == 1
+    assert run_gui([str(tmp_path / "no-such-disc")], demo=False, screenshot=out) == 1
     assert "no-such-disc" in capsys.readouterr().err
     assert not out.exists()
 

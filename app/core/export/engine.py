@@ -21,6 +21,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -47,12 +48,13 @@ from app.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback, Th
 
 COPY_THREADS = 2
 
-__all__ = ["ExportPlan", "ExportReport", "execute", "plan_export", "run_export"]
+__all__ = ["ExportPlan", "ExportReport", "execute", "execute_and_report", "new_report",
+           "plan_export", "run_export"]
 
 
 def run_export(options: ExportOptions, progress: ProgressCallback | None = None,
                cancel: CancelToken | None = None) -> ExportReport:
-    """Plan and carry out an export; write the JSON report. See :func:`execute`.
+    """Plan and carry out an export; write the JSON report. See :func:`execute_and_report`.
 
     Raises
     ------
@@ -65,30 +67,96 @@ def run_export(options: ExportOptions, progress: ProgressCallback | None = None,
     cancel = cancel or CancelToken()
     t0 = time.monotonic()
     plan = plan_export(options, progress=progress, cancel=cancel)
-    t_plan = time.monotonic() - t0
-    report = execute(plan, progress, cancel)
-    report.timings["plan"] = t_plan
-    report.timings["total"] = time.monotonic() - t0
+    return execute_and_report(plan, progress, cancel, plan_seconds=time.monotonic() - t0)
+
+
+def new_report(plan: ExportPlan) -> ExportReport:
+    """The report of ``plan`` before anything is written (``ok`` False until done)."""
+    opts = plan.options
+    return ExportReport(ok=False, dest=str(opts.dest) if opts.dest else None,
+                        profile=plan.profile.name, media=plan.media_type,
+                        fileset_id=plan.fileset_id, changes=list(plan.changes),
+                        transcodings=[t.to_dict() for t in plan.transcodings],
+                        problems=[str(p) for p in plan.problems],
+                        warnings=list(plan.warnings), skipped=list(plan.skipped))
+
+
+def execute_and_report(plan: ExportPlan, progress: ProgressCallback | None = None,
+                       cancel: CancelToken | None = None, *, plan_seconds: float = 0.0,
+                       crash_log: bool = False) -> ExportReport:
+    """Write ``plan`` (see :func:`execute`) and save its JSON report, whatever happens.
+
+    The one way the command line and the window run an export. Every warning raised meanwhile
+    (pydicom's, the codecs', in this process or a worker) goes to the report, never to stderr.
+    A failed or cancelled export saves its report too (``ok`` false, ``error`` saying why) and
+    re-raises; the error then carries ``report_path`` and, with ``crash_log`` (the window),
+    ``log_path``: the crash log holding the traceback of anything but a cancel.
+    """
+    cancel = cancel or CancelToken()
+    t0 = time.monotonic() - plan_seconds
+    report = new_report(plan)
     try:
-        report.write(options.report)
-    except OSError as exc:
-        report.warnings.append(f"{options.report or 'report'}: the JSON report could not be "
-                               f"written ({exc.strerror or exc})")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                execute(plan, progress, cancel, report=report)
+            finally:
+                report.warnings.extend(_warning_lines(caught))
+    except BaseException as exc:
+        report.ok = False
+        if isinstance(exc, Cancelled | KeyboardInterrupt):
+            report.error = "cancelled by the user; the destination was left as it was"
+        else:
+            report.error = str(exc) or type(exc).__name__
+            if not isinstance(exc, DiscBridgeError):
+                report.error = f"{type(exc).__name__}: {report.error}"
+        _timings(report, plan_seconds, t0)
+        path = _save(report, plan.options.report)
+        log_path = None
+        if crash_log and not isinstance(exc, Cancelled | KeyboardInterrupt):
+            from app.core.crashlog import write_crash_log
+
+            log_path = write_crash_log("export failed", type(exc), exc, exc.__traceback__)
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.report_path = path  # type: ignore[attr-defined]
+            exc.log_path = log_path  # type: ignore[attr-defined]
+        raise
+    _timings(report, plan_seconds, t0)
+    _save(report, plan.options.report)
     return report
 
 
+def _timings(report: ExportReport, plan_seconds: float, t0: float) -> None:
+    if plan_seconds:
+        report.timings["plan"] = plan_seconds
+    report.timings["total"] = time.monotonic() - t0
+
+
+def _save(report: ExportReport, where: Path | None) -> Path | None:
+    try:
+        return report.write(where)
+    except OSError as exc:
+        report.warnings.append(f"{where or 'report'}: the JSON report could not be written "
+                               f"({exc.strerror or exc})")
+        return None
+
+
+def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    seen: dict[str, None] = {}
+    for w in caught:
+        seen.setdefault(" ".join(f"{w.category.__name__}: {w.message}".split()), None)
+    return [f"while exporting: {line}" for line in seen]
+
+
 def execute(plan: ExportPlan, progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None) -> ExportReport:
-    """Write ``plan`` (see the module docstring for the guarantees). Returns the report;
-    ``report.ok`` is False when verification failed (DEST then left as it was)."""
+            cancel: CancelToken | None = None, *,
+            report: ExportReport | None = None) -> ExportReport:
+    """Write ``plan`` (see the module docstring for the guarantees). Returns the report
+    (``report``, when given, is filled in: it then holds what was done even when this
+    raises); ``report.ok`` is False when verification failed (DEST then left as it was)."""
     cancel = cancel or CancelToken()
     opts = plan.options
-    report = ExportReport(ok=False, dest=str(opts.dest) if opts.dest else None,
-                          profile=plan.profile.name, media=plan.media_type,
-                          fileset_id=plan.fileset_id, changes=list(plan.changes),
-                          transcodings=[t.to_dict() for t in plan.transcodings],
-                          problems=[str(p) for p in plan.problems],
-                          warnings=list(plan.warnings))
+    report = report if report is not None else new_report(plan)
     temp_root: Path | None = None
     if opts.iso is not None or opts.burn is not None:
         if opts.iso is not None and opts.iso.exists() and not opts.force:
@@ -144,6 +212,10 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
                                                                 cancel)
         results = _write_files(plan, staging, progress, cancel)
         timings["write"] = time.monotonic() - t_start
+        for f in (f for v in plan.volumes for f in v.files):
+            res = results.get(f.sop_uid)
+            if res is not None and res.warnings:
+                report.warnings.extend(f"{f.src.label}: {w}" for w in res.warnings)
         t = time.monotonic()
         ready = prebuilt.result() or {}
         for v in plan.volumes:

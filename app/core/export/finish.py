@@ -20,7 +20,7 @@ from app.core.errors import DiscBridgeError, ExportError
 from app.core.export.plan import ExportPlan, PlannedFile, Volume
 from app.core.export.readme_txt import render_readme
 from app.core.export.report import ExportReport
-from app.core.export.transcode import FileResult
+from app.core.export.transcode import FileResult, header_from_bytes, item_from_bytes
 from app.core.export.verify import Expected
 from app.core.export.write import write_bytes
 from app.core.jobs import CancelToken, Progress, ProgressCallback
@@ -76,9 +76,10 @@ def finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str,
     icons: dict[str, Dataset] = {}
     for f in v.files:
         res = results[f.sop_uid]
-        headers[f.sop_uid] = res.header if res.header is not None else copy_header(f)
+        headers[f.sop_uid] = header_from_bytes(res.header) if res.header is not None \
+            else copy_header(f)
         if res.icon is not None:
-            icons[f.sop_uid] = res.icon
+            icons[f.sop_uid] = item_from_bytes(res.icon)
         expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,
                                  res.size))
     _emit(progress, Progress("dicomdir", 0, len(v.files), message=f"DICOMDIR {v.fileset_id}"))

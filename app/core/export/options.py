@@ -45,6 +45,9 @@ class ExportOptions:
     verify: bool = True
     report: Path | None = None  # None: the application's data folder
     select: set[str] | None = field(default=None)
+    # Leave out the instances that cannot be put on this medium (each named in the plan and the
+    # report with its reason) instead of stopping the export.
+    skip_unexportable: bool = False
 
     @property
     def effective_media(self) -> str:

@@ -128,7 +128,12 @@ def _plan(options: ExportOptions, media: list[Medium] | None, capacity: int | No
         raise ExportError("nothing to export: the sources hold no readable DICOM instance"
                           + (" matching the selection" if options.select else ""))
     icon_size = (profile.icon_size or 64) if (options.icons or profile.icon_required) else None
-    files = _decide(sources, profile, options, created)
+    skipped: list[tuple[str, str]] = []
+    files = _decide(sources, profile, options, created, skipped)
+    if not files:
+        shown = "; ".join(f"{f}: {r}" for f, r in skipped[:20])
+        raise RefusedInstances(f"nothing to export: all {len(skipped)} instance(s) cannot be "
+                               f"exported ({profile.name}): {shown}", skipped)
     patients = _tree(files)
     cap_bytes, cap_note, warnings = capacity_for(options, capacity)
     volumes = pack_volumes(patients, cap_bytes, options, fileset_id, icon_size)
@@ -145,7 +150,7 @@ def _plan(options: ExportOptions, media: list[Medium] | None, capacity: int | No
                       files=[f for p in patients for s in p.studies for f in s.files],
                       volumes=volumes, changes=changes, transcodings=transcodings,
                       problems=problems, warnings=warnings, fileset_id=fileset_id,
-                      icon_size=icon_size, created=created, media=media)
+                      icon_size=icon_size, created=created, media=media, skipped=skipped)
 
 
 _LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81",
@@ -184,7 +189,9 @@ def _open_sources(options: ExportOptions, progress: ProgressCallback | None,
 
 
 def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
-            created: _dt.datetime) -> list[PlannedFile]:
+            created: _dt.datetime, skipped: list[tuple[str, str]]) -> list[PlannedFile]:
+    """The planned files; with ``options.skip_unexportable`` the instances that cannot be
+    exported are appended to ``skipped`` (file, why) instead of stopping the export."""
     from app.core.dicomdir.records import record_type_for  # E1a's module
 
     refused: list[tuple[str, str]] = []
@@ -221,7 +228,9 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
                             f"and {profile.name} does not allow it"))
             continue
         targets[n] = target
-    if refused:
+    if refused and options.skip_unexportable:
+        skipped.extend(refused)
+    elif refused:
         shown = "; ".join(f"{f}: {r}" for f, r in refused[:20])
         more = f" (and {len(refused) - 20} more)" if len(refused) > 20 else ""
         raise RefusedInstances(f"{len(refused)} instance(s) cannot be exported ({profile.name}):"
@@ -258,7 +267,9 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
                           "cannot be made up"))
             continue
         out.append(_planned(s, it, targets[n], record_type))
-    if unfit:
+    if unfit and options.skip_unexportable:
+        skipped.extend(unfit)
+    elif unfit:
         shown = "; ".join(f"{f}: {r}" for f, r in unfit[:20])
         more = f" (and {len(unfit) - 20} more)" if len(unfit) > 20 else ""
         raise RefusedInstances(f"{len(unfit)} instance(s) cannot be listed in a DICOMDIR: "

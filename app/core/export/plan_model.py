@@ -152,6 +152,8 @@ class ExportPlan:
     icon_size: int | None
     created: _dt.datetime
     media: list[Medium] = field(default_factory=list, repr=False)
+    # (source file, why) of every instance left out (ExportOptions.skip_unexportable)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def disc_label(self) -> str:
@@ -181,4 +183,5 @@ class ExportPlan:
             "changes": [c.to_dict() for c in self.changes],
             "transcodings": [t.to_dict() for t in self.transcodings],
             "warnings": list(self.warnings),
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
         }

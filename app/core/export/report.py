@@ -69,11 +69,13 @@ class ExportReport:
     timings: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
     error: str | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source file, why) left out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "dest": self.dest, "profile": self.profile, "media": self.media,
             "fileset_id": self.fileset_id, "error": self.error,
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
             "volumes": [v.to_dict() for v in self.volumes],
             "changes": [c.to_dict() for c in self.changes],
             "transcodings": self.transcodings, "problems": self.problems,
@@ -106,6 +108,10 @@ class ExportReport:
             out.append(f"  {len(self.transcodings)} file(s) transcoded:")
             out.extend(f"    {t['file']}: {t['from']} -> {t['to']}"
                        + (f" ({t['note']})" if t.get("note") else "") for t in self.transcodings)
+        if self.skipped:
+            out.append(f"  {len(self.skipped)} file(s) LEFT OUT, as asked "
+                       "(--skip-unexportable):")
+            out.extend(f"    {f}: {r}" for f, r in self.skipped)
         for w in self.warnings:
             out.append(f"  warning: {w}")
         for p in self.problems:

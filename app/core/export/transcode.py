@@ -197,12 +197,48 @@ class FileJob:
 
 @dataclass
 class FileResult:
+    """What a worker hands back: plain data only (bytes, numbers, strings), never a pydicom
+    object, so that any result crosses a process boundary (pickling a Dataset fails on real
+    files: lazily converted values hold local functions)."""
+
     size: int
     sha256: str | None
-    header: Dataset | None  # the written dataset without Pixel Data, file_meta included
-    icon: Dataset | None
+    header: bytes | None  # the written file without Pixel Data (Part 10 bytes): header_bytes()
+    icon: bytes | None  # the Icon Image Sequence item, Explicit VR LE: item_bytes()
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # raised while working on this file
     worker_pid: int = field(default_factory=os.getpid)  # which process did the work
+
+
+def header_bytes(ds: Dataset) -> bytes:
+    """``ds`` without Pixel Data as Part 10 bytes (its File Meta included)."""
+    return encode_dataset(header_only(ds))
+
+
+def header_from_bytes(data: bytes) -> Dataset:
+    """The Dataset of :func:`header_bytes`' output (File Meta in ``file_meta``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # our own bytes: any warning was recorded at writing
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
+def item_bytes(item: Dataset) -> bytes:
+    """A sequence item (an icon) encoded in Explicit VR Little Endian, without its Item tag."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_dataset(fp, item)
+    return fp.getvalue()
+
+
+def item_from_bytes(data: bytes) -> Dataset:
+    """The Dataset of :func:`item_bytes`' output."""
+    from pydicom.filereader import read_dataset
+
+    return read_dataset(io.BytesIO(data), is_implicit_VR=False, is_little_endian=True)
 
 
 def load_dataset(source: str | bytes) -> Dataset:
@@ -211,10 +247,10 @@ def load_dataset(source: str | bytes) -> Dataset:
     Converting up front gives each element its VR even when the file's body is encoded other
     than its File Meta says (e.g. Implicit VR under an explicit transfer syntax), so that it
     can be written in the target encoding.
+    Warnings are left to the caller (:func:`process_file` records them for the report).
     """
     fp: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
-    with fp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with fp:
         ds = pydicom.dcmread(fp, force=True)
         ds.walk(lambda _ds, _elem: None)
     return ds
@@ -317,9 +353,22 @@ def encode_dataset(ds: Dataset) -> bytes:
 def process_file(job: FileJob) -> FileResult:
     """Rewrite/transcode one file into ``job.dest`` (created exclusively), and/or make its icon.
 
-    Runs in a worker process. Raises OSError (ENOSPC, vanished source) or pydicom/numpy errors,
+    Runs in a worker process (or in the export's own for a handful of files). Every warning
+    raised meanwhile (pydicom's, the codecs') is recorded in ``FileResult.warnings`` for the
+    report, never printed. Raises OSError (ENOSPC, vanished source) or pydicom/numpy errors,
     which the caller turns into an ExportError naming the file.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _process_file(job)
+    seen: dict[str, None] = {}
+    for w in caught:
+        seen.setdefault(" ".join(f"{w.category.__name__}: {w.message}".split()), None)
+    result.warnings = list(seen)
+    return result
+
+
+def _process_file(job: FileJob) -> FileResult:
     keep_gdcm_out_of_pydicom()  # each worker process: gdcm can abort it on valid files
     ds = load_dataset(job.source)
     notes: list[str] = []
@@ -328,7 +377,7 @@ def process_file(job: FileJob) -> FileResult:
         from app.core.imaging.display import make_icon_item  # IMG's module
 
         try:
-            icon = make_icon_item(ds, job.icon_size)
+            icon = item_bytes(make_icon_item(ds, job.icon_size))
         except Exception as exc:  # noqa: BLE001 - an icon is optional: note it, go on
             notes.append(f"no icon: {exc}")
     if job.dest is None:
@@ -341,7 +390,7 @@ def process_file(job: FileJob) -> FileResult:
     digest = hashlib.sha256(data).hexdigest() if job.want_hash else None
     with open(job.dest, "xb") as out:
         out.write(data)
-    return FileResult(len(data), digest, header_only(ds), icon, notes)
+    return FileResult(len(data), digest, header_bytes(ds), icon, notes)
 
 
 def decoded_size(hdr: Dataset) -> int:

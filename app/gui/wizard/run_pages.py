@@ -32,7 +32,7 @@ from app.core.jobs import Progress
 from app.gui.tasks import Task
 from app.gui.wizard.pages import human_size
 from app.gui.wizard.state import WizardBase, tr
-from app.gui.wizard.summary import esc, failure_text, summary_html
+from app.gui.wizard.summary import esc, failure_text, files_text, summary_html
 
 PHASES = {  # marked for lupdate, translated at use
     "plan": QT_TRANSLATE_NOOP("ExportWizard", "Reading the selected files"),
@@ -105,13 +105,17 @@ class SummaryPage(QWizardPage):
         self.span_box = QCheckBox(tr("&Split over several discs"), self.fix)
         self.separate_box = QCheckBox(tr("&Keep the patients apart (new ID for the second)"),
                                       self.fix)
+        self.skip_box = QCheckBox(tr("&Leave these files out (each is named in the report)"),
+                                  self.fix)
         self.span_box.toggled.connect(self._fix_changed)
         self.separate_box.toggled.connect(self._fix_changed)
+        self.skip_box.toggled.connect(self._fix_changed)
         self.retry = QPushButton(tr("&Check again"), self.fix)
         self.retry.clicked.connect(self._retry)
         fl = QHBoxLayout(self.fix)
         fl.setContentsMargins(0, 0, 0, 0)
-        for w in (self.date_label, self.date_edit, self.span_box, self.separate_box):
+        for w in (self.date_label, self.date_edit, self.span_box, self.separate_box,
+                  self.skip_box):
             fl.addWidget(w)
         fl.addStretch(1)
         fl.addWidget(self.retry)
@@ -220,6 +224,7 @@ class SummaryPage(QWizardPage):
         too_big = hasattr(exc, "needed") and self.wiz.state.dest_kind != "burn" \
             and not self.wiz.state.span
         clash = hasattr(exc, "clashes")
+        refused = bool(getattr(exc, "refused", None)) and not self.wiz.state.skip_unexportable
         self.error.setText(failure_text(exc, message))
         self.error.show()
         self.date_label.setVisible(missing_date)
@@ -229,7 +234,9 @@ class SummaryPage(QWizardPage):
         self.span_box.setChecked(False)
         self.separate_box.setVisible(clash)
         self.separate_box.setChecked(False)
-        self.fix.setVisible(missing_date or too_big or clash)
+        self.skip_box.setVisible(refused)
+        self.skip_box.setChecked(False)
+        self.fix.setVisible(missing_date or too_big or clash or refused)
         self._fix_changed()
         hint = tr("Go Back to change the selection, the options or the destination.")
         if missing_date:
@@ -241,12 +248,17 @@ class SummaryPage(QWizardPage):
         elif clash:
             hint = tr("Check the selection (Back), or keep them apart: the second patient gets "
                       "a new ID on the medium, the original is kept in Other Patient IDs.")
+        elif refused:
+            hint = tr("Change the selection or the profile (Back), or leave these files out: "
+                      "the medium then holds everything else, and the report names each file "
+                      "left out with its reason.")
         self.view.setPlainText(hint)
 
     def _fix_changed(self, *_: Any) -> None:
         ok = ((self.date_edit.isVisible() and self.entered_date() is not None)
               or (self.span_box.isVisible() and self.span_box.isChecked())
-              or (self.separate_box.isVisible() and self.separate_box.isChecked()))
+              or (self.separate_box.isVisible() and self.separate_box.isChecked())
+              or (self.skip_box.isVisible() and self.skip_box.isChecked()))
         self.retry.setEnabled(ok)
 
     def entered_date(self) -> str | None:
@@ -266,6 +278,8 @@ class SummaryPage(QWizardPage):
             st.span = True
         if self.separate_box.isVisible() and self.separate_box.isChecked():
             st.on_id_clash = "separate"
+        if self.skip_box.isVisible() and self.skip_box.isChecked():
+            st.skip_unexportable = True
         self.start_plan()
 
     def _replace_toggled(self, on: bool) -> None:
@@ -503,6 +517,10 @@ class ResultPage(QWizardPage):
             else:
                 self.status.setText(tr("The export did not verify. The destination is as it was "
                                        "before; see the details."))
+            if report.ok and report.skipped:
+                self.status.setText(self.status.text() + " " + tr(
+                    "%1 were left out, as you chose: each is listed below with its reason.")
+                    .replace("%1", files_text(len(report.skipped))))
             self.details.setPlainText("\n".join(report.summary_lines()))
             if report.ok and report.volumes:
                 first = report.volumes[0]

@@ -46,6 +46,7 @@ class WizardState:
     burner: str = ""
     force: bool = False
     report: str = ""  # where to save the JSON export report ("" = the application's data folder)
+    skip_unexportable: bool = False  # leave out what cannot go on the medium (each named)
 
     def destination(self) -> str:
         """The chosen destination as text (a folder, a volume, a file or a device)."""
@@ -67,6 +68,7 @@ class WizardState:
             study_date=self.study_date,
             select=set(self.select) if self.select is not None else None,
             report=Path(self.report) if self.report else None,
+            skip_unexportable=self.skip_unexportable,
         )
         if self.dest_kind == "folder":
             opts.dest = Path(self.folder)
@@ -100,16 +102,23 @@ class WizardSettings:
 
 def execute_and_report(plan: Any, progress: ProgressCallback | None = None,
                        cancel: CancelToken | None = None) -> Any:
-    """Worker side of the progress page: write ``plan``, then save the JSON export report in
-    the application's data folder (as ``discbridge export`` does)."""
-    from app.core.export.engine import execute
+    """Worker side of the progress page: the command line's own engine
+    (:func:`app.core.export.engine.execute_and_report`), with the crash log. A failure's message
+    says where its report and the crash log went, for the result page."""
+    from app.core.errors import DiscBridgeError, ExportError
+    from app.core.export.engine import execute_and_report as run
+    from app.core.jobs import Cancelled
 
-    report = execute(plan, progress, cancel)
     try:
-        report.write(plan.options.report)
-    except OSError:
-        pass  # the medium is written; a report that cannot be saved is not a failed export
-    return report
+        return run(plan, progress, cancel, crash_log=True)
+    except Cancelled:
+        raise
+    except BaseException as exc:
+        where = [f"The report was saved to {path}." for path in [getattr(exc, "report_path", None)]
+                 if path] + [f"The details are in {path}." for path in
+                             [getattr(exc, "log_path", None)] if path]
+        text = str(exc) if isinstance(exc, DiscBridgeError) else f"{type(exc).__name__}: {exc}"
+        raise ExportError("\n".join([text, *where])) from exc
 
 
 class WizardBase(QWizard):

@@ -79,6 +79,12 @@ def summary_html(plan: Any, destination: str) -> str:
             extra = f" ({esc(note)})" if note else ""
             out.append(f"<li>{esc(a)} → {esc(b)}{extra}: {esc(files_text(n))}</li>")
         out.append("</ul>")
+    skipped = list(getattr(plan, "skipped", []) or [])
+    if skipped:
+        out.append(f"<p style='color:#b00020'><b>{esc(tr('Left out (they cannot go on this medium)'))}"
+                   f": {esc(files_text(len(skipped)))}</b></p><ul>")
+        out.extend(f"<li>{esc(f)}: {esc(r)}</li>" for f, r in skipped)
+        out.append("</ul>")
     notes = list(plan.warnings) + [str(p) for p in plan.problems]
     if notes:
         out.append(f"<p><b>{esc(tr('Notes'))}</b></p><ul>")
@@ -107,4 +113,11 @@ def failure_text(exc: BaseException | None, message: str) -> str:
             parts.append(tr("Patient ID %1 is used by different patients: %2")
                          .replace("%1", str(pid)).replace("%2", names))
         return "\n".join(parts)
+    refused = list(getattr(exc, "refused", []) or []) if exc is not None else []
+    if refused:
+        listed = "\n".join(f"• {f}: {r}" for f, r in refused[:10])
+        more = tr("\n… and %1 more").replace("%1", str(len(refused) - 10)) \
+            if len(refused) > 10 else ""
+        return tr("%1 cannot go on this medium:\n%2%3").replace(
+            "%1", files_text(len(refused))).replace("%2", listed).replace("%3", more)
     return tr("This export cannot be written yet: %1").replace("%1", message)
