@@ -5,11 +5,14 @@ passed. The frozen-build smoke test (packaging/smoke.sh) and the Windows/macOS C
 Steps: open the bundled sample disc; decode one image in each transfer syntax the product
 promises (pydicom's own test files, collected into the build); show the main window offscreen
 and grab it; export a small medium to a temporary folder and to an ISO image; reopen and verify
-both.
+both; export a medium of 25 files that need transcoding, header fixes and icons through the real
+export wizard, driven headless (its export runs in a child process with a pool of workers: the
+window's own path).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -113,6 +116,63 @@ def _step_export(workdir: Path, iso: bool) -> str:
     return f"{n} instances written and verified ({target.name})"
 
 
+# Sources for the wizard step: each needs transcoding to STD-GEN-CD's Explicit VR Little Endian.
+WIZARD_SOURCES = ("MR_small_implicit.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm",
+                  "MR_small_jp2klossless.dcm", "CT_small.dcm")
+WIZARD_COPIES = 5
+
+
+def _wizard_medium(root: Path) -> int:
+    """25 files: 5 copies of each source with new UIDs, Study ID and Series Number removed."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    root.mkdir(parents=True)
+    n = 0
+    for name in WIZARD_SOURCES:  # one study of its own each (their patients differ)
+        study, series = generate_uid(), generate_uid()
+        for i in range(WIZARD_COPIES):
+            ds = pydicom.dcmread(_sample_file(name))
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.InstanceNumber = i + 1
+            for keyword in ("StudyID", "SeriesNumber"):
+                if keyword in ds:
+                    delattr(ds, keyword)
+            ds.save_as(root / f"IMG{n:04d}.dcm", enforce_file_format=True)
+            n += 1
+    return n
+
+
+def _step_wizard(workdir: Path) -> str:
+    import contextlib
+    import io
+
+    from app.core.medium.reader import open_medium
+    from app.gui.application import run_gui
+    from app.gui.wizard.headless import WizardRequest
+
+    src, dest = workdir / "wizard-source", workdir / "wizard-export"
+    count = _wizard_medium(src)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = run_gui(paths=[str(src)], wizard=WizardRequest(
+            dest=dest, icons=True, report=workdir / "report-wizard.json"))
+    said = out.getvalue().strip().splitlines()
+    if rc != 0 or not said or not said[0].startswith(f"written {count} files"):
+        raise RuntimeError(f"the wizard's export failed (exit {rc}): {' | '.join(said[:3])}")
+    medium = open_medium(dest)
+    n = sum(1 for _ in medium.instances())
+    icons = sum(1 for i in medium.instances() if i.has_icon)
+    if n != count or icons != count:
+        raise RuntimeError(f"{dest}: {n} instances ({icons} with icons) where {count} belong")
+    report = json.loads(Path(said[-1].removeprefix("report: ")).read_text(encoding="utf-8"))
+    workers = int(report.get("worker_processes", 0))
+    if (os.cpu_count() or 1) > 1 and workers < 1:
+        raise RuntimeError("the per-file work did not run on worker processes")
+    return f"{said[0]}; {workers} worker processes"
+
+
 def run_self_test() -> int:
     """Run every step; print one line per step; 0 only when all pass."""
     from app import __version__
@@ -131,6 +191,8 @@ def run_self_test() -> int:
             ("main window (offscreen)", lambda: _step_window(workdir)),
             ("export to folder + verify", lambda: _step_export(workdir, iso=False)),
             ("export to ISO + verify", lambda: _step_export(workdir, iso=True)),
+            ("export through the wizard (25 files to transcode, fix, iconise)",
+             lambda: _step_wizard(workdir)),
         ]
         for name, fn in steps:
             t0 = time.perf_counter()

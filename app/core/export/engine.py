@@ -216,6 +216,7 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
             res = results.get(f.sop_uid)
             if res is not None and res.warnings:
                 report.warnings.extend(f"{f.src.label}: {w}" for w in res.warnings)
+        report.worker_processes = len({r.worker_pid for r in results.values()} - {os.getpid()})
         t = time.monotonic()
         ready = prebuilt.result() or {}
         for v in plan.volumes:

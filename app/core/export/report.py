@@ -70,12 +70,14 @@ class ExportReport:
     report_path: Path | None = None
     error: str | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source file, why) left out
+    worker_processes: int = 0  # how many worker processes did per-file work (0: none needed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "dest": self.dest, "profile": self.profile, "media": self.media,
             "fileset_id": self.fileset_id, "error": self.error,
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "worker_processes": self.worker_processes,
             "volumes": [v.to_dict() for v in self.volumes],
             "changes": [c.to_dict() for c in self.changes],
             "transcodings": self.transcodings, "problems": self.problems,

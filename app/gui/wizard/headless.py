@@ -49,6 +49,7 @@ class WizardRequest:
     study_date: str | None = None
     skip_unexportable: bool = False
     screenshot: Path | None = None
+    report: Path | None = None  # where the JSON report goes (default: the data folder's reports/)
 
 
 def _say(text: str) -> None:
@@ -126,6 +127,8 @@ class _Driver:
         wiz = ExportWizard(w.tree_model.media, None, w.runner, w,  # type: ignore[attr-defined]
                            settings=self.settings)
         self.wizard = wiz
+        if self.request.report is not None:
+            wiz.state.report = str(self.request.report)
         wiz.show()
         self.timer.start()
 
