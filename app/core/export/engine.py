@@ -212,6 +212,7 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
                                                                 cancel)
         results = _write_files(plan, staging, progress, cancel)
         timings["write"] = time.monotonic() - t_start
+        _sync_skipped(plan, report)
         for f in (f for v in plan.volumes for f in v.files):
             res = results.get(f.sop_uid)
             if res is not None and res.warnings:
@@ -280,6 +281,18 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
     report.ok = True
     timings["total_write"] = time.monotonic() - t_start
     return expected
+
+
+def _sync_skipped(plan: ExportPlan, report: ExportReport) -> None:
+    """The report names what the plan left out while writing; the changes and re-encodings of
+    files that are not on the medium are no longer listed as made."""
+    for item in plan.skipped[len(report.skipped):]:
+        report.skipped.append(item)
+    on_medium = {f.src.label for f in plan.files}
+    report.transcodings = [t for t in report.transcodings if t.get("source") in on_medium]
+    kept = {f.rel for f in plan.files} | {f"{plan.volumes[f.volume].name}/{f.rel}"
+                                          for f in plan.files}
+    report.changes = [c for c in report.changes if c.file in kept]
 
 
 def _drop_if_created(dest: Path, created: bool) -> None:
@@ -368,17 +381,24 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
                                 total_bytes, message="writing files"), force=final)
 
     results: dict[str, FileResult] = {}
+    left_out: list[tuple[PlannedFile, str]] = []
     heavy = [f for f in files if f.action in ("rewrite", "transcode")]
     icons = [f for f in files if plan.icon_size and f.record_type == "IMAGE"
              and "Rows" in f.src and f.action in ("copy", "meta")]
     inner = CancelToken()  # stops the pool thread on cancel or on an error here
     pool_out: dict[str, object] = {}
 
+    def skip(f: PlannedFile, err: ExportError) -> None:  # --skip-unexportable: left out, named
+        with lock:
+            left_out.append((f, str(err)))
+        tick(0, True)
+
     def pool_work() -> None:
         try:
             pool_out["results"] = run_file_jobs(
                 plan, heavy, icons, lambda f: str(_dest_path(staging, plan, f)), want_hash,
-                inner, lambda f, r: tick(r.size, True))
+                inner, lambda f, r: tick(r.size, True),
+                on_skip=skip if plan.options.skip_unexportable else None)
         except BaseException as exc:  # handed to the main thread
             pool_out["error"] = exc
 
@@ -436,7 +456,23 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
             results[uid].icon = res.icon  # icon-only job of a copied file
         else:
             results[uid] = res
+    if left_out:
+        _leave_out(plan, left_out)
     return results
+
+
+def _leave_out(plan: ExportPlan, left_out: list[tuple[PlannedFile, str]]) -> None:
+    """Files whose conversion failed, with --skip-unexportable: off the plan (so neither the
+    DICOMDIR nor verification expects them), named in the plan's ``skipped``."""
+    gone = {f.sop_uid for f, _why in left_out}
+    for v in plan.volumes:
+        v.files = [f for f in v.files if f.sop_uid not in gone]
+    plan.files = [f for f in plan.files if f.sop_uid not in gone]
+    for p in plan.patients:
+        for st in p.studies:
+            for se in st.series:
+                se.files = [f for f in se.files if f.sop_uid not in gone]
+    plan.skipped.extend((f.src.label, why.removeprefix(f"{f.src.label}: ")) for f, why in left_out)
 
 
 def _copy_threads(plan: ExportPlan) -> int:

@@ -1,7 +1,8 @@
 """The export's input: every instance of the sources, merged, with its header read once.
 
 Several sources merge; an instance already seen (same SOP Instance UID) is dropped with an
-``info`` problem (the first source wins). Each file is opened through its medium's ``fs`` (so
+``info`` problem (the first source wins); exporting a whole medium also names the files its
+reader set aside (a second copy of an instance, a file that is not DICOM). Each file is opened through its medium's ``fs`` (so
 files inside an .iso work and nothing outside a medium root is read) and read header-only:
 File Meta with :func:`app.core.export.transcode.parse_meta_info`, the dataset with pydicom up to the
 Pixel Data. A file that cannot be read stops the plan with an ExportError naming it.
@@ -392,6 +393,22 @@ def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
     return None
 
 
+# Reader problems naming a file it did not list as an instance (so it is not exported).
+_SET_ASIDE = frozenset({"duplicate-instance", "not-dicom", "empty-file", "truncated-file",
+                        "read-error", "outside-root"})
+
+
+def _set_aside(medium: Medium) -> list[Problem]:
+    """The files of ``medium`` its reader set aside (a second copy of an instance, a file that
+    is not DICOM, ...), each named with the reader's reason: a whole-medium export says what it
+    leaves behind."""
+    listed = {inst.path for inst in medium.instances()}
+    root = medium.root.rstrip("/")
+    return [Problem(p.severity, p.code, p.path, f"{root}/{p.path}: {p.message}; not exported")
+            for p in medium.problems
+            if p.code in _SET_ASIDE and p.path and p.path not in listed]
+
+
 def read_sources(media: list[Medium], select: set[str] | None, *,
                  progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> tuple[list[SourceFile], list[Problem]]:
@@ -412,6 +429,8 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
             if select is not None and uid not in select:
                 continue
             wanted.append((medium, inst))
+        if select is None:
+            problems.extend(_set_aside(medium))
     report = Throttle(progress) if progress else None
     out: list[SourceFile] = []
     total = len(wanted)

@@ -207,7 +207,33 @@ class FileResult:
     icon: bytes | None  # the Icon Image Sequence item, Explicit VR LE: item_bytes()
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # raised while working on this file
+    pixel_digest: str | None = None  # pixel_digest() of the written file when pixels re-encoded
     worker_pid: int = field(default_factory=os.getpid)  # which process did the work
+
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class PixelsChanged(ValueError):
+    """A conversion that should have kept every pixel value did not: nothing of it is written."""
+
+
+def pixel_digest(ds: Dataset) -> str | None:
+    """SHA-256 of the decoded pixel values of every frame, with their shape and value type
+    (the same for equal values whatever the byte order); None without pixel data. Decoding
+    errors are raised."""
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
+        return None
+    arr = np.asarray(ds.pixel_array)
+    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("="), copy=False))
+    h = hashlib.sha256(f"{arr.shape}|{arr.dtype.kind}{arr.dtype.itemsize}|".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def pixels_changed(job: FileJob) -> bool:
+    """True when ``job`` re-encodes pixel data (transfer syntax, byte order, bit packing)."""
+    return job.dest is not None and job.source_ts != job.target_ts
 
 
 def header_bytes(ds: Dataset) -> bytes:
@@ -298,11 +324,16 @@ def _to_explicit_le(ds: Dataset, source_ts: str, notes: list[str]) -> None:
         _swap_other_words(ds)
     if source_ts == EXPLICIT_BE and "PixelData" in ds:
         arr = ds.pixel_array
-        if int(ds.BitsAllocated) > 8:
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
         if int(ds.get("SamplesPerPixel", 1)) > 1:
             ds.PlanarConfiguration = 0
-        data = np.ascontiguousarray(arr).tobytes()
+        if int(ds.BitsAllocated) == 1:  # one bit per pixel, packed (PS3.5 8.1.1)
+            from pydicom.pixels import pack_bits
+
+            data = pack_bits(arr, pad=False)
+        else:
+            if int(ds.BitsAllocated) > 8:
+                arr = arr.astype(arr.dtype.newbyteorder("<"))
+            data = np.ascontiguousarray(arr).tobytes()
         ds.PixelData = data + (b"\x00" if len(data) % 2 else b"")
         ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
 
@@ -371,6 +402,8 @@ def process_file(job: FileJob) -> FileResult:
 def _process_file(job: FileJob) -> FileResult:
     keep_gdcm_out_of_pydicom()  # each worker process: gdcm can abort it on valid files
     ds = load_dataset(job.source)
+    if job.source_ts and not str(ds.file_meta.get("TransferSyntaxUID", "")):
+        ds.file_meta.TransferSyntaxUID = job.source_ts  # what the bytes use (no File Meta)
     notes: list[str] = []
     icon = None
     if job.icon_size:
@@ -384,13 +417,22 @@ def _process_file(job: FileJob) -> FileResult:
         return FileResult(0, None, None, icon, notes)
     if job.fixes or job.other_patient_id:
         apply_fixes(ds, job.fixes, other_patient_id=job.other_patient_id, when=job.when)
+    before = pixel_digest(ds) if pixels_changed(job) else None  # the source's decoded values
     transcode_dataset(ds, job.source_ts, job.target_ts, notes)
     set_our_meta(ds, job.target_ts)
     data = encode_dataset(ds)
+    after = None
+    if before is not None:  # decode what will be written and compare, before writing it
+        after = pixel_digest(pydicom.dcmread(io.BytesIO(data)))
+        if after != before and job.target_ts not in LOSSY_METHOD:
+            raise PixelsChanged(
+                f"converting its pixel data from {ts_name(job.source_ts)} to "
+                f"{ts_name(job.target_ts)} changed the decoded values (a conversion bug); "
+                "nothing of it was written")
     digest = hashlib.sha256(data).hexdigest() if job.want_hash else None
     with open(job.dest, "xb") as out:
         out.write(data)
-    return FileResult(len(data), digest, header_bytes(ds), icon, notes)
+    return FileResult(len(data), digest, header_bytes(ds), icon, notes, pixel_digest=after)
 
 
 def decoded_size(hdr: Dataset) -> int:

@@ -3,6 +3,9 @@
 Two checks, after the data has been flushed:
 
 1. **Bytes**: every file is read back and its SHA-256 compared with the bytes we meant to write.
+   A file whose pixel data was re-encoded is also decoded from the bytes read back, and its
+   pixel values compared with the source's (``Expected.pixel_digest``: what the worker decoded
+   from the source before converting it).
    The page cache is dropped for each file first (``posix_fadvise(POSIX_FADV_DONTNEED)``, Linux;
    the data is already flushed, so the pages are clean and really go), so the bytes come from the
    device. The File Meta read back must name the planned SOP Class/Instance and transfer syntax.
@@ -40,6 +43,7 @@ class Expected:
     sop_class: str | None = None
     transfer_syntax: str | None = None
     size: int = 0  # bytes expected (progress only)
+    pixel_digest: str | None = None  # the source's decoded pixel values (re-encoded files only)
 
 
 def drop_cache(fd: int) -> None:
@@ -65,11 +69,13 @@ def drop_cache(fd: int) -> None:
             pass
 
 
-def read_back(path: Path) -> tuple[str, int, bytes]:
-    """SHA-256, size and first bytes of a file, read from the device (cache dropped first)."""
+def read_back(path: Path, keep: bool = False) -> tuple[str, int, bytes]:
+    """SHA-256, size and first bytes (with ``keep``: all bytes) of a file, read from the
+    device (cache dropped first)."""
     h = hashlib.sha256()
     size = 0
     head = b""
+    kept: list[bytes] = []
     with open(path, "rb", buffering=0) as fp:
         drop_cache(fp.fileno())
         buf = bytearray(CHUNK)
@@ -80,15 +86,18 @@ def read_back(path: Path) -> tuple[str, int, bytes]:
                 break
             if not head:
                 head = bytes(view[: min(n, 65536)])
+            if keep:
+                kept.append(bytes(view[:n]))
             h.update(view[:n])
             size += n
-    return h.hexdigest(), size, head
+    return h.hexdigest(), size, b"".join(kept) if keep else head
 
 
 def _check_one(root: Path, exp: Expected) -> tuple[str | None, int]:
     path = root.joinpath(*exp.rel.split("/"))
     try:
-        digest, size, head = read_back(path)
+        digest, size, head = read_back(path, keep=True) if exp.pixel_digest is not None \
+            else read_back(path)
     except FileNotFoundError:
         return f"{exp.rel}: missing on the medium", 0
     except OSError as exc:
@@ -102,7 +111,31 @@ def _check_one(root: Path, exp: Expected) -> tuple[str | None, int]:
             return (f"{exp.rel}: File Meta names {meta.sop_instance} / {meta.sop_class} / "
                     f"{ts_name(meta.transfer_syntax)}, expected {exp.sop_uid} / "
                     f"{exp.sop_class} / {ts_name(exp.transfer_syntax)}"), size
+    if exp.pixel_digest is not None:
+        why = _pixels_differ(head, exp.pixel_digest)
+        if why:
+            return f"{exp.rel}: {why}", size
     return None, size
+
+
+def _pixels_differ(data: bytes, want: str) -> str | None:
+    """Why the pixel values decoded from ``data`` are not the source's, or None."""
+    import io
+    import warnings
+
+    import pydicom
+
+    from app.core.export.transcode import pixel_digest
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # recorded when the file was made
+            got = pixel_digest(pydicom.dcmread(io.BytesIO(data)))
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification failure
+        return f"its pixel data cannot be decoded back ({type(exc).__name__}: {exc})"
+    if got != want:
+        return "its decoded pixel values differ from the source's"
+    return None
 
 
 def verify_bytes(root: Path, expected: list[Expected], *,

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from app.core.errors import DiscBridgeError, ExportError
@@ -62,8 +62,15 @@ def _fail(f: PlannedFile, exc: BaseException) -> ExportError:
 
 def run_file_jobs(plan: ExportPlan, heavy: list[PlannedFile], icons: list[PlannedFile],
                   dest_of: Callable[[PlannedFile], str], want_hash: bool, cancel: CancelToken,
-                  on_done: Callable[[PlannedFile, FileResult], None]) -> dict[str, FileResult]:
-    """Run rewrite/transcode jobs (``heavy``) and icon-only jobs; results by SOP Instance UID."""
+                  on_done: Callable[[PlannedFile, FileResult], None],
+                  on_skip: Callable[[PlannedFile, ExportError], None] | None = None,
+                  ) -> dict[str, FileResult]:
+    """Run rewrite/transcode jobs (``heavy``) and icon-only jobs; results by SOP Instance UID.
+
+    A job that fails stops the export (an ExportError naming the file), except with
+    ``on_skip``: a failure of that file alone (its bytes cannot be converted; not a full disk
+    or a vanished source) is handed to ``on_skip`` and the other files go on.
+    """
     work = [(f, dest_of(f)) for f in heavy] + [(f, None) for f in icons]
     results: dict[str, FileResult] = {}
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -74,6 +81,9 @@ def run_file_jobs(plan: ExportPlan, heavy: list[PlannedFile], icons: list[Planne
             try:
                 res = process_file(_job(plan, f, dest, want_hash))
             except Exception as exc:  # noqa: BLE001 - turned into an ExportError naming the file
+                if on_skip is not None and not isinstance(exc, OSError | BrokenExecutor):
+                    on_skip(f, _fail(f, exc))
+                    continue
                 raise _fail(f, exc) from exc
             results[f.sop_uid] = res
             if dest is not None:
@@ -105,6 +115,9 @@ def run_file_jobs(plan: ExportPlan, heavy: list[PlannedFile], icons: list[Planne
                 try:
                     res = fut.result()
                 except Exception as exc:  # noqa: BLE001 - as above
+                    if on_skip is not None and not isinstance(exc, OSError | BrokenExecutor):
+                        on_skip(f, _fail(f, exc))
+                        continue
                     raise _fail(f, exc) from exc
                 results[f.sop_uid] = res
                 if dest is not None:
