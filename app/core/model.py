@@ -34,6 +34,7 @@ PROBLEM_CODES = (
     "bad-icon",
     "bad-charset",
     "read-error",
+    "bad-pixel-data",
 )
 
 

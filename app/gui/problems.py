@@ -101,6 +101,9 @@ PROBLEM_TEXTS: dict[str, tuple[str, str]] = {
     "missing-key": (
         _N("The disc's index leaves out information the standard requires."),
         _N("Listed the images anyway; an export fills the missing information in.")),
+    "bad-pixel-data": (
+        _N("An image's pixel data has the wrong size for its stated dimensions."),
+        _N("Listed it; the picture may be incomplete or wrong.")),
     "bad-icon": (
         _N("A small preview picture stored in the disc's index is damaged."),
         _N("Drew the preview from the image itself instead.")),

@@ -2,8 +2,9 @@
 
 Several sources merge; an instance already seen (same SOP Instance UID) is dropped with an
 ``info`` problem (the first source wins); exporting a whole medium also names the files its
-reader set aside (a second copy of an instance, a file that is not DICOM). Each file is opened through its medium's ``fs`` (so
-files inside an .iso work and nothing outside a medium root is read) and read header-only:
+reader set aside (a second copy of an instance, a file that is not DICOM). Each file is opened
+through its medium's ``fs`` (so files inside an .iso work and nothing outside a medium root is
+read) and read header-only:
 File Meta with :func:`app.core.export.transcode.parse_meta_info`, the dataset with pydicom up to the
 Pixel Data. A file that cannot be read stops the plan with an ExportError naming it.
 """

@@ -9,7 +9,11 @@ Beyond what :func:`app.core.medium.reader.open_medium` already found (kept, firs
   (an instance whose patient/study/series differs is moved where its header puts it);
 - ``missing-key`` for the Type 1 keys of each record type and application profile
   (:func:`app.core.dicomdir.records.required_keys`; STANDARDS.md §2, §4), not already reported;
-- ``bad-icon`` for Icon Image Sequences that do not decode or break STANDARDS.md §3.
+- ``bad-icon`` for Icon Image Sequences that do not decode or break STANDARDS.md §3;
+- ``bad-pixel-data`` for native (not encapsulated) Pixel Data whose length is not what Rows ×
+  Columns × Samples per Pixel × Number of Frames × Bits Allocated require (PS3.5 §8.1.1: 1-bit
+  data packed, the value padded to an even length): an error when too short, a warning when
+  longer.
 
 File ID rules (PS3.10 §8.2/8.5), missing, empty and unreferenced files are reported by the
 reader itself and appear here unchanged.
@@ -79,8 +83,9 @@ def check_medium(medium: Medium, profile: str | None = None,
             add(p)
     for p in _icon_problems(medium):
         add(p)
-    todo = [(pat, st, se, inst) for pat, st, se, inst in medium.walk()
-            if inst.path is not None and inst.referenced]
+    # Unreferenced files were read by the scan already (their problems are listed): here only
+    # what the scan does not judge (the Pixel Data length).
+    todo = [(pat, st, se, inst) for pat, st, se, inst in medium.walk() if inst.path is not None]
     moves: list[tuple[Instance, Series, dict[str, str | None]]] = []
     for i, (pat, st, se, inst) in enumerate(todo):
         if cancel is not None and i % 16 == 0:
@@ -92,6 +97,12 @@ def check_medium(medium: Medium, profile: str | None = None,
         assert medium.fs is not None and inst.path is not None
         res = read_one(medium.fs, FileRef(inst.path, Entry(inst.path.rsplit("/", 1)[-1], False,
                                                              inst.size or 0)), prefilter=False)
+        if not inst.referenced:
+            bad = None if res.info is None or res.info.truncated else \
+                pixel_data_problem(inst.path, res.info)
+            if bad is not None:
+                add(bad)
+            continue
         if res.problem is not None:
             add(res.problem)
             continue
@@ -104,6 +115,10 @@ def check_medium(medium: Medium, profile: str | None = None,
             add(Problem("warning", "bad-charset", inst.path, res.info.charset_problem))
         if res.info.truncated:
             add(Problem("error", "truncated-file", inst.path, "file ends inside its Pixel Data"))
+        else:
+            bad = pixel_data_problem(inst.path, res.info)
+            if bad is not None:
+                add(bad)
         if _file_wins(inst, res.info, pat, st, se):
             moves.append((inst, se, res.info.values))
     if moves:
@@ -270,6 +285,38 @@ def _compare(pat: Patient, st: Study, se: Series, inst: Instance,
         if rec is not None and file is not None and rec.strip() != file.strip():
             yield Problem("warning", "record-file-mismatch", inst.path,
                           f"{label} differs: record {rec!r}, file {file!r} (the file's is used)")
+
+
+_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+_HALF_CHROMA = ("YBR_FULL_422", "YBR_PARTIAL_422")  # two samples' worth per pixel (PS3.3 C.7.6.3)
+
+
+def pixel_data_problem(path: str, info: HeaderInfo) -> Problem | None:
+    """``bad-pixel-data`` when native Pixel Data is not as long as its image needs, else None."""
+    if info.pixel_length is None or info.transfer_syntax not in _NATIVE:
+        return None
+    v = info.values
+    try:
+        rows, cols, bits = int(v["Rows"] or ""), int(v["Columns"] or ""), int(v["BitsAllocated"] or "")
+        samples = int(v.get("SamplesPerPixel") or 1)
+        frames = int(v.get("NumberOfFrames") or 1)
+    except (KeyError, ValueError):
+        return None  # the keys themselves are missing or malformed: not this check's business
+    if (v.get("PhotometricInterpretation") or "").strip() in _HALF_CHROMA and samples == 3:
+        samples = 2
+    need = (rows * cols * samples * max(frames, 1) * bits + 7) // 8
+    padded = need + need % 2
+    got = info.pixel_length
+    what = (f"{rows}×{cols} pixels × {samples} samples × {max(frames, 1)} frames × "
+            f"{bits} bits" + (" (packed)" if bits == 1 else ""))
+    if got < need:
+        return Problem("error", "bad-pixel-data", path,
+                       f"Pixel Data holds {got} bytes; {what} need {need}")
+    if got > padded:  # a whole frame or more too long: readers see frames that are not there
+        frame = max(1, need // max(frames, 1))
+        return Problem("error" if got - padded >= frame else "warning", "bad-pixel-data", path,
+                       f"Pixel Data holds {got} bytes where {what} need {padded}")
+    return None
 
 
 def _file_wins(inst: Instance, info: HeaderInfo, pat: Patient, st: Study, se: Series) -> bool:

@@ -119,6 +119,7 @@ class HeaderInfo:
     has_pixels: bool = False
     charset_problem: str | None = None  # text that could not be decoded cleanly
     truncated: bool = False  # the file ends inside its Pixel Data
+    pixel_length: int | None = None  # the Pixel Data value's length (None: encapsulated/absent)
 
 
 def plausible_head(head: bytes) -> bool:
@@ -141,7 +142,7 @@ def header_info(header: Any) -> HeaderInfo:
     is_dd = header.is_dicomdir or meta_class == DICOMDIR_SOP_CLASS \
         or values.get("SOPClassUID") == DICOMDIR_SOP_CLASS
     return HeaderInfo(values, _str(header.transfer_syntax), bool(is_dd), bool(header.has_pixels),
-                      header.charset_problem, bool(header.truncated))
+                      header.charset_problem, bool(header.truncated), header.pixel_length)
 
 
 def _str(v: object) -> str | None:
