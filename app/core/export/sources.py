@@ -358,6 +358,7 @@ def read_source(medium: Medium, inst: Instance,
 
 _PIXEL_TAGS = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00"}
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
 
 
 def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
@@ -376,6 +377,8 @@ def pixel_damage(fp: BinaryIO, offset: int, size: int, implicit: bool,
         head = fp.read(12)
     if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
         return None
+    if not implicit and head[4:6] not in _PIXEL_VRS:
+        implicit = True  # no VR: the dataset is Implicit VR whatever its transfer syntax says
     if implicit:
         length, start = struct.unpack_from("<I", head, 4)[0], offset + 8
     else:
