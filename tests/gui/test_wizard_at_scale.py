@@ -54,6 +54,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QAbstractButton, QWizard
 from pytestqt.qtbot import QtBot
 
+from app.core.export.uids import conformant_uid, is_valid_uid
 from app.core.jobs import Progress
 from app.core.medium.reader import open_medium
 from app.core.model import Medium
@@ -196,12 +197,15 @@ def quiet_read(path: Path, **kwargs: Any) -> pydicom.Dataset:
 
 
 def sop_uid(path: Path) -> str:
-    """The file's SOP Instance UID ("" when none), without pydicom's warnings about its value
-    (values are converted when first used: inside the catch)."""
+    """The SOP Instance UID the file has on an exported medium ("" when none): its own, or, when
+    that is not a valid UID, the 2.25 UID the export derives from it (app.core.export.uids).
+    Without pydicom's warnings about its value (values are converted when first used: inside
+    the catch)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        return str(ds.get("SOPInstanceUID", "") or "")
+        uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    return conformant_uid(uid) if uid and not is_valid_uid(uid) else uid
 
 
 def exported_files(root: Path) -> dict[str, list[Path]]:
@@ -508,18 +512,20 @@ def pixels(path: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["folder", "iso"])
 @pytest.mark.parametrize("collection", ["pydicom", "pydicom-data"])
-def test_real_files_through_the_hook(collection: str, tmp_path: Path) -> None:
+def test_real_files_through_the_hook(collection: str, kind: str, tmp_path: Path) -> None:
     base = pydicom_test_root() if collection == "pydicom" else pydicom_data_root()
     src = tmp_path / "src"
     files = copy_decodable(base, src)
     assert len(files) > 100 or collection != "pydicom"
     home = tmp_path / "home"
     home.mkdir()
-    dest = tmp_path / "out"
+    out, iso = tmp_path / "out", tmp_path / "real.iso"
+    where = [str(out)] if kind == "folder" else ["-", "--iso", str(iso)]
     t0 = time.monotonic()
-    proc = run_hook(src, str(dest), home, "--profile", "STD-GEN-CD", "--study-date", "20200101",
-                    "--skip-unexportable")
+    proc = run_hook(src, where[0], home, *where[1:], "--profile", "STD-GEN-CD",
+                    "--study-date", "20200101", "--skip-unexportable")
     seconds = time.monotonic() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert WRITTEN_RE.search(proc.stdout), proc.stdout
@@ -530,6 +536,7 @@ def test_real_files_through_the_hook(collection: str, tmp_path: Path) -> None:
     assert report["ok"] and report["verification"]["ok"]
     if collection == "pydicom":  # its odd values warn: in the report, not on stderr
         assert any("UserWarning" in w for w in report["warnings"]), report["warnings"]
+    dest = out if kind == "folder" else extract_iso(iso, tmp_path / "extracted")
     # Every source file: on the medium (by SOP Instance UID), or named with a reason.
     on_medium = exported_files(dest)
     assert [u for u, p in on_medium.items() if len(p) > 1] == []
@@ -544,6 +551,19 @@ def test_real_files_through_the_hook(collection: str, tmp_path: Path) -> None:
             unaccounted.append(str(path.relative_to(src)))
     assert unaccounted == []
     check_fileset(dest)
+    # dciodvfy: no error in the DICOMDIR, none in a copy that its source did not have.
+    tool = require_tool("dciodvfy")
+    assert dciodvfy_errors(tool, dest / "DICOMDIR") == set()
+    by_uid = {sop_uid(path): path for path in files}
+    new_errors: dict[str, set[str]] = {}
+    for sop, (copy,) in sorted(on_medium.items()):
+        source = by_uid.get(sop)
+        if source is None:
+            continue
+        extra = dciodvfy_errors(tool, copy) - dciodvfy_baseline(tool, source, tmp_path)
+        if extra:
+            new_errors[f"{copy.relative_to(dest)} (from {source.name})"] = extra
+    assert new_errors == {}
     # Transcoded files decode; pixels equal the source's on lossless paths.
     assert report["transcodings"]
     lossy_checked = lossless_checked = 0

@@ -80,7 +80,8 @@ def finish_volume(plan: ExportPlan, v: Volume, staging: Path, results: dict[str,
             else copy_header(f)
         if res.icon is not None:
             icons[f.sop_uid] = item_from_bytes(res.icon)
-        expected.append(Expected(f.rel, res.sha256 or "", f.sop_uid, f.sop_class, f.target_ts,
+        on_medium = f.value("SOPInstanceUID") or f.sop_uid  # a corrected UID, if invalid
+        expected.append(Expected(f.rel, res.sha256 or "", on_medium, f.sop_class, f.target_ts,
                                  res.size, res.pixel_digest))
     _emit(progress, Progress("dicomdir", 0, len(v.files), message=f"DICOMDIR {v.fileset_id}"))
     data = prebuilt if prebuilt is not None else _build(plan, v, headers, icons, progress,

@@ -45,6 +45,7 @@ from app.core.export.transcode import (
     is_compressed,
     ts_name,
 )
+from app.core.export.uids import uid_fixes
 from app.core.export.values import vr_fixes
 from app.core.export.volumes import capacity_for, name_volumes, pack_volumes
 from app.core.jobs import CancelToken, ProgressCallback
@@ -241,6 +242,8 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
     for it, n in zip(items, targets, strict=True):  # record values invalid for their VR
         record_type = record_type_for(sources[n].get("SOPClassUID"))
         for keyword, (value, why) in vr_fixes(sources[n].get, record_type, profile).items():
+            it.fix(keyword, value, why)
+        for keyword, (value, why) in uid_fixes(sources[n].get).items():  # invalid UIDs
             it.fix(keyword, value, why)
     assign_patient_ids(items, options.on_id_clash)
     studies: dict[str, list[Item]] = {}
