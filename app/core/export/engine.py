@@ -31,7 +31,7 @@ from app.core.export.finish import finish_volume, iso_and_burn, prebuild_dicomdi
 from app.core.export.options import ExportOptions
 from app.core.export.plan import ExportPlan, PlannedFile, Volume, gc_paused, plan_export
 from app.core.export.report import ExportReport, Verification, VolumeResult
-from app.core.export.transcode import FileResult
+from app.core.export.transcode import FileResult, warning_lines
 from app.core.export.verify import Expected, verify_bytes, verify_records
 from app.core.export.worker import run_file_jobs
 from app.core.export.write import (
@@ -142,10 +142,7 @@ def _save(report: ExportReport, where: Path | None) -> Path | None:
 
 
 def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
-    seen: dict[str, None] = {}
-    for w in caught:
-        seen.setdefault(" ".join(f"{w.category.__name__}: {w.message}".split()), None)
-    return [f"while exporting: {line}" for line in seen]
+    return [f"while exporting: {line}" for line in warning_lines(caught)]
 
 
 def execute(plan: ExportPlan, progress: ProgressCallback | None = None,

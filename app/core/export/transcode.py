@@ -392,11 +392,16 @@ def process_file(job: FileJob) -> FileResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _process_file(job)
+    result.warnings = warning_lines(caught)
+    return result
+
+
+def warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Recorded warnings as one line each (``Category: message``), each said once."""
     seen: dict[str, None] = {}
     for w in caught:
         seen.setdefault(" ".join(f"{w.category.__name__}: {w.message}".split()), None)
-    result.warnings = list(seen)
-    return result
+    return list(seen)
 
 
 def _process_file(job: FileJob) -> FileResult:
