@@ -88,7 +88,7 @@ class RawDicomdir:
 
 @dataclass
 class DicomdirParse:
-    """What a DICOMDIR lists (INTERFACES.md): the record tree and the problems found.
+    """What a DICOMDIR lists: the record tree and the problems found.
 
     Instances have ``path=None`` and ``file_id`` as recorded; ``other_records`` holds
     root-level records that are not PATIENTs (HANGING PROTOCOL, PALETTE, PRIVATE, ...).

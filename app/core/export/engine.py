@@ -1,11 +1,13 @@
 """Export: plan → stage → write → DICOMDIR → flush → verify → install (→ ISO → burn).
 
-Public API (INTERFACES.md): :func:`run_export`, :func:`plan_export`, :func:`execute`,
-:class:`ExportReport`, :class:`ExportPlan`. The pieces live in small modules:
-``export_plan`` (decisions and sizes), ``export_identity`` (Patient IDs and Type 1 values),
-``fixes`` (Original Attributes Sequence), ``transcode`` (per-file pydicom work),
-``export_write`` (staging, copies, flush, atomic install), ``export_verify``, ``export_report``,
-``readme_txt``; the DICOMDIR is E1a's ``dicomdir_write``, ISO and burning E2's ``iso``/``burn``.
+The one export engine of the command line and the window: :func:`run_export` (plan and write),
+:func:`execute_and_report` (write a plan and save its report, whatever happens: the wizard's
+child process calls it), :func:`execute`, :func:`plan_export`. The pieces live beside it in
+``app.core.export``: ``plan`` (decisions and sizes), ``identity`` (Patient IDs and Type 1
+values), ``uids`` and ``values`` (invalid values made valid), ``fixes`` (Original Attributes
+Sequence), ``transcode`` and ``worker`` (per-file work on worker processes, which return plain
+data), ``write`` (staging, copies, flush, atomic install), ``finish`` (README.TXT, DICOMDIR,
+ISO, burn), ``verify``, ``report``, ``readme_txt``.
 
 Safety (issue 3 item 4): sources are only read; everything is written into a staging folder
 inside DEST and moved into place at the end (the DICOMDIR last); cancel, any error, a full disk

@@ -1,8 +1,8 @@
 """The end of writing a volume (README.TXT, DICOMDIR with series icons), and ISO / burn.
 
-The DICOMDIR is E1a's :func:`app.core.dicomdir.write.build_dicomdir`; SERIES icons follow the
+The DICOMDIR is :func:`app.core.dicomdir.write.build_dicomdir`; SERIES icons follow the
 DESIGN.md rule (the middle instance, :func:`app.core.imaging.display.series_representative`). The ISO
-image and burning are E2's :mod:`app.core.devices.iso_image` / :mod:`app.core.devices.burn`: Volume ID = File-set ID,
+image and burning are :mod:`app.core.devices.iso_image` / :mod:`app.core.devices.burn`: Volume ID = File-set ID,
 a UDF bridge for BD, the image read back and compared (``verify_iso``), a burn verified by the
 backend's read-back.
 """
@@ -54,7 +54,7 @@ def prebuild_dicomdirs(plan: ExportPlan, cancel: CancelToken) -> dict[int, bytes
 
 def _build(plan: ExportPlan, v: Volume, headers: dict[str, Dataset], icons: dict[str, Dataset],
            progress: ProgressCallback | None, cancel: CancelToken) -> bytes:
-    from app.core.dicomdir.write import DirEntry, build_dicomdir  # E1a's module
+    from app.core.dicomdir.write import DirEntry, build_dicomdir
 
     entries = [DirEntry(f.file_id, headers[f.sop_uid], icons.get(f.sop_uid)) for f in v.files]
     try:
@@ -119,7 +119,7 @@ def _series_icons(v: Volume, icons: dict[str, Dataset]) -> dict[str, Dataset]:
 def iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected]],
                   report: ExportReport, progress: ProgressCallback | None,
                   cancel: CancelToken, temp_root: Path | None) -> None:
-    from app.core.devices.iso_image import verify_iso, write_iso  # E2's module
+    from app.core.devices.iso_image import verify_iso, write_iso
 
     opts = plan.options
     udf = plan.media_type == "bd"
@@ -142,7 +142,7 @@ def iso_and_burn(plan: ExportPlan, dest: Path, expected: dict[int, list[Expected
             report.verification.iso_failures.extend(f"{iso.name}: {m}" for m in fails)
     report.timings["iso"] = time.monotonic() - t
     if opts.burn is not None:
-        from app.core.devices.burn import burn_image  # E2's module
+        from app.core.devices.burn import burn_image
 
         t = time.monotonic()
         result = burn_image(isos[0], opts.burn, progress=progress, cancel=cancel)

@@ -178,7 +178,7 @@ def _dest_label(f: PlannedFile, volumes: list[Volume]) -> str:
 
 def _open_sources(options: ExportOptions, progress: ProgressCallback | None,
                   cancel: CancelToken | None) -> list[Medium]:
-    from app.core.medium.reader import open_medium  # R2's module
+    from app.core.medium.reader import open_medium
 
     media = []
     for src in options.sources:
@@ -193,7 +193,7 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
             created: _dt.datetime, skipped: list[tuple[str, str]]) -> list[PlannedFile]:
     """The planned files; with ``options.skip_unexportable`` the instances that cannot be
     exported are appended to ``skipped`` (file, why) instead of stopping the export."""
-    from app.core.dicomdir.records import record_type_for  # E1a's module
+    from app.core.dicomdir.records import record_type_for
 
     refused: list[tuple[str, str]] = []
     encodable = [ts for ts in profile.transfer_syntaxes if can_encode(ts)]

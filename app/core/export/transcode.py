@@ -412,7 +412,7 @@ def _process_file(job: FileJob) -> FileResult:
     notes: list[str] = []
     icon = None
     if job.icon_size:
-        from app.core.imaging.display import make_icon_item  # IMG's module
+        from app.core.imaging.display import make_icon_item
 
         try:
             icon = item_bytes(make_icon_item(ds, job.icon_size))

@@ -182,7 +182,7 @@ def verify_bytes(root: Path, expected: list[Expected], *,
 def verify_records(root: Path, expected: list[Expected],
                    cancel: CancelToken | None = None) -> list[str]:
     """Reopen ``root`` with the reader; every record must match its planned file."""
-    from app.core.medium.reader import open_medium  # R2's module
+    from app.core.medium.reader import open_medium
 
     try:
         medium = open_medium(root, cancel=cancel)

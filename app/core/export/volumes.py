@@ -31,7 +31,7 @@ def _round(size: int, block: int) -> int:
 
 def capacity_for(options: ExportOptions, override: int | None) -> tuple[int, str, list[str]]:
     """Bytes per volume, how that was found, and warnings (a USB stick that is not FAT)."""
-    from app.core.devices import capacity as cap  # E2's module
+    from app.core.devices import capacity as cap
 
     media = options.effective_media
     warnings: list[str] = []
