@@ -472,6 +472,10 @@ def _leave_out(plan: ExportPlan, left_out: list[tuple[PlannedFile, str]]) -> Non
             for se in st.series:
                 se.files = [f for f in se.files if f.sop_uid not in gone]
     plan.skipped.extend((f.src.label, why.removeprefix(f"{f.src.label}: ")) for f, why in left_out)
+    if not plan.files:  # nothing left to write: a refusal, not an empty medium
+        shown = "; ".join(f"{f}: {why}" for f, why in plan.skipped[:20])
+        raise ExportError(f"nothing to export: all {len(plan.skipped)} instance(s) cannot be "
+                          f"exported ({plan.profile.name}): {shown}")
 
 
 def _copy_threads(plan: ExportPlan) -> int:

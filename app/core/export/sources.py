@@ -27,6 +27,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
 
+from app.core.dicom.elements import dictionary_vr
 from app.core.errors import DiscBridgeError, ExportError
 from app.core.export.fixes import value_str
 from app.core.export.transcode import (
@@ -251,7 +252,12 @@ def _index(head: bytes, meta: MetaInfo, whole: bool
         end = start + length
         if length == 0xFFFFFFFF or end > size:
             return None
-        elems[tag] = (names[vr], start, length)
+        name = names[vr]
+        if name == "UN" and group & 1 == 0:  # a public element written as UN (PS3.5 §6.2.2):
+            known = dictionary_vr(tag)  # its value bytes are those of its own VR
+            if known and known not in ("UN", "SQ") and " " not in known:
+                name = known
+        elems[tag] = (name, start, length)
         pos = end
     return elems, pos
 
