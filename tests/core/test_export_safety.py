@@ -109,21 +109,46 @@ def test_full_disk_injected_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert tree_hashes(dest) == before and listing(dest) == ["keep.txt"]
 
 
-def test_full_disk_in_a_rewrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = _source(tmp_path, n=3, StudyID="")  # every file needs a Study ID: rewrites
+def test_full_disk_in_a_header_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _source(tmp_path, n=3, StudyID="")  # every file needs a Study ID: header splices
     dest = tmp_path / "dest"
+    plan = _plan(src, dest)
+    assert {f.action for f in plan.files} == {"splice"}
+    real = export_write.copy_file
+    count = {"n": 0}
+
+    def failing(*a, **kw):
+        count["n"] += 1
+        if count["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(a[1]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr("app.core.export.engine.copy_file", failing)
+    with pytest.raises(ExportError, match="full"):
+        execute(plan)
+    assert not dest.exists()
+
+
+def test_full_disk_in_a_rewrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An ID clash resolved by a new ID edits Other Patient IDs Sequence: a pydicom rewrite.
+    src = tmp_path / "src"
+    for n, name in enumerate(("Anna^A", "Berta^B", "Carla^C")):
+        write_instance(src / f"f{n}.dcm", make_dataset(PatientID="X", PatientName=name))
+    dest = tmp_path / "dest"
+    plan = _plan(src, dest, on_id_clash="separate")
+    assert "rewrite" in {f.action for f in plan.files}
     real = export_worker.process_file
     count = {"n": 0}
 
     def failing(job):
         count["n"] += 1
-        if count["n"] == 2:
+        if count["n"] == 1:
             raise OSError(errno.ENOSPC, "No space left on device", job.dest)
         return real(job)
 
     monkeypatch.setattr(export_worker, "process_file", failing)
     with pytest.raises(ExportError, match="full"):
-        execute(_plan(src, dest))
+        execute(plan)
     assert not dest.exists()
 
 

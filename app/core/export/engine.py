@@ -383,7 +383,7 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
     left_out: list[tuple[PlannedFile, str]] = []
     heavy = [f for f in files if f.action in ("rewrite", "transcode")]
     icons = [f for f in files if plan.icon_size and f.record_type == "IMAGE"
-             and "Rows" in f.src and f.action in ("copy", "meta")]
+             and "Rows" in f.src and f.action in _COPIED]
     inner = CancelToken()  # stops the pool thread on cancel or on an error here
     pool_out: dict[str, object] = {}
 
@@ -405,15 +405,15 @@ def _write_files(plan: ExportPlan, staging: Path, progress: ProgressCallback | N
         if heavy or icons else None
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-hash")
     hashes: dict[str, Future[str]] = {}
-    copies = [f for f in files if f.action in ("copy", "meta")]
+    copies = [f for f in files if f.action in _COPIED]
 
     def copy(f: PlannedFile) -> None:
         if cancel.cancelled or "error" in pool_out:
             return
         res = _copy_one(f, _dest_path(staging, plan, f), cancel, tick)
         if want_hash and res.sha256 is None and f.src.local is not None:
-            hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local, f.meta_bytes or b"",
-                                              f.src.body_offset if f.action == "meta" else 0)
+            prefix, offset = _prefix_and_offset(f)
+            hashes[f.sop_uid] = hasher.submit(hash_source, f.src.local, prefix, offset)
         results[f.sop_uid] = res
         tick(0, True)
 
@@ -478,6 +478,18 @@ def _leave_out(plan: ExportPlan, left_out: list[tuple[PlannedFile, str]]) -> Non
                           f"exported ({plan.profile.name}): {shown}")
 
 
+_COPIED = ("copy", "meta", "splice")  # written from the source by the kernel, not a worker
+
+
+def _prefix_and_offset(f: PlannedFile) -> tuple[bytes, int]:
+    """New bytes written first, and where in the source the kernel copy starts."""
+    if f.action == "splice" and f.splice is not None:
+        return f.splice.prefix, f.splice.offset
+    if f.action == "meta":
+        return f.meta_bytes or b"", f.src.body_offset
+    return b"", 0
+
+
 def _copy_threads(plan: ExportPlan) -> int:
     """Copy threads: 2 from disks and folders; 1 from optical discs and .iso images, where
     interleaved reads would make the drive seek."""
@@ -500,8 +512,7 @@ def _copy_one(f: PlannedFile, dst: Path, cancel: CancelToken,
               on_bytes: Callable[[int], None]) -> FileResult:
     """Kernel copy (local sources; hashed later from the source) or a hashed stream (.iso)."""
     src = f.src
-    prefix = f.meta_bytes or b""
-    offset = src.body_offset if f.action == "meta" else 0
+    prefix, offset = _prefix_and_offset(f)
     try:
         if src.local is not None:
             digest = copy_file(src.local, dst, cancel=cancel, on_bytes=on_bytes,

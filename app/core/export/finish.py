@@ -35,6 +35,8 @@ def copy_header(f: PlannedFile) -> Dataset:
     """The record dataset of a copied file: its header, with our File Meta for a new header."""
     from app.core.export.transcode import header_only, set_our_meta
 
+    if f.action == "splice" and f.splice is not None:
+        return f.splice.header()
     if f.action != "meta":
         return f.src.header
     header = header_only(f.src.header)
@@ -46,7 +48,7 @@ def prebuild_dicomdirs(plan: ExportPlan, cancel: CancelToken) -> dict[int, bytes
     """The DICOMDIR of every volume, built from the plan alone, when the written files cannot
     differ from the plan (copies only, no icons): the export builds it while the files are
     being copied. None when some file's header comes from a rewrite."""
-    if plan.icon_size or any(f.action not in ("copy", "meta") for f in plan.files):
+    if plan.icon_size or any(f.action not in ("copy", "meta", "splice") for f in plan.files):
         return None
     return {v.index: _build(plan, v, {f.sop_uid: copy_header(f) for f in v.files}, {}, None,
                             cancel) for v in plan.volumes}

@@ -37,6 +37,7 @@ from app.core.export.plan_model import (
     Volume,
 )
 from app.core.export.sources import SourceFile, read_sources
+from app.core.export.splice import splice_fixes
 from app.core.export.transcode import (
     can_decode,
     can_encode,
@@ -269,7 +270,7 @@ def _decide(sources: list[SourceFile], profile: Profile, options: ExportOptions,
                           f"{', '.join(missing)} (Type 1), which the instance lacks and which "
                           "cannot be made up"))
             continue
-        out.append(_planned(s, it, targets[n], record_type))
+        out.append(_planned(s, it, targets[n], record_type, created))
     if unfit and options.skip_unexportable:
         skipped.extend(unfit)
     elif unfit:
@@ -365,12 +366,19 @@ def _check_hierarchy(studies: dict[str, list[Item]]) -> None:
                           + ". Nothing was written; correct the sources or export them apart.")
 
 
-def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedFile:
+def _planned(s: SourceFile, it: Item, target: str, record_type: str,
+             created: _dt.datetime | None = None) -> PlannedFile:
     sop_uid = s.get("SOPInstanceUID") or ""
     sop_class = s.get("SOPClassUID") or ""
     fixes = dict(it.fixes)
     meta_bytes = None
-    if target != s.transfer_syntax:
+    splice = None
+    if fixes and not it.other_patient_id and target == s.transfer_syntax:
+        splice = splice_fixes(s, fixes, sop_class, fixes.get("SOPInstanceUID") or sop_uid,
+                              target, created)
+    if splice is not None:  # new header bytes + the source's body by the kernel: no pydicom
+        action, exact, est = "splice", True, len(splice.prefix) + s.size - splice.offset
+    elif target != s.transfer_syntax:
         action, exact = "transcode", False
         if is_compressed(s.transfer_syntax):
             est = s.header_bytes + 512 + decoded_size(s.header)
@@ -391,7 +399,7 @@ def _planned(s: SourceFile, it: Item, target: str, record_type: str) -> PlannedF
                        source_ts=s.transfer_syntax, target_ts=target, action=action,
                        fixes=fixes, reasons=dict(it.reasons),
                        other_patient_id=it.other_patient_id, est_size=est, exact=exact,
-                       meta_bytes=meta_bytes)
+                       meta_bytes=meta_bytes, splice=splice)
 
 
 def _int_or(text: str | None, default: int = 1 << 30) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.dicomdir.profiles import Profile
 from app.core.errors import ExportError
@@ -16,6 +16,9 @@ from app.core.export.fixes import Change
 from app.core.export.options import ExportOptions
 from app.core.export.sources import SourceFile
 from app.core.model import Medium, Problem
+
+if TYPE_CHECKING:
+    from app.core.export.splice import Splice
 
 
 class RefusedInstances(ExportError):
@@ -45,13 +48,14 @@ class PlannedFile:
     record_type: str
     source_ts: str
     target_ts: str
-    action: str  # "copy" | "meta" | "rewrite" | "transcode"
+    action: str  # "copy" | "meta" | "splice" | "rewrite" | "transcode"
     fixes: dict[str, str]
     reasons: dict[str, str]
     other_patient_id: str | None
     est_size: int
     exact: bool
     meta_bytes: bytes | None = None  # action "meta": the new header
+    splice: Splice | None = None  # action "splice": new header bytes, then the source's body
     volume: int = 0
     file_id: tuple[str, ...] = ()
 

@@ -74,7 +74,10 @@ def run_file_jobs(plan: ExportPlan, heavy: list[PlannedFile], icons: list[Planne
     work = [(f, dest_of(f)) for f in heavy] + [(f, None) for f in icons]
     results: dict[str, FileResult] = {}
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    poolable = main_file is None or os.path.exists(main_file)  # workers re-import __main__
+    # Workers re-import __main__ (a frozen build starts its own executable instead, which
+    # multiprocessing.freeze_support() in packaging/discbridge_main.py turns into a worker).
+    poolable = bool(getattr(sys, "frozen", False)) or main_file is None \
+        or os.path.exists(main_file)
     if len(work) < IN_PROCESS_MAX or not poolable:
         for f, dest in work:
             cancel.raise_if_cancelled()
