@@ -1,7 +1,12 @@
 """Export speed: ``discbridge export --no-verify`` vs ``cp -r`` + ``sync``; verify read-back speed.
 
-Run: ``.venv/bin/python benchmarks/bench_export.py [--files 4000] [--runs 3] [--copy-only]`` (as
-root for the cache-dropping part). Wall times and CPU times (user + system of the child
+Run: ``.venv/bin/python benchmarks/bench_export.py [--files 4000] [--runs 3] [--copy-only]
+[--needs nothing|study-id|implicit] [--window]`` (as root for the cache-dropping part).
+``--needs study-id``: every file lacks its Study ID (a header fix: a byte-level splice);
+``--needs implicit``: every file is Implicit VR Little Endian (re-encoded for STD-GEN-CD).
+``--window``: also the same export through the window (``open --wizard-export``, with
+verification), its "Write to verified" time against the command line's own (plan excluded on
+both sides, so Qt's start-up and the summary page's planning are not counted). Wall times and CPU times (user + system of the child
 processes) are printed per run, with the export's own phases from its JSON report (``startup``
 is everything outside ``run_export``: interpreter start, imports, exit). The first run generates 4,000 CT files of 512×512 (Explicit VR LE, about
 2 GB, no transcoding needed for STD-GEN-CD) with a DICOMDIR under ``benchmarks/_data/export/``
@@ -41,8 +46,9 @@ OUT = ROOT / "benchmarks" / "_out" / "export"
 PY = sys.executable
 
 
-def generate(root: Path, n_files: int) -> None:
-    """4 patients × 2 studies × 5 series × n/40 images (512×512 16-bit CT) + a DICOMDIR."""
+def generate(root: Path, n_files: int, needs: str = "nothing") -> None:
+    """4 patients × 2 studies × 5 series × n/40 images (512×512 16-bit CT) + a DICOMDIR;
+    ``needs``: what every file lacks (module doc)."""
     marker = root / f".complete_{n_files}"
     if marker.exists():
         return
@@ -63,7 +69,18 @@ def generate(root: Path, n_files: int) -> None:
                                       PatientName=f"Export^Bench{pa}", StudyInstanceUID=study,
                                       StudyDate=f"2024020{st}", SeriesInstanceUID=series,
                                       SeriesNumber=str(se), InstanceNumber=str(im))
-                    write_instance(root / f"P{pa}" / f"S{st}" / f"SE{se}" / f"I{im:05d}", ds)
+                    path = root / f"P{pa}" / f"S{st}" / f"SE{se}" / f"I{im:05d}"
+                    if needs == "study-id":
+                        del ds.StudyID
+                    if needs == "implicit":
+                        from pydicom.uid import ImplicitVRLittleEndian
+
+                        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        ds.save_as(path, implicit_vr=True, little_endian=True,
+                                   enforce_file_format=True)
+                    else:
+                        write_instance(path, ds)
                     written += 1
     from app.core.dicomdir.write import write_dicomdir_for_folder
 
@@ -132,16 +149,47 @@ def read_all(root: Path, rels: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t, total
 
 
+def window_vs_cli(runs: int, report: Path) -> None:
+    """Write-to-verified of the window (the hook's T) vs the command line's (total - plan)."""
+    import re
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    win, cli = [], []
+    for _ in range(runs):
+        _rm(OUT / "win")
+        proc = subprocess.run([PY, "-m", "app", "open", str(DATA), "--wizard-export",
+                               str(OUT / "win"), "--media", "usb"], cwd=ROOT,
+                              capture_output=True, text=True, env=env)
+        m = re.search(r"verified, ([\d.]+) s", proc.stdout)
+        if proc.returncode != 0 or m is None:
+            raise SystemExit(f"window export failed:\n{proc.stdout}\n{proc.stderr}")
+        win.append(float(m.group(1)))
+        _elapsed, rep_cli, _cpu = time_export(DATA, OUT / "cli", report, verify=True)
+        cli.append(rep_cli["timings"]["total"] - rep_cli["timings"].get("plan", 0.0))
+        print(f"  window write→verified {win[-1]:6.2f} s   command line {cli[-1]:6.2f} s")
+    _rm(OUT / "win")
+    _rm(OUT / "cli")
+    w, c = statistics.median(win), statistics.median(cli)
+    print(f"window: write→verified median {w:.2f} s; command line median {c:.2f} s; "
+          f"ratio {w / c:.2f} (target <= 1.4)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=4000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--copy-only", action="store_true", help="skip the verification part")
+    ap.add_argument("--needs", choices=["nothing", "study-id", "implicit"], default="nothing",
+                    help="what every source file needs: nothing, a Study ID, re-encoding")
+    ap.add_argument("--window", action="store_true",
+                    help="also time the export through the window (open --wizard-export)")
     args = ap.parse_args()
+    global DATA
+    DATA = DATA if args.needs == "nothing" else DATA.with_name(f"export-{args.needs}")
     t = time.perf_counter()
-    generate(DATA, args.files)
+    generate(DATA, args.files, args.needs)
     size = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
-    print(f"source: {DATA} ({args.files} files, {size / 1e9:.2f} GB; "
+    print(f"source: {DATA} ({args.files} files, {size / 1e9:.2f} GB, needs {args.needs}; "
           f"ready in {time.perf_counter() - t:.1f} s)")
     OUT.mkdir(parents=True, exist_ok=True)
     report = OUT / "report.json"
@@ -173,6 +221,8 @@ def main() -> int:
           f"{min(ex_times):.2f} s")
     print("export phases, medians: " + ", ".join(
         f"{k} {statistics.median(v):.2f} s" for k, v in phases.items()))
+    if args.window:
+        window_vs_cli(args.runs, report)
     if args.copy_only:
         print(f"cores: {os.cpu_count()}")
         return 0

@@ -652,7 +652,10 @@ def held_in_the_pool(plan: Any, progress: Any = None, cancel: Any = None) -> Any
 
     def report(p: Progress) -> None:
         progress(p)
-        if p.phase == "write" and p.done_files >= HOLD_AT and not reached.exists():
+        # (header-only fixes are spliced by the copy threads, which may finish first: hold
+        # only once the pool's workers are at work too)
+        if p.phase == "write" and p.done_files >= HOLD_AT and not reached.exists() \
+                and multiprocessing.active_children():
             note = {"pid": os.getpid(), "done": p.done_files, "total": p.total_files,
                     "pool": [c.pid for c in multiprocessing.active_children()],
                     "descendants": _descendants(os.getpid()),
