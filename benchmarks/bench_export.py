@@ -82,9 +82,10 @@ def generate(root: Path, n_files: int, needs: str = "nothing") -> None:
                     else:
                         write_instance(path, ds)
                     written += 1
-    from app.core.dicomdir.write import write_dicomdir_for_folder
+    if needs == "nothing":  # our writer refuses records without Study ID: those are scanned
+        from app.core.dicomdir.write import write_dicomdir_for_folder
 
-    write_dicomdir_for_folder(root, fileset_id="BENCHSRC")
+        write_dicomdir_for_folder(root, fileset_id="BENCHSRC")
     subprocess.run(["sync"], check=True)
     marker.touch()
 
