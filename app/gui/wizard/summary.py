@@ -99,8 +99,11 @@ def failure_text(exc: BaseException | None, message: str) -> str:
     if exc is not None and hasattr(exc, "studies"):
         studies = list(getattr(exc, "studies", []) or [])
         who = "; ".join(f"{format_name(n) or tr('(no name)')} (e.g. {f})" for _u, n, f in studies[:5])
-        return tr("%1 study has no date in any of its files (Study, Series, Acquisition or "
-                  "Content Date): %2").replace("%1", str(len(studies))).replace("%2", who)
+        text = tr("1 study has no date in any of its files (Study, Series, Acquisition or "
+                  "Content Date): %2") if len(studies) == 1 else tr(
+            "%1 studies have no date in any of their files (Study, Series, Acquisition or "
+            "Content Date): %2")
+        return text.replace("%1", str(len(studies))).replace("%2", who)
     if exc is not None and hasattr(exc, "needed") and getattr(exc, "needed", 0):
         return tr("Too big: the export needs about %1 but the medium holds %2.").replace(
             "%1", human_size(int(exc.needed))).replace(
