@@ -340,6 +340,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.dest is None and args.iso is None and args.burn is None:
         _err("export needs a destination: --to DEST, --iso FILE or --burn DEVICE")
         return EXIT_USAGE
+    if args.profile is not None:  # an unknown profile is a usage error, as for check
+        from app.core.dicomdir.profiles import get_profile
+
+        try:
+            get_profile(args.profile)
+        except ValueError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
     opts = ExportOptions(
         sources=list(args.sources), dest=args.dest, media=args.media, profile=args.profile,
         icons=args.icons, fileset_id=args.fileset_id, institution=args.institution,

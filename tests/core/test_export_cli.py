@@ -74,3 +74,19 @@ def test_default_report_location_is_printed(tmp_path: Path) -> None:
     reports = list((tmp_path / "xdg" / "discbridge" / "reports").glob("export-*.json"))
     assert len(reports) == 1 and f"report: {reports[0]}" in proc.stdout
     assert json.loads(reports[0].read_text())["ok"] is True
+
+
+def test_unknown_export_profile_is_a_usage_error(tmp_path: Path) -> None:
+    """As for check: exit 2, one line naming the known profiles, nothing written."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    out = subprocess.run([sys.executable, "-m", "app", "export", str(src), "--to",
+                          str(tmp_path / "out"), "--profile", "NOPE"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "unknown application profile 'NOPE'" in out.stderr and "STD-GEN-CD" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
