@@ -188,10 +188,23 @@ def temp_next_to(target: Path) -> Path:
     return Path(name)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def fsync_and_replace(tmp: Path, target: Path) -> None:
     """Flush ``tmp`` to the device, rename it to ``target``, flush the directory."""
     with open(tmp, "rb+") as fp:
         os.fsync(fp.fileno())
+        if hasattr(os, "fchmod"):  # as any new file (mkstemp made it 0600)
+            os.fchmod(fp.fileno(), 0o666 & ~_umask())
     os.replace(tmp, target)
     try:
         dir_fd = os.open(target.parent, os.O_RDONLY)

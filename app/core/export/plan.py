@@ -147,6 +147,11 @@ def _plan(options: ExportOptions, media: list[Medium] | None, capacity: int | No
                                 ts_name(f.target_ts),
                                 "lossy source" if f.source_ts in _LOSSY else "")
                     for f in files if f.action == "transcode"]
+    transcodings += [Transcoding(_dest_label(f, volumes), f.src.label, ts_name(f.source_ts),
+                                 ts_name(f.target_ts), "its dataset was not encoded as its "
+                                 "transfer syntax says: re-encoded")
+                     for f in files if f.action == "rewrite" and f.src.encoding_mismatch
+                     and f.source_ts == f.target_ts]
     return ExportPlan(options=options, profile=profile, media_type=options.effective_media,
                       capacity=cap_bytes, capacity_note=cap_note, patients=patients,
                       files=[f for p in patients for s in p.studies for f in s.files],
@@ -385,7 +390,7 @@ def _planned(s: SourceFile, it: Item, target: str, record_type: str,
         else:
             est = s.size + 4 * max(1, len(s.header)) + 512
         est += 256 * len(fixes)
-    elif fixes or it.other_patient_id:
+    elif fixes or it.other_patient_id or s.encoding_mismatch:
         action, exact = "rewrite", False
         est = s.size + 512 + 128 * len(fixes)
     elif s.meta_ok:

@@ -142,10 +142,7 @@ class ExportReport:
     def write(self, path: Path | None) -> Path:
         """Write the JSON report (default location when ``path`` is None); returns the path."""
         if path is None:
-            from app.core.appdirs import user_data_dir
-
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = user_data_dir() / "reports" / f"export-{stamp}.json"
+            path = self.report_path or _new_report_path()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.report_path = path
@@ -155,3 +152,21 @@ class ExportReport:
             fp.write("\n")
         os.replace(tmp, path)
         return path
+
+
+def _new_report_path() -> Path:
+    """``reports/export-YYYYmmdd-HHMMSS.json`` in the data folder, reserved (created
+    exclusively): a second export within the same second gets ``…-2.json``, never the first's."""
+    from app.core.appdirs import user_data_dir
+
+    folder = user_data_dir() / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 10_000):
+        path = folder / (f"export-{stamp}.json" if n == 1 else f"export-{stamp}-{n}.json")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"{folder}: no free report name for {stamp}")

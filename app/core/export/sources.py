@@ -92,6 +92,9 @@ class SourceFile:
     dataset: Dataset | None = field(default=None, repr=False)  # read by pydicom, or built
     _values: _Values = field(init=False, repr=False)
     damage: str | None = None  # why the file is unusable (pixel data cut short), if it is
+    # The dataset is encoded otherwise than its File Meta's transfer syntax says (e.g. Implicit
+    # VR under JPEG): copied as it is, other systems could not read it; it is re-encoded.
+    encoding_mismatch: bool = False
 
     @property
     def header(self) -> Dataset:
@@ -208,10 +211,40 @@ class _Values(dict[str, "str | None"]):
         return value
 
 
-def _ts_of(ds: Dataset, meta: MetaInfo) -> str:
-    if meta.transfer_syntax:
-        return meta.transfer_syntax
+_NATIVE_ENCODING = {IMPLICIT_LE: (True, True), EXPLICIT_LE: (False, True),
+                    EXPLICIT_BE: (False, False)}
+
+
+def _real_encoding(head: bytes) -> tuple[bool, bool] | None:
+    """(implicit, little) of the dataset as its bytes are, by the project's own layout guess
+    (pydicom reads a lying body right but keeps reporting the declared encoding)."""
+    from app.core.dicom.layout import find_layout
+
+    try:
+        layout = find_layout(head)
+    except Exception:  # noqa: BLE001 - undecidable: believe the File Meta
+        return None
+    return (not layout.explicit, layout.little)
+
+
+def _encoding_mismatch(enc: tuple[bool, bool] | None, meta: MetaInfo) -> bool:
+    """The dataset's real encoding is not the one its File Meta's transfer syntax implies."""
+    declared = meta.transfer_syntax
+    if enc is None or not declared or declared == DEFLATED_LE:
+        return False
+    return enc != _NATIVE_ENCODING.get(declared, (False, True))  # compressed: Explicit VR LE
+
+
+def _ts_of(ds: Dataset, meta: MetaInfo, real: tuple[bool, bool] | None = None) -> str:
+    """The transfer syntax the file really uses: for native pixel data, what the bytes are
+    (a File Meta that says Explicit VR over an Implicit VR body is not believed)."""
     enc = getattr(ds, "original_encoding", None)
+    if meta.transfer_syntax:
+        if meta.transfer_syntax in _NATIVE_ENCODING and _encoding_mismatch(real, meta):
+            assert real is not None
+            implicit, little = real
+            return IMPLICIT_LE if implicit else EXPLICIT_LE if little else EXPLICIT_BE
+        return meta.transfer_syntax
     if enc is not None:
         implicit, little = enc
         if implicit:
@@ -351,8 +384,10 @@ def read_source(medium: Medium, inst: Instance,
                 implicit, little = (bool(x) for x in getattr(ds, "original_encoding",
                                                               (False, True)))
                 damage = pixel_damage(fp, header_bytes, size, implicit, little)
+                real = _real_encoding(head)
                 src = SourceFile(medium, inst.path, local, size, label, meta, header_bytes,
-                                 _ts_of(ds, meta), dataset=ds, damage=damage)
+                                 _ts_of(ds, meta, real), dataset=ds, damage=damage,
+                                 encoding_mismatch=_encoding_mismatch(real, meta))
     except DiscBridgeError as exc:
         raise ExportError(f"{label}: {exc}") from exc
     except OSError as exc:

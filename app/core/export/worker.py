@@ -57,7 +57,7 @@ def _fail(f: PlannedFile, exc: BaseException) -> ExportError:
         return ExportError(f"{f.src.label}: {exc}")
     detail = " ".join(str(exc).split())
     return ExportError(f"{f.src.label}: cannot be converted for this medium "
-                       f"({type(exc).__name__}: {detail}); nothing was written")
+                       f"({type(exc).__name__}: {detail}); nothing of it was written")
 
 
 def run_file_jobs(plan: ExportPlan, heavy: list[PlannedFile], icons: list[PlannedFile],
