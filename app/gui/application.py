@@ -154,7 +154,7 @@ def run_gui(paths: list[str] | None = None, demo: bool = False, screenshot: Path
     from app.gui.main_window import MainWindow
 
     app = make_application()
-    uninstall = crash.install(dialogs=screenshot is None)
+    uninstall = crash.install(dialogs=screenshot is None and wizard is None)  # headless: no dialog
     try:
         if wizard is not None:
             from app.gui.wizard.headless import run_wizard_export
