@@ -76,3 +76,38 @@ def test_an_iso_image_is_readable_as_any_new_file(tmp_path: Path) -> None:
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(iso.stat().st_mode) == 0o666 & ~umask
+
+
+def _copy_test_files(folder: Path, names: list[str]) -> None:
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(Path(get_testdata_file(name)).read_bytes())
+
+
+def test_of_two_copies_of_an_instance_the_one_that_decodes_is_exported(tmp_path: Path) -> None:
+    """pydicom's JPEG-lossy.dcm (does not decode) and JPGExtended.dcm (does) share a SOP
+    Instance UID; whichever the reader lists, the export takes the good one and says so."""
+    src = tmp_path / "src"
+    _copy_test_files(src, ["JPEG-lossy.dcm", "JPGExtended.dcm"])
+    report = run_export(ExportOptions(sources=[src], dest=tmp_path / "out", study_date="20200101",
+                                      report=tmp_path / "r.json"))
+    assert report.ok and report.skipped == []
+    assert [t["source"].rsplit("/", 1)[1] for t in report.transcodings] == ["JPGExtended.dcm"]
+    assert any("JPEG-lossy.dcm" in p and "duplicate-instance" in p for p in report.problems), \
+        report.problems  # the other copy is named
+
+
+def test_a_different_image_with_the_same_uid_is_named_as_such(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.save_as(src / "a.dcm")
+    arr = ds.pixel_array.copy()
+    arr[0, 0] += 1
+    ds.PixelData = arr.tobytes()
+    ds.save_as(src / "b.dcm")
+    report = run_export(ExportOptions(sources=[src], dest=tmp_path / "out",
+                                      report=tmp_path / "r.json"))
+    assert report.ok
+    (clash,) = [p for p in report.problems if "DIFFERENT image" in p]
+    assert "b.dcm" in clash and "a.dcm" in clash and clash.startswith("warning")

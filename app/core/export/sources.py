@@ -11,11 +11,12 @@ Pixel Data. A file that cannot be read stops the plan with an ExportError naming
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +37,7 @@ from app.core.export.transcode import (
     EXPLICIT_LE,
     IMPLICIT_LE,
     MetaInfo,
+    is_compressed,
     parse_meta_info,
 )
 from app.core.files import MediumFS
@@ -444,14 +446,95 @@ _SET_ASIDE = frozenset({"duplicate-instance", "not-dicom", "empty-file", "trunca
 
 
 def _set_aside(medium: Medium) -> list[Problem]:
-    """The files of ``medium`` its reader set aside (a second copy of an instance, a file that
-    is not DICOM, ...), each named with the reader's reason: a whole-medium export says what it
-    leaves behind."""
+    """The files of ``medium`` its reader set aside (a file that is not DICOM, ...), each named
+    with the reader's reason: a whole-medium export says what it leaves behind. Other copies of
+    a listed instance are not set aside here: they are candidates (:func:`_other_copies`)."""
     listed = {inst.path for inst in medium.instances()}
+    copies = {inst.path for inst in _other_copies(medium)}
     root = medium.root.rstrip("/")
     return [Problem(p.severity, p.code, p.path, f"{root}/{p.path}: {p.message}; not exported")
             for p in medium.problems
-            if p.code in _SET_ASIDE and p.path and p.path not in listed]
+            if p.code in _SET_ASIDE and p.path and p.path not in listed
+            and p.path not in copies]
+
+
+def _other_copies(medium: Medium) -> list[Instance]:
+    """Files the reader listed once as a second copy of an instance (same SOP Instance UID): the
+    export reads them too and keeps the best copy (intact, decodable, lossless first)."""
+    listed = {inst.path for inst in medium.instances()}
+    return [Instance(None, path=p.path) for p in medium.problems
+            if p.code == "duplicate-instance" and p.severity == "warning" and p.path
+            and p.path not in listed]
+
+
+def _decodes(src: SourceFile) -> bool:
+    """Whether pydicom decodes the pixel data of ``src`` (True without pixel data)."""
+    if src.damage:
+        return False
+    if not is_compressed(src.transfer_syntax):
+        return True
+    try:
+        with src.medium.fs.open(src.rel) as fp, warnings.catch_warnings(), _quiet_stderr():  # type: ignore[union-attr]
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp, force=True)
+            if "PixelData" in ds:
+                ds.pixel_array  # noqa: B018 - decoding is the test
+    except Exception:  # noqa: BLE001 - any failure: this copy does not decode
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The codecs' C libraries print their complaints about a broken stream straight to file
+    descriptor 2: keep them off the console (the copy's fate is reported in words)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _same_content(a: SourceFile, b: SourceFile) -> bool:
+    """Two copies of one SOP Instance UID hold the same instance: the same bytes after their
+    File Meta, or the same decoded pixel values (one image in two encodings)."""
+    from app.core.export.transcode import pixel_digest
+
+    def body(s: SourceFile) -> bytes:
+        with s.medium.fs.open(s.rel) as fp:  # type: ignore[union-attr]
+            fp.seek(s.body_offset)
+            return fp.read()
+
+    try:
+        if body(a) == body(b):
+            return True
+        digests = []
+        for s in (a, b):
+            with s.medium.fs.open(s.rel) as fp, warnings.catch_warnings(), _quiet_stderr():  # type: ignore[union-attr]
+                warnings.simplefilter("ignore")
+                digests.append(pixel_digest(pydicom.dcmread(fp, force=True)))
+    except Exception:  # noqa: BLE001 - undecidable: not called the same
+        return False
+    return digests[0] is not None and digests[0] == digests[1]
+
+
+def _rank(src: SourceFile) -> tuple[bool, bool, bool, bool]:
+    """Which copy of an instance to export: the smallest rank (intact, decodable, not lossy,
+    not compressed)."""
+    return (src.damage is not None, not _decodes(src),
+            src.transfer_syntax in _LOSSY_SYNTAXES, is_compressed(src.transfer_syntax))
+
+
+_LOSSY_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                             "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91",
+                             "1.2.840.10008.1.2.4.203"})
 
 
 def read_sources(media: list[Medium], select: set[str] | None, *,
@@ -474,6 +557,8 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
             if select is not None and uid not in select:
                 continue
             wanted.append((medium, inst))
+        copies = _other_copies(medium)
+        wanted.extend((medium, c) for c in copies)  # filtered by UID once read, below
         if select is None:
             problems.extend(_set_aside(medium))
     report = Throttle(progress) if progress else None
@@ -494,16 +579,26 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
             continue
         if uid in seen:
             kept = out[index[uid]]
-            if kept.damage and not src.damage:  # keep the intact copy of a duplicate
+            new_rank, old_rank = _rank(src), _rank(kept)
+            if new_rank < old_rank:  # keep the better copy of a duplicate
                 out[index[uid]] = src
+                why = (f"is damaged ({kept.damage})" if old_rank[0] else
+                       "cannot be decoded" if old_rank[1] else
+                       "is lossy" if old_rank[2] else "is compressed")
                 problems.append(Problem("warning", "duplicate-instance", inst.path,
                                         f"{src.label}: exported instead of {kept.label}, the "
-                                        f"same instance but damaged ({kept.damage})"))
+                                        f"same SOP Instance UID; that copy {why}"))
                 seen[uid] = src.label
                 continue
-            problems.append(Problem("info", "duplicate-instance", inst.path,
-                                    f"{src.label}: same SOP Instance UID as {seen[uid]}; "
-                                    "exported once"))
+            if _same_content(kept, src):
+                problems.append(Problem("info", "duplicate-instance", inst.path,
+                                        f"{src.label}: same SOP Instance UID as {seen[uid]}; "
+                                        "exported once"))
+            else:
+                problems.append(Problem("warning", "duplicate-instance", inst.path,
+                                        f"{src.label}: a DIFFERENT image with the same SOP "
+                                        f"Instance UID as {seen[uid]} (a UID clash in the "
+                                        "source); not exported, only that one is"))
             continue
         seen[uid] = src.label
         index[uid] = len(out)
