@@ -68,7 +68,9 @@ def _values(value: object) -> list[object]:
     return [value]
 
 
-def _encode_text(value: str, encodings: tuple[str, ...], pn: bool) -> bytes:
+def encode_text(value: str, encodings: tuple[str, ...], pn: bool) -> bytes:
+    """``value`` in ``encodings`` (a person name by its groups when ``pn``); raises
+    :class:`CharsetError` when it cannot be represented."""
     if len(encodings) == 1:
         try:
             return value.encode(encodings[0])
@@ -118,7 +120,7 @@ def value_bytes(elem: DataElement, vr: str, encodings: tuple[str, ...]) -> bytes
     if vr in CHARSET_VRS:
         if text.isascii():
             return text.encode("ascii")
-        return _encode_text(text, encodings, vr == "PN")
+        return encode_text(text, encodings, vr == "PN")
     return text.encode("ascii", errors="replace")
 
 

@@ -31,7 +31,14 @@ from pathlib import Path
 from app.core.errors import DiscBridgeError, ExportError
 from app.core.export.finish import finish_volume, iso_and_burn, prebuild_dicomdirs
 from app.core.export.options import ExportOptions
-from app.core.export.plan import ExportPlan, PlannedFile, Volume, gc_paused, plan_export
+from app.core.export.plan import (
+    ExportPlan,
+    PlannedFile,
+    Volume,
+    dest_label,
+    gc_paused,
+    plan_export,
+)
 from app.core.export.report import ExportReport, Verification, VolumeResult
 from app.core.export.transcode import FileResult, warning_lines
 from app.core.export.verify import Expected, verify_bytes, verify_records
@@ -285,12 +292,10 @@ def _write_medium(plan: ExportPlan, dest: Path, report: ExportReport,
 def _sync_skipped(plan: ExportPlan, report: ExportReport) -> None:
     """The report names what the plan left out while writing; the changes and re-encodings of
     files that are not on the medium are no longer listed as made."""
-    for item in plan.skipped[len(report.skipped):]:
-        report.skipped.append(item)
+    report.skipped.extend(plan.skipped[len(report.skipped):])
     on_medium = {f.src.label for f in plan.files}
     report.transcodings = [t for t in report.transcodings if t.get("source") in on_medium]
-    kept = {f.rel for f in plan.files} | {f"{plan.volumes[f.volume].name}/{f.rel}"
-                                          for f in plan.files}
+    kept = {dest_label(f, plan.volumes) for f in plan.files}  # as the plan named the changes
     report.changes = [c for c in report.changes if c.file in kept]
 
 

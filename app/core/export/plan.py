@@ -56,7 +56,7 @@ FILESET_ID_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
 DEFAULT_FILESET_ID = "DISCBRIDGE"
 
 __all__ = ["ExportPlan", "PlanPatient", "PlanSeries", "PlanStudy", "PlannedFile",
-           "RefusedInstances", "TooBig", "Transcoding", "Volume", "plan_export",
+           "RefusedInstances", "TooBig", "Transcoding", "Volume", "dest_label", "plan_export",
            "validate_fileset_id"]
 
 
@@ -140,14 +140,13 @@ def _plan(options: ExportOptions, media: list[Medium] | None, capacity: int | No
     cap_bytes, cap_note, warnings = capacity_for(options, capacity)
     volumes = pack_volumes(patients, cap_bytes, options, fileset_id, icon_size)
     name_volumes(volumes)
-    changes = [Change(f.rel if len(volumes) == 1 else f"{volumes[f.volume].name}/{f.rel}",
-                      kw, f.src.get(kw), new, f.reasons.get(kw, ""))
+    changes = [Change(dest_label(f, volumes), kw, f.src.get(kw), new, f.reasons.get(kw, ""))
                for v in volumes for f in v.files for kw, new in f.fixes.items()]
-    transcodings = [Transcoding(_dest_label(f, volumes), f.src.label, ts_name(f.source_ts),
+    transcodings = [Transcoding(dest_label(f, volumes), f.src.label, ts_name(f.source_ts),
                                 ts_name(f.target_ts),
                                 "lossy source" if f.source_ts in _LOSSY else "")
                     for f in files if f.action == "transcode"]
-    transcodings += [Transcoding(_dest_label(f, volumes), f.src.label, ts_name(f.source_ts),
+    transcodings += [Transcoding(dest_label(f, volumes), f.src.label, ts_name(f.source_ts),
                                  ts_name(f.target_ts), "its dataset was not encoded as its "
                                  "transfer syntax says: re-encoded")
                      for f in files if f.action == "rewrite" and f.src.encoding_mismatch
@@ -178,7 +177,8 @@ def _check_dest_apart(options: ExportOptions, media: list[Medium]) -> None:
                                   "never modified)")
 
 
-def _dest_label(f: PlannedFile, volumes: list[Volume]) -> str:
+def dest_label(f: PlannedFile, volumes: list[Volume]) -> str:
+    """A file's name in messages and the report: its File ID path, under its volume when spanning."""
     return f.rel if len(volumes) == 1 else f"{volumes[f.volume].name}/{f.rel}"
 
 

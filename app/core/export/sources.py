@@ -427,6 +427,13 @@ def _other_copies(medium: Medium) -> list[Instance]:
             and p.path not in listed]
 
 
+def _whole_dataset(src: SourceFile) -> Dataset:
+    """The whole file of ``src`` read by pydicom, quietly (warnings and the codecs' stderr)."""
+    with src.medium.fs.open(src.rel) as fp, warnings.catch_warnings(), quiet_stderr():  # type: ignore[union-attr]
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(fp, force=True)
+
+
 def _decodes(src: SourceFile) -> bool:
     """Whether pydicom decodes the pixel data of ``src`` (True without pixel data)."""
     if src.damage:
@@ -434,15 +441,14 @@ def _decodes(src: SourceFile) -> bool:
     if not is_compressed(src.transfer_syntax):
         return True
     try:
-        with src.medium.fs.open(src.rel) as fp, warnings.catch_warnings(), quiet_stderr():  # type: ignore[union-attr]
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(fp, force=True)
-            if "PixelData" in ds:
+        ds = _whole_dataset(src)
+        if "PixelData" in ds:
+            with warnings.catch_warnings(), quiet_stderr():
+                warnings.simplefilter("ignore")
                 ds.pixel_array  # noqa: B018 - decoding is the test
     except Exception:  # noqa: BLE001 - any failure: this copy does not decode
         return False
     return True
-
 
 
 def _same_content(a: SourceFile, b: SourceFile) -> bool:
@@ -460,9 +466,10 @@ def _same_content(a: SourceFile, b: SourceFile) -> bool:
             return True
         digests = []
         for s in (a, b):
-            with s.medium.fs.open(s.rel) as fp, warnings.catch_warnings(), quiet_stderr():  # type: ignore[union-attr]
+            ds = _whole_dataset(s)
+            with warnings.catch_warnings(), quiet_stderr():
                 warnings.simplefilter("ignore")
-                digests.append(pixel_digest(pydicom.dcmread(fp, force=True)))
+                digests.append(pixel_digest(ds))
     except Exception:  # noqa: BLE001 - undecidable: not called the same
         return False
     return digests[0] is not None and digests[0] == digests[1]
@@ -508,6 +515,7 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
     out: list[SourceFile] = []
     total = len(wanted)
     dir_cache: dict[int, dict[str, Path | None]] = {}
+    ranks: dict[str, tuple[bool, bool, bool, bool]] = {}  # by label: each copy judged once
     for n, (medium, inst) in enumerate(wanted):
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -522,7 +530,10 @@ def read_sources(media: list[Medium], select: set[str] | None, *,
             continue
         if uid in seen:
             kept = out[index[uid]]
-            new_rank, old_rank = _rank(src), _rank(kept)
+            new_rank = ranks[src.label] = _rank(src)
+            if kept.label not in ranks:
+                ranks[kept.label] = _rank(kept)
+            old_rank = ranks[kept.label]
             if new_rank < old_rank:  # keep the better copy of a duplicate
                 out[index[uid]] = src
                 why = (f"is damaged ({kept.damage})" if old_rank[0] else

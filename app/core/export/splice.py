@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING
 
 from app.core.dicom.elements import dictionary_vr
 from app.core.dicom.encode import (
+    CHARSET_VRS,
     CharsetError,
     element_header,
     encode_element,
+    encode_text,
     python_encodings,
 )
 from app.core.export.fixes import MODIFYING_SYSTEM, REASON_CORRECT
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
                        "TM", "UC", "UI", "UT"})
-_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _ITEM = struct.Struct("<HHI")
 T_OAS = 0x04000561
 T_MODIFIED = 0x04000550
@@ -65,16 +66,18 @@ class Splice:
 
 
 def _encode_text(value: str, vr: str, charset: str | None) -> bytes | None:
+    """A fixed value's bytes in the file's character set; None when a splice cannot say it
+    (not text of a character-set VR, ISO 2022 code extensions, not representable)."""
     if value.isascii():
         return value.encode("ascii")
-    if vr not in _CHARSET_VRS:
+    if vr not in CHARSET_VRS:
         return None
-    encodings = python_encodings(charset)
-    if len(encodings) != 1:
-        return None  # ISO 2022 code extensions: leave it to pydicom
     try:
-        return value.encode(encodings[0])
-    except (UnicodeEncodeError, CharsetError, LookupError):
+        encodings = python_encodings(charset)
+        if len(encodings) != 1:
+            return None  # ISO 2022 code extensions: leave it to pydicom
+        return encode_text(value, encodings, vr == "PN")
+    except (CharsetError, LookupError):
         return None
 
 
